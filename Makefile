@@ -1,0 +1,50 @@
+# Home Mind — the two commands: `make run` (the cloud server on SQLite) and `make test` (everything).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= $(or $(HOMEMIND_HOST),127.0.0.1)
+PORT ?= $(or $(HOMEMIND_PORT),8080)
+DATA_DIR ?= $(or $(HOMEMIND_DATA_DIR),./data)
+
+.PHONY: run test lint typecheck pytest constraints clean
+
+# The venv is rebuilt when the interpreter is gone and refreshed when the
+# project's dependencies or pins change (the stamps are newer than both files).
+$(VENV)/bin/python:
+	@set -e; PYTHON=$$(scripts/find-python); echo "Creating $(VENV) with $$PYTHON"; \
+	"$$PYTHON" -m venv $(VENV); $(VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.stamp-server: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
+	@touch $@
+
+$(VENV)/.stamp-test: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,test]'
+	@touch $@ $(VENV)/.stamp-server
+
+run: $(VENV)/.stamp-server
+	$(VENV)/bin/homemind-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+lint: $(VENV)/.stamp-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.stamp-test
+	$(VENV)/bin/mypy homemind_client custom_components/home_mind cloud_server
+
+# The server, client and fake-API tests run without Home Assistant's pytest plugin
+# (it disables sockets and checks for HA-specific leftovers); the HA-harness tests
+# (integration and end to end) run with it.
+pytest: $(VENV)/.stamp-test
+	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/fakes tests/client tests/server
+	$(VENV)/bin/pytest -p no:cacheprovider tests/components tests/e2e
+
+test: lint typecheck pytest
+
+constraints: $(VENV)/.stamp-test
+	@( echo "# Exact pins for everything the tests and the server install (one resolution for every machine)."; \
+	   echo "# Regenerate with: make constraints"; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v '^homemind' ) > constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Home Mind cloud server: accounts."""

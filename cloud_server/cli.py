@@ -1,0 +1,88 @@
+"""`homemind-server`: run the service and administer it from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from . import __version__
+from .accounts.cli import register_commands as register_account_commands
+from .secrets import ConfigError, load_server_secrets
+from .settings import Settings
+
+LOGGER = logging.getLogger("cloud_server")
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Environment settings, overridden by the command-line options that were given."""
+    overrides = {
+        name: value
+        for name in ("host", "port", "data_dir")
+        if (value := getattr(args, name, None)) is not None
+    }
+    return Settings(**overrides)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .app import create_app
+
+    load_server_secrets(settings)  # fail fast, before binding the port
+    app = create_app(settings)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"Home Mind server {__version__} ({settings.mode}) on {url}", flush=True)
+    print(f"  open {url}/ · health {url}/healthz · data in {settings.data_dir}", flush=True)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=30,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    parser = argparse.ArgumentParser(prog="homemind-server", description="Home Mind cloud server")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, Command] = {}
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="address to bind (HOMEMIND_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (HOMEMIND_PORT, default 8080)")
+    serve.add_argument("--data-dir", help="data folder (HOMEMIND_DATA_DIR, default ./data)")
+    commands["serve"] = cmd_serve
+
+    register_account_commands(sub, commands)
+    return parser, commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        configure_logging(os.environ.get("HOMEMIND_LOG_LEVEL", settings.log_level))
+        return commands[args.command](args, settings)
+    except ConfigError as err:
+        print(f"homemind-server: configuration error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

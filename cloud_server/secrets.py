@@ -1,0 +1,126 @@
+"""The server's own secrets: the master encryption key(s) and the JWT signing key(s).
+
+Hosted mode takes them from the environment and refuses to start without them.
+Self-hosted mode generates them once into the data folder (mode 0600).
+
+Both variables accept a comma-separated key ring, newest first: the first key signs
+or encrypts, every listed key still verifies or decrypts (rotation). A key id is
+derived from each key (a short hash), so values carry the id of the key they need.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import Settings
+
+SECRETS_FILE = "secrets.json"
+ENCRYPTION_KEY_BYTES = 32
+MIN_JWT_KEY_BYTES = 32
+
+
+class ConfigError(Exception):
+    """The server cannot start with this configuration; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRing:
+    """Keys by id; `active_kid` is the one used for new values."""
+
+    keys: dict[str, bytes]
+    active_kid: str
+
+    @property
+    def active(self) -> bytes:
+        return self.keys[self.active_kid]
+
+    def __repr__(self) -> str:  # never show key material
+        return f"KeyRing(kids={list(self.keys)}, active_kid={self.active_kid!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSecrets:
+    encryption: KeyRing
+    jwt: KeyRing
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(b"homemind-kid:" + key).hexdigest()[:8]
+
+
+def _ring(keys: list[bytes]) -> KeyRing:
+    ordered = {key_id(k): k for k in keys}
+    return KeyRing(keys=ordered, active_kid=key_id(keys[0]))
+
+
+def parse_encryption_keys(value: str, variable: str = "ENCRYPTION_KEY") -> KeyRing:
+    keys: list[bytes] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            key = base64.b64decode(part, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != ENCRYPTION_KEY_BYTES:
+            raise ConfigError(
+                f"{variable} must be {ENCRYPTION_KEY_BYTES} random bytes in base64 "
+                f"(e.g. from `python -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())'`)"
+            )
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"{variable} is empty")
+    return _ring(keys)
+
+
+def parse_jwt_keys(value: str, variable: str = "JWT_SECRET") -> KeyRing:
+    keys = [p.strip().encode() for p in value.split(",") if p.strip()]
+    if not keys:
+        raise ConfigError(f"{variable} is empty")
+    if any(len(k) < MIN_JWT_KEY_BYTES for k in keys):
+        raise ConfigError(f"{variable} must be at least {MIN_JWT_KEY_BYTES} bytes long")
+    return _ring(keys)
+
+
+def _load_or_create_file(data_dir: Path) -> dict[str, str]:
+    path = data_dir / SECRETS_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+    generated = {
+        "encryption_key": base64.b64encode(secrets.token_bytes(ENCRYPTION_KEY_BYTES)).decode(),
+        "jwt_secret": secrets.token_urlsafe(48),
+    }
+    # O_EXCL: two processes starting at once never overwrite each other's keys.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        loaded = json.loads(path.read_text())
+        return loaded
+    with os.fdopen(fd, "w") as handle:
+        json.dump(generated, handle)
+    return generated
+
+
+def load_server_secrets(settings: Settings) -> ServerSecrets:
+    """The key rings for this server, or `ConfigError` naming the variable to fix."""
+    enc = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    jwt = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    if settings.hosted:
+        if not enc:
+            raise ConfigError("ENCRYPTION_KEY is required in hosted mode")
+        if not jwt:
+            raise ConfigError("JWT_SECRET is required in hosted mode")
+    if not enc or not jwt:
+        stored = _load_or_create_file(settings.data_dir)
+        enc = enc or stored["encryption_key"]
+        jwt = jwt or stored["jwt_secret"]
+    return ServerSecrets(encryption=parse_encryption_keys(enc), jwt=parse_jwt_keys(jwt))

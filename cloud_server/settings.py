@@ -1,0 +1,149 @@
+"""Server settings, read from the environment (names fixed by the design document)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every setting has one environment variable; tests build it with keyword names."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", env_file=None)
+
+    host: str = Field(default="127.0.0.1", validation_alias=_env("HOMEMIND_HOST", "host"))
+    port: int = Field(default=8080, ge=0, le=65535, validation_alias=_env("HOMEMIND_PORT", "port"))
+    data_dir: Path = Field(
+        default=Path("./data"), validation_alias=_env("HOMEMIND_DATA_DIR", "data_dir")
+    )
+    mode: Literal["self-hosted", "hosted"] = Field(
+        default="self-hosted", validation_alias=_env("HOMEMIND_MODE", "mode")
+    )
+    public_url: str | None = Field(
+        default=None, validation_alias=_env("HOMEMIND_PUBLIC_URL", "public_url")
+    )
+    log_level: str = Field(default="INFO", validation_alias=_env("HOMEMIND_LOG_LEVEL", "log_level"))
+
+    database_url: str | None = Field(
+        default=None, validation_alias=_env("DATABASE_URL", "database_url")
+    )
+    # Upgrade the schema on start; when off, `serve` refuses an outdated schema.
+    auto_migrate: bool = Field(
+        default=True, validation_alias=_env("HOMEMIND_AUTO_MIGRATE", "auto_migrate")
+    )
+
+    encryption_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("ENCRYPTION_KEY", "encryption_key")
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("JWT_SECRET", "jwt_secret")
+    )
+
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("ANTHROPIC_API_KEY", "anthropic_api_key")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url")
+    )
+    model: str = Field(
+        default="claude-sonnet-4-5", validation_alias=_env("HOMEMIND_MODEL", "model")
+    )
+    extraction_model: str = Field(
+        default="claude-haiku-4-5",
+        validation_alias=_env("HOMEMIND_EXTRACTION_MODEL", "extraction_model"),
+    )
+    max_tokens: int = Field(
+        default=1024, ge=16, validation_alias=_env("HOMEMIND_MAX_TOKENS", "max_tokens")
+    )
+    voice_max_tokens: int = Field(
+        default=300, ge=16, validation_alias=_env("HOMEMIND_VOICE_MAX_TOKENS", "voice_max_tokens")
+    )
+    # Voice satellites give up after ~15 s: the first token must come well before that.
+    first_token_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=_env("HOMEMIND_FIRST_TOKEN_TIMEOUT", "first_token_timeout"),
+    )
+    response_timeout: float = Field(
+        default=60.0, gt=0, validation_alias=_env("HOMEMIND_RESPONSE_TIMEOUT", "response_timeout")
+    )
+    max_model_calls: int = Field(
+        default=5, ge=1, validation_alias=_env("HOMEMIND_MAX_MODEL_CALLS", "max_model_calls")
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        validation_alias=_env("HOMEMIND_MAX_BODY_BYTES", "max_body_bytes"),
+    )
+
+    stripe_secret_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("STRIPE_SECRET_KEY", "stripe_secret_key")
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret")
+    )
+    stripe_price_byok: str | None = Field(
+        default=None, validation_alias=_env("STRIPE_PRICE_BYOK", "stripe_price_byok")
+    )
+    stripe_price_managed: str | None = Field(
+        default=None, validation_alias=_env("STRIPE_PRICE_MANAGED", "stripe_price_managed")
+    )
+    stripe_api_base: str | None = Field(
+        default=None, validation_alias=_env("STRIPE_API_BASE", "stripe_api_base")
+    )
+
+    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL", "redis_url"))
+    shodh_url: str | None = Field(default=None, validation_alias=_env("SHODH_URL", "shodh_url"))
+    shodh_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("SHODH_API_KEY", "shodh_api_key")
+    )
+
+    smtp_host: str | None = Field(default=None, validation_alias=_env("SMTP_HOST", "smtp_host"))
+    smtp_port: int = Field(default=587, validation_alias=_env("SMTP_PORT", "smtp_port"))
+    smtp_username: str | None = Field(
+        default=None, validation_alias=_env("SMTP_USERNAME", "smtp_username")
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, validation_alias=_env("SMTP_PASSWORD", "smtp_password")
+    )
+    smtp_from: str = Field(
+        default="Home Mind <no-reply@localhost>", validation_alias=_env("SMTP_FROM", "smtp_from")
+    )
+    smtp_starttls: bool = Field(
+        default=True, validation_alias=_env("SMTP_STARTTLS", "smtp_starttls")
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def hosted(self) -> bool:
+        return self.mode == "hosted"
+
+    @property
+    def billing_enabled(self) -> bool:
+        return self.stripe_secret_key is not None
+
+    @property
+    def effective_database_url(self) -> str:
+        """`DATABASE_URL`, or SQLite in the data folder; always with an async driver."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'homemind.db').resolve()}"
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url.removeprefix(prefix)
+        return url
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,0 +1,115 @@
+"""Accounts and installations wire models (user JWT and installation token)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .base import RequestModel, ResponseModel
+
+Tier = Literal["free", "byok", "managed"]
+
+
+class RegisterRequest(RequestModel):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(max_length=1024)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class LoginRequest(RequestModel):
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(max_length=1024)
+
+
+class RefreshRequest(RequestModel):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class PasswordResetRequest(RequestModel):
+    email: str = Field(min_length=1, max_length=254)
+
+
+class PasswordResetConfirm(RequestModel):
+    token: str = Field(min_length=1, max_length=512)
+    password: str = Field(max_length=1024)
+
+
+class UserOut(ResponseModel):
+    id: str
+    email: str
+    name: str | None = None
+    tier: Tier = "free"
+
+
+class MeResponse(UserOut):
+    created_at: datetime
+
+
+class TokenResponse(ResponseModel):
+    user: UserOut
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class InstallationCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class InstallationCreated(ResponseModel):
+    """The only response that ever contains the installation token."""
+
+    id: str
+    name: str
+    token: str
+    token_hint: str
+    created_at: datetime
+
+
+class InstallationListItem(ResponseModel):
+    id: str
+    name: str
+    token_hint: str
+    has_api_key: bool
+    key_hint: str | None = None
+    last_seen_at: datetime | None = None
+    created_at: datetime
+
+
+class ApiKeyUpdate(RequestModel):
+    api_key: str = Field(min_length=1, max_length=512)
+
+
+class ApiKeyStatus(ResponseModel):
+    has_api_key: bool
+    key_hint: str | None = None
+
+
+class SubscriptionSummary(ResponseModel):
+    status: str = "none"
+    tier: Tier = "free"
+    current_period_end: datetime | None = None
+    trial_end: datetime | None = None
+    grace_until: datetime | None = None
+
+
+class UsageSummary(ResponseModel):
+    messages: int = 0
+    allowance: int | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+class InstallationInfo(ResponseModel):
+    """`GET /api/installation`: what an installation token may read about itself."""
+
+    id: str
+    name: str
+    tier: Tier = "free"
+    has_api_key: bool = False
+    subscription: SubscriptionSummary = Field(default_factory=SubscriptionSummary)
+    usage: UsageSummary = Field(default_factory=UsageSummary)
+    extra: dict[str, Any] | None = None

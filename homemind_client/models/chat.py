@@ -1,0 +1,179 @@
+"""Chat wire models: `POST /api/chat` and `POST /api/chat/stream`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import RequestModel, ResponseModel
+
+StopReason = Literal["end_turn", "tool_use", "max_tokens"]
+
+# Bounds that keep a single request reasonable; the server also limits the body size.
+MAX_MESSAGE_CHARS = 32_000
+MAX_MESSAGES = 200
+MAX_TOOLS = 128
+
+
+class ToolCall(RequestModel):
+    """A call of one of HA's tools, chosen by the model and executed by HA."""
+
+    id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserMessage(RequestModel):
+    role: Literal["user"] = "user"
+    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+
+class AssistantMessage(RequestModel):
+    role: Literal["assistant"] = "assistant"
+    content: str = Field(default="", max_length=MAX_MESSAGE_CHARS * 4)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+
+
+class ToolResultMessage(RequestModel):
+    role: Literal["tool_result"] = "tool_result"
+    tool_call_id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128)
+    result: Any = None
+
+
+ChatMessage = Annotated[
+    UserMessage | AssistantMessage | ToolResultMessage, Field(discriminator="role")
+]
+
+
+class Speaker(RequestModel):
+    """The person behind the turn (HA user id and, when known, their name)."""
+
+    id: str = Field(min_length=1, max_length=128)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class ToolSpec(RequestModel):
+    """One of HA's LLM tools: name, description and JSON schema of its arguments."""
+
+    name: str = Field(min_length=1, max_length=128)
+    description: str = Field(default="", max_length=8_000)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ChatRequest(RequestModel):
+    """The body of both chat endpoints: one `message`, or the whole `messages` so far."""
+
+    message: str | None = Field(default=None, min_length=1, max_length=MAX_MESSAGE_CHARS)
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=MAX_MESSAGES)
+    conversation_id: str | None = Field(default=None, max_length=128)
+    language: str | None = Field(default=None, max_length=35)
+    is_voice: bool = False
+    speaker: Speaker | None = None
+    device_id: str | None = Field(default=None, max_length=128)
+    tools: list[ToolSpec] = Field(default_factory=list, max_length=MAX_TOOLS)
+    home_prompt: str | None = Field(default=None, max_length=200_000)
+    instructions: str | None = Field(default=None, max_length=20_000)
+
+    @model_validator(mode="after")
+    def _exactly_one_input(self) -> ChatRequest:
+        if (self.message is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'message' or 'messages'")
+        return self
+
+    def conversation(self) -> list[UserMessage | AssistantMessage | ToolResultMessage]:
+        """The conversation in its neutral form, whichever input field was used."""
+        if self.messages is not None:
+            return list(self.messages)
+        assert self.message is not None
+        return [UserMessage(content=self.message)]
+
+
+class Usage(ResponseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+
+class Notice(ResponseModel):
+    """Something the user should hear about besides the answer (e.g. usage at 80 %)."""
+
+    code: str
+    message: str
+    level: Literal["info", "warning"] = "info"
+
+
+class ResponseToolCall(ResponseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatResponse(ResponseModel):
+    conversation_id: str
+    reply: str = ""
+    tool_calls: list[ResponseToolCall] = Field(default_factory=list)
+    stop_reason: StopReason = "end_turn"
+    usage: Usage = Field(default_factory=Usage)
+    notices: list[Notice] = Field(default_factory=list)
+
+
+# --- streaming events (`text/event-stream`, the SSE `event:` name is the `type`) ---
+
+
+class TextDeltaEvent(ResponseModel):
+    type: Literal["text_delta"] = "text_delta"
+    text: str
+
+
+class ToolCallEvent(ResponseModel):
+    type: Literal["tool_call"] = "tool_call"
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class DoneEvent(ResponseModel):
+    type: Literal["done"] = "done"
+    response: ChatResponse
+
+
+class ErrorEvent(ResponseModel):
+    type: Literal["error"] = "error"
+    code: str
+    detail: str = ""
+
+
+StreamEvent = TextDeltaEvent | ToolCallEvent | DoneEvent | ErrorEvent
+
+STREAM_EVENT_NAMES = ("text_delta", "tool_call", "done", "error")
+
+
+def encode_event(event: StreamEvent) -> bytes:
+    """One server-sent event: `event: <type>` and one line of JSON data.
+
+    `done` carries the same object as the non-streaming answer, unwrapped.
+    """
+    if isinstance(event, DoneEvent):
+        data = event.response.model_dump_json()
+    else:
+        data = event.model_dump_json(exclude={"type"})
+    return f"event: {event.type}\ndata: {data}\n\n".encode()
+
+
+def decode_event(name: str, data: str) -> StreamEvent:
+    """The typed event for an SSE `event:` name and its `data:` payload.
+
+    Raises `ValueError` (pydantic's `ValidationError` included) for unknown or malformed events.
+    """
+    if name == "text_delta":
+        return TextDeltaEvent.model_validate_json(data)
+    if name == "tool_call":
+        return ToolCallEvent.model_validate_json(data)
+    if name == "done":
+        return DoneEvent(response=ChatResponse.model_validate_json(data))
+    if name == "error":
+        return ErrorEvent.model_validate_json(data)
+    raise ValueError(f"unknown stream event {name!r}")
