@@ -14,9 +14,7 @@ from .errors import ApiError, validation_error
 async def read_json(request: web.Request) -> Any:
     """The parsed JSON body; 415 for another content type, 413 when too big, 422 if malformed."""
     if request.content_type != "application/json":
-        raise ApiError(
-            415, "unsupported_media_type", "Send the body as application/json."
-        )
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as err:

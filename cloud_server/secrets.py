@@ -72,7 +72,7 @@ def parse_encryption_keys(value: str, variable: str = "ENCRYPTION_KEY") -> KeyRi
         if len(key) != ENCRYPTION_KEY_BYTES:
             raise ConfigError(
                 f"{variable} must be {ENCRYPTION_KEY_BYTES} random bytes in base64 "
-                f"(e.g. from `python -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())'`)"
+                "(e.g. the output of `openssl rand -base64 32`)"
             )
         keys.append(key)
     if not keys:

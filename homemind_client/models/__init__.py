@@ -88,6 +88,7 @@ __all__ = [
     "Usage",
     "UsageSummary",
     "UserMessage",
+    "UserOut",
     "decode_event",
     "encode_event",
 ]
