@@ -1,0 +1,523 @@
+"""The typed async client of the Home Mind cloud API.
+
+Like hass-nabucasa it never imports Home Assistant and never owns the HTTP session: the
+host (HA, the CLI, a test) passes its `aiohttp.ClientSession`.
+
+Retry policy (voice: a person is waiting, so retries are few and short):
+
+* `get_installation` (a GET, safe to repeat): up to `installation_retry.max_retries`
+  retries on connection errors, timeouts, 429 and 502/503/504, with exponential backoff
+  and jitter; a `Retry-After` is honoured when it fits `max_retry_after`, otherwise the
+  error is raised at once (waiting longer than that helps nobody).
+* `chat` and `chat_stream`: retried (at most `chat_retry.max_retries`) only when the
+  server cannot have acted on the request — the TCP connection was never made
+  (`ClientConnectorError`: refused, DNS), or it answered 429 or 503
+  `upstream_unavailable` (refused before any model output). A connection that broke
+  after the request was sent, a timeout, or any stream that has started is never
+  retried: the turn may have been processed and counted.
+* Every retry stays within the call's time budget (`timeout`, or the stream's
+  `first_event_timeout`); a backoff that would not fit is not attempted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+from yarl import URL
+
+from .errors import (
+    HomeMindConnectionError,
+    HomeMindError,
+    HomeMindInvalidResponseError,
+    HomeMindTimeoutError,
+    error_for,
+    parse_retry_after,
+)
+from .models import (
+    ChatRequest,
+    ChatResponse,
+    DoneEvent,
+    ErrorEvent,
+    InstallationInfo,
+    Problem,
+    TextDeltaEvent,
+    ToolCallEvent,
+    decode_event,
+)
+from .sse import SSEParser
+
+__version__: Final = "0.1.0"
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_URL: Final = "http://127.0.0.1:8080"
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+
+ChatStreamEvent = TextDeltaEvent | ToolCallEvent | DoneEvent
+"""What `chat_stream` yields; an `error` event is raised, never yielded."""
+
+_STREAM_EVENT_NAMES: Final = frozenset({"text_delta", "tool_call", "done", "error"})
+_RETRY_STATUSES_GET: Final = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry; delays are `backoff * 2**n` with ±50 % jitter."""
+
+    max_retries: int = 2
+    backoff: float = 0.25
+    max_backoff: float = 2.0
+    max_retry_after: float = 5.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float | None:
+        """Seconds to wait before retry number `attempt` (0-based); None: do not retry."""
+        if attempt >= self.max_retries:
+            return None
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return None
+        base = min(self.max_backoff, self.backoff * (2**attempt))
+        # Jitter spreads out clients that failed together; not security related.
+        delay: float = base * random.uniform(0.5, 1.5)  # noqa: S311
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way that is safe to retry."""
+
+    def __init__(self, error: HomeMindError, retry_after: float | None = None) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.retry_after = retry_after
+
+
+class HomeMindClient:
+    """Client of one Home Mind server, authenticated with an installation token."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str,
+        *,
+        request_timeout: float = 15.0,
+        first_event_timeout: float = 20.0,
+        idle_timeout: float = 30.0,
+        user_agent: str | None = None,
+    ) -> None:
+        url = URL(base_url.strip())
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("base_url must be an absolute http(s) URL")
+        self.base_url: str = str(url).rstrip("/")
+        self._base = URL(self.base_url)
+        self._session = session
+        self._token = token
+        self.request_timeout = request_timeout
+        self.first_event_timeout = first_event_timeout
+        self.idle_timeout = idle_timeout
+        agent = f"homemind-client/{__version__}"
+        self.user_agent = f"{user_agent} {agent}" if user_agent else agent
+        self.installation_retry = RetryPolicy(max_retries=2, backoff=0.25, max_retry_after=5.0)
+        self.chat_retry = RetryPolicy(max_retries=1, backoff=0.2, max_retry_after=2.0)
+
+    def __repr__(self) -> str:
+        return f"HomeMindClient(base_url={self.base_url!r})"
+
+    # --- public API -------------------------------------------------------------------
+
+    async def get_installation(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
+    ) -> InstallationInfo:
+        """`GET /api/installation`: what this token's installation is (validates the token)."""
+
+        async def attempt(remaining: float) -> InstallationInfo:
+            try:
+                async with self._session.get(
+                    self._url("/api/installation"),
+                    headers=self._headers("application/json"),
+                    timeout=aiohttp.ClientTimeout(total=remaining),
+                    allow_redirects=False,
+                ) as response:
+                    body = await response.read()
+                    if response.status in _RETRY_STATUSES_GET:
+                        error = self._error_from_response(response, body)
+                        raise _Retry(error, error.retry_after)
+                    return self._parse_ok(response, body, InstallationInfo)
+            except HomeMindError:
+                raise
+            except TimeoutError as err:
+                raise _Retry(self._timeout_error("installation request")) from err
+            except aiohttp.ClientConnectorCertificateError as err:
+                raise self._connection_error(err) from err
+            except aiohttp.ClientError as err:
+                raise _Retry(self._connection_error(err)) from err
+
+        return await self._with_retries(
+            attempt, self.installation_retry, timeout or self.request_timeout
+        )
+
+    async def chat(
+        self,
+        request: ChatRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
+    ) -> ChatResponse:
+        """`POST /api/chat`: one turn, answered whole."""
+        payload = self._payload(request)
+
+        async def attempt(remaining: float) -> ChatResponse:
+            try:
+                async with self._session.post(
+                    self._url("/api/chat"),
+                    data=payload,
+                    headers=self._headers("application/json", json_body=True),
+                    timeout=aiohttp.ClientTimeout(total=remaining),
+                    allow_redirects=False,
+                ) as response:
+                    body = await response.read()
+                    if response.status != 200:
+                        error = self._error_from_response(response, body)
+                        if _chat_refused_before_work(response.status, error):
+                            raise _Retry(error, error.retry_after)
+                        raise error
+                    return self._parse_ok(response, body, ChatResponse)
+            except HomeMindError:
+                raise
+            except TimeoutError as err:
+                raise self._timeout_error("chat request") from err
+            except aiohttp.ClientConnectorCertificateError as err:
+                raise self._connection_error(err) from err
+            except aiohttp.ClientConnectorError as err:
+                # Never connected: the server cannot have seen the request.
+                raise _Retry(self._connection_error(err)) from err
+            except aiohttp.ClientError as err:
+                raise self._connection_error(err) from err
+
+        return await self._with_retries(attempt, self.chat_retry, timeout or self.request_timeout)
+
+    async def chat_stream(
+        self,
+        request: ChatRequest,
+        *,
+        first_event_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        total_timeout: float | None = None,
+    ) -> AsyncIterator[ChatStreamEvent]:
+        """`POST /api/chat/stream`: typed events as the server sends them.
+
+        Yields `TextDeltaEvent`, `ToolCallEvent` and finally one `DoneEvent`. An `error`
+        event raises the mapped `HomeMindError` (after the events already yielded); a
+        stream that ends without `done` raises `HomeMindConnectionError`.
+        `first_event_timeout` covers connecting, the headers and the first event;
+        `idle_timeout` the gap between two reads (keep-alive comments count as life);
+        `total_timeout` the whole stream. Each raises `HomeMindTimeoutError`.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first_budget = first_event_timeout or self.first_event_timeout
+        idle = idle_timeout or self.idle_timeout
+        total_deadline = started + total_timeout if total_timeout else None
+        first_deadline = started + first_budget
+        if total_deadline is not None:
+            first_deadline = min(first_deadline, total_deadline)
+
+        response = await self._open_stream(request, first_deadline)
+        finished = False
+        try:
+            parser = SSEParser()
+            seen_event = False
+            while True:
+                deadline = first_deadline if not seen_event else loop.time() + idle
+                if total_deadline is not None:
+                    deadline = min(deadline, total_deadline)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await response.content.readany()
+                except TimeoutError as err:
+                    what = "the answer" if seen_event else "the first event"
+                    raise self._timeout_error(f"waiting for {what}", response) from err
+                except (aiohttp.ClientError, ConnectionError) as err:
+                    raise self._connection_error(err, response) from err
+                if not chunk:
+                    raise HomeMindConnectionError(
+                        "The stream ended before the answer was complete.",
+                        status=response.status,
+                        request_id=_request_id(response),
+                    )
+                for sse in parser.feed(chunk):
+                    if sse.event not in _STREAM_EVENT_NAMES:
+                        continue  # a newer server's event: ignore for forward compatibility
+                    seen_event = True
+                    event = self._decode(sse.event, sse.data, response)
+                    if isinstance(event, ErrorEvent):
+                        raise error_for(
+                            status=None,
+                            code=event.code,
+                            detail=event.detail,
+                            request_id=_request_id(response),
+                        )
+                    yield event
+                    if isinstance(event, DoneEvent):
+                        finished = True
+                        return
+        finally:
+            if finished:
+                response.release()
+            else:
+                response.close()
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _url(self, path: str) -> URL:
+        return self._base.with_path(self._base.path.rstrip("/") + path)
+
+    def _headers(self, accept: str, *, json_body: bool = False) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": accept,
+            "User-Agent": self.user_agent,
+        }
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    @staticmethod
+    def _payload(request: ChatRequest) -> bytes:
+        return request.model_dump_json(exclude_none=True).encode()
+
+    async def _open_stream(self, request: ChatRequest, deadline: float) -> aiohttp.ClientResponse:
+        """Send the stream request; retried only while nothing can have happened yet."""
+        payload = self._payload(request)
+        headers = self._headers("text/event-stream", json_body=True)
+        # Compression would make proxies and aiohttp buffer the stream.
+        headers["Accept-Encoding"] = "identity"
+        loop = asyncio.get_running_loop()
+
+        async def attempt(_remaining: float) -> aiohttp.ClientResponse:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._session.post(
+                        self._url("/api/chat/stream"),
+                        data=payload,
+                        headers=headers,
+                        # Our own deadlines govern; a session default must not cut a stream.
+                        timeout=aiohttp.ClientTimeout(total=None),
+                        allow_redirects=False,
+                    )
+                    if response.status == 200:
+                        content_type = response.content_type
+                        if content_type != "text/event-stream":
+                            response.close()
+                            raise HomeMindInvalidResponseError(
+                                f"Expected an event stream, got {content_type!r}.",
+                                status=200,
+                                request_id=_request_id(response),
+                            )
+                        return response
+                    try:
+                        body = await response.read()
+                    finally:
+                        response.release()
+            except HomeMindError:
+                raise
+            except TimeoutError as err:
+                raise self._timeout_error("waiting for the first event") from err
+            except aiohttp.ClientConnectorCertificateError as err:
+                raise self._connection_error(err) from err
+            except aiohttp.ClientConnectorError as err:
+                raise _Retry(self._connection_error(err)) from err
+            except aiohttp.ClientError as err:
+                raise self._connection_error(err) from err
+            error = self._error_from_response(response, body)
+            if _chat_refused_before_work(response.status, error):
+                raise _Retry(error, error.retry_after)
+            raise error
+
+        return await self._with_retries(attempt, self.chat_retry, deadline - loop.time())
+
+    async def _with_retries[T](
+        self,
+        attempt: Callable[[float], Awaitable[T]],
+        policy: RetryPolicy,
+        budget: float,
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        retries = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self._timeout_error("request")
+            try:
+                return await attempt(remaining)
+            except _Retry as retry:
+                delay = policy.delay(retries, retry.retry_after)
+                if delay is None or loop.time() + delay >= deadline:
+                    raise retry.error from retry.__cause__
+                LOGGER.debug(
+                    "Retrying in %.2f s after %s (code %s)",
+                    delay,
+                    type(retry.error).__name__,
+                    retry.error.code,
+                )
+                retries += 1
+                await asyncio.sleep(delay)
+
+    def _parse_ok[M: BaseModel](
+        self, response: aiohttp.ClientResponse, body: bytes, model: type[M]
+    ) -> M:
+        request_id = _request_id(response)
+        if response.status != 200:
+            raise self._error_from_response(response, body)
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as err:
+            LOGGER.debug("Invalid %s from server (request id %s)", model.__name__, request_id)
+            raise HomeMindInvalidResponseError(
+                f"The server's answer is not a valid {model.__name__}.",
+                status=response.status,
+                request_id=request_id,
+            ) from err
+
+    def _error_from_response(self, response: aiohttp.ClientResponse, body: bytes) -> HomeMindError:
+        status = response.status
+        header_request_id = _request_id(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        LOGGER.debug(
+            "%s %s -> HTTP %s (request id %s)",
+            response.method,
+            response.url.path,
+            status,
+            header_request_id,
+        )
+        if 300 <= status < 400 or status < 200:
+            return HomeMindInvalidResponseError(
+                f"Unexpected HTTP {status} from the server (is the URL right?).",
+                status=status,
+                request_id=header_request_id,
+            )
+        if 200 <= status < 300:
+            return HomeMindInvalidResponseError(
+                f"Unexpected HTTP {status} from the server.",
+                status=status,
+                request_id=header_request_id,
+            )
+        code, detail, request_id, problem_retry_after = _read_problem(body)
+        if retry_after is None:
+            retry_after = problem_retry_after
+        return error_for(
+            status=status,
+            code=code,
+            detail=detail or f"HTTP {status}",
+            request_id=request_id or header_request_id,
+            retry_after=retry_after,
+        )
+
+    def _decode(
+        self, name: str, data: str, response: aiohttp.ClientResponse
+    ) -> TextDeltaEvent | ToolCallEvent | DoneEvent | ErrorEvent:
+        try:
+            return decode_event(name, data)
+        except ValueError as err:
+            raise HomeMindInvalidResponseError(
+                f"The server sent a malformed {name!r} event.",
+                status=response.status,
+                request_id=_request_id(response),
+            ) from err
+
+    def _timeout_error(
+        self, what: str, response: aiohttp.ClientResponse | None = None
+    ) -> HomeMindTimeoutError:
+        return HomeMindTimeoutError(
+            f"Timed out: {what}.",
+            status=response.status if response is not None else None,
+            request_id=_request_id(response) if response is not None else None,
+        )
+
+    def _connection_error(
+        self, err: BaseException, response: aiohttp.ClientResponse | None = None
+    ) -> HomeMindConnectionError:
+        # Only the exception type and the server's address: aiohttp's messages can carry
+        # request details, and ours never carry headers.
+        detail = f"Cannot talk to the Home Mind server at {self._base.host}: {type(err).__name__}"
+        reason = _safe_reason(err, self._token)
+        if reason:
+            detail = f"{detail} ({reason})"
+        return HomeMindConnectionError(
+            detail,
+            status=response.status if response is not None else None,
+            request_id=_request_id(response) if response is not None else None,
+        )
+
+
+def _chat_refused_before_work(status: int, error: HomeMindError) -> bool:
+    """A chat answer that proves the turn was not processed: safe to send again."""
+    return status == 429 or (status == 503 and error.code == "upstream_unavailable")
+
+
+def _request_id(response: aiohttp.ClientResponse | None) -> str | None:
+    if response is None:
+        return None
+    return response.headers.get(REQUEST_ID_HEADER)
+
+
+def _read_problem(body: bytes) -> tuple[str | None, str, str | None, float | None]:
+    """`code, detail, request_id, retry_after` from an error body, as much as it holds."""
+    try:
+        problem = Problem.model_validate_json(body)
+    except ValidationError:
+        pass
+    else:
+        retry_after = float(problem.retry_after) if problem.retry_after is not None else None
+        return problem.code, problem.detail, problem.request_id, retry_after
+    # Not a full problem document (a proxy's page, another server): take what is usable.
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, "", None, None
+    if not isinstance(data, dict):
+        return None, "", None, None
+    code = data.get("code")
+    detail = data.get("detail")
+    request_id = data.get("request_id")
+    return (
+        code if isinstance(code, str) else None,
+        detail if isinstance(detail, str) else "",
+        request_id if isinstance(request_id, str) else None,
+        None,
+    )
+
+
+def _safe_reason(err: BaseException, token: str) -> str:
+    """A short reason for a connection failure, without anything that looks like the token."""
+    if isinstance(err, aiohttp.ClientConnectorError):
+        reason = err.strerror or ""
+    elif isinstance(err, aiohttp.ServerDisconnectedError):
+        reason = "server disconnected"
+    elif isinstance(err, aiohttp.ClientPayloadError):
+        reason = "the answer was cut off"
+    else:
+        reason = ""
+    if token and token in reason:
+        return ""
+    return reason
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "ChatStreamEvent",
+    "HomeMindClient",
+    "RetryPolicy",
+    "__version__",
+]
