@@ -15,8 +15,9 @@ Retry policy (voice: a person is waiting, so retries are few and short):
   `upstream_unavailable` (refused before any model output). A connection that broke
   after the request was sent, a timeout, or any stream that has started is never
   retried: the turn may have been processed and counted.
-* Every retry stays within the call's time budget (`timeout`, or the stream's
-  `first_event_timeout`); a backoff that would not fit is not attempted.
+* `timeout` of `get_installation`/`chat` bounds each attempt (so a GET can take up to
+  three of them plus short backoffs); a stream's `first_event_timeout` is one deadline
+  for all its attempts together, and a backoff that would not fit is not attempted.
 """
 
 from __future__ import annotations
@@ -141,12 +142,14 @@ class HomeMindClient:
     ) -> InstallationInfo:
         """`GET /api/installation`: what this token's installation is (validates the token)."""
 
-        async def attempt(remaining: float) -> InstallationInfo:
+        attempt_timeout = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
+
+        async def attempt() -> InstallationInfo:
             try:
                 async with self._session.get(
                     self._url("/api/installation"),
                     headers=self._headers("application/json"),
-                    timeout=aiohttp.ClientTimeout(total=remaining),
+                    timeout=attempt_timeout,
                     allow_redirects=False,
                 ) as response:
                     body = await response.read()
@@ -163,9 +166,7 @@ class HomeMindClient:
             except aiohttp.ClientError as err:
                 raise _Retry(self._connection_error(err)) from err
 
-        return await self._with_retries(
-            attempt, self.installation_retry, timeout or self.request_timeout
-        )
+        return await self._with_retries(attempt, self.installation_retry)
 
     async def chat(
         self,
@@ -176,13 +177,15 @@ class HomeMindClient:
         """`POST /api/chat`: one turn, answered whole."""
         payload = self._payload(request)
 
-        async def attempt(remaining: float) -> ChatResponse:
+        attempt_timeout = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
+
+        async def attempt() -> ChatResponse:
             try:
                 async with self._session.post(
                     self._url("/api/chat"),
                     data=payload,
                     headers=self._headers("application/json", json_body=True),
-                    timeout=aiohttp.ClientTimeout(total=remaining),
+                    timeout=attempt_timeout,
                     allow_redirects=False,
                 ) as response:
                     body = await response.read()
@@ -204,7 +207,7 @@ class HomeMindClient:
             except aiohttp.ClientError as err:
                 raise self._connection_error(err) from err
 
-        return await self._with_retries(attempt, self.chat_retry, timeout or self.request_timeout)
+        return await self._with_retries(attempt, self.chat_retry)
 
     async def chat_stream(
         self,
@@ -302,9 +305,8 @@ class HomeMindClient:
         headers = self._headers("text/event-stream", json_body=True)
         # Compression would make proxies and aiohttp buffer the stream.
         headers["Accept-Encoding"] = "identity"
-        loop = asyncio.get_running_loop()
 
-        async def attempt(_remaining: float) -> aiohttp.ClientResponse:
+        async def attempt() -> aiohttp.ClientResponse:
             try:
                 async with asyncio.timeout_at(deadline):
                     response = await self._session.post(
@@ -344,26 +346,22 @@ class HomeMindClient:
                 raise _Retry(error, error.retry_after)
             raise error
 
-        return await self._with_retries(attempt, self.chat_retry, deadline - loop.time())
+        return await self._with_retries(attempt, self.chat_retry, deadline)
 
     async def _with_retries[T](
         self,
-        attempt: Callable[[float], Awaitable[T]],
+        attempt: Callable[[], Awaitable[T]],
         policy: RetryPolicy,
-        budget: float,
+        deadline: float | None = None,
     ) -> T:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
         retries = 0
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise self._timeout_error("request")
             try:
-                return await attempt(remaining)
+                return await attempt()
             except _Retry as retry:
                 delay = policy.delay(retries, retry.retry_after)
-                if delay is None or loop.time() + delay >= deadline:
+                if delay is None or (deadline is not None and loop.time() + delay >= deadline):
                     raise retry.error from retry.__cause__
                 LOGGER.debug(
                     "Retrying in %.2f s after %s (code %s)",
