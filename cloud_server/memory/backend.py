@@ -1,0 +1,135 @@
+"""The memory backend interface and the records it returns.
+
+Scopes: a fact with `speaker_id=None` belongs to the whole household; a fact with a
+speaker id belongs to that person. Searches for a speaker see the household's facts
+and that speaker's own, never another speaker's. The owner is always the account
+(`user_id`): every installation of a user shares the household memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+Source = Literal["api", "installation", "tool", "extraction"]
+
+# `all_speakers=True` (the owner's own API) sees every scope; otherwise the household
+# and `speaker_id` only.
+ALL = "__all__"
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    id: str
+    user_id: str
+    content: str
+    category: str | None
+    speaker_id: str | None
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    superseded_by: str | None = None
+    superseded_at: datetime | None = None
+    use_count: int = 0
+    last_used_at: datetime | None = None
+    index_ref: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.superseded_by is None
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    record: MemoryRecord
+    created: bool
+
+
+class MemoryNotFoundError(LookupError):
+    """The fact does not exist for this owner (or is no longer active where that matters)."""
+
+
+class MemoryBackendError(RuntimeError):
+    """The store failed (database or remote index); the caller decides how to degrade."""
+
+
+class MemoryBackend(Protocol):
+    name: str
+
+    async def add(
+        self,
+        user_id: str,
+        content: str,
+        *,
+        category: str | None = None,
+        speaker_id: str | None = None,
+        source: Source = "api",
+    ) -> AddResult:
+        """Store a fact; an identical active fact (normalised) in the same scope is returned."""
+        ...
+
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        speaker_id: str | None = None,
+        all_speakers: bool = False,
+        limit: int = 10,
+    ) -> list[MemoryRecord]:
+        """Active facts relevant to `query`, best first (recency and use only break ties)."""
+        ...
+
+    async def list(
+        self,
+        user_id: str,
+        *,
+        speaker_id: str | None = None,
+        all_speakers: bool = True,
+        include_superseded: bool = False,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[MemoryRecord]:
+        """Facts newest first."""
+        ...
+
+    async def get(self, user_id: str, memory_id: str) -> MemoryRecord:
+        """One fact of this owner (active or not); `MemoryNotFoundError` otherwise."""
+        ...
+
+    async def update(
+        self,
+        user_id: str,
+        memory_id: str,
+        *,
+        content: str | None = None,
+        category: str | None = None,
+        set_category: bool = False,
+    ) -> MemoryRecord:
+        """Correct a fact in place (the owner's own edit)."""
+        ...
+
+    async def supersede(
+        self, user_id: str, memory_id: str, content: str, *, source: Source = "tool"
+    ) -> MemoryRecord:
+        """Replace an active fact by a new one in the same scope; the old one is kept hidden."""
+        ...
+
+    async def delete(self, user_id: str, memory_id: str) -> MemoryRecord:
+        """Delete one fact (and, for an active fact, the history it superseded stays)."""
+        ...
+
+    async def delete_all(self, user_id: str) -> int:
+        """Delete everything of this owner, history included; returns the number of rows."""
+        ...
+
+    async def mark_used(self, user_id: str, memory_ids: list[str]) -> None:
+        """Count a recall of these facts (a tie-break for ranking)."""
+        ...
+
+    async def count(self, user_id: str, *, include_superseded: bool = False) -> int: ...
+
+    async def health(self) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,307 @@
+"""Text handling for memory search: normalisation, tokens, stop words, expansions.
+
+Both SQL backends search with the same terms: the user's words lower-cased, without
+stop words (en/de/fr/es/nl), lightly stemmed and matched as prefixes, OR-ed together
+and widened by a small household synonym table. BM25 (SQLite) / ts_rank_cd
+(PostgreSQL) then rank by how many and how rare the matching terms are. Terms are
+built from `\\w` characters only, so no FTS operator of the user's ever reaches a
+query string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SPACES = re.compile(r"\s+")
+
+# Words that carry no meaning for recall. Kept small: a longer list starts eating
+# the content words of short questions.
+STOP_WORDS: frozenset[str] = frozenset(
+    """
+    a an the and or but of to in on at for with by from as is are was were be been being
+    am do does did done have has had i me my mine we us our ours you your yours he him his
+    she her hers it its they them their theirs this that these those there here what which
+    who whom whose when where why how can could would should will shall may might must
+    please tell say said know any some all about again also just so than then too very
+    s t d ll re ve m not no yes if into out up down over under what's whats let lets
+    der die das den dem des ein eine einen einem einer eines und oder aber ist sind war
+    waren bin bist sein ich mich mir mein meine meinen meinem meiner wir uns unser unsere
+    du dich dir dein deine er ihn ihm sie ihr ihre es wie was wer wo wann warum welche
+    welcher welches zu im am an auf mit von für aus bei nach vom zum zur noch auch nicht
+    kein keine hat habe haben hast wird werden kannst kann bitte sag mal denn
+    le la les un une des du de et ou mais est sont était je me moi mon ma mes nous notre
+    nos tu te toi ton ta tes il elle ils elles leur leurs ce cette ces que qui quoi quel
+    quelle quels quelles où comment pourquoi quand dans sur avec pour par au aux en ne pas
+    y a ai as avons avez ont s'il stp svp dis
+    el los las unos unas y o pero es son era soy yo mi mis nosotros nuestro nuestra tu tus
+    su sus lo que quien cuál cual cuáles como cómo dónde donde cuándo cuando por para con
+    sin al del se le les no ha he has hemos tiene tengo dime favor
+    het een en of maar is zijn was waren ben ik mij me mijn wij we ons onze jij je jou
+    jouw hij hem zij ze haar hun dat dit die wat wie waar wanneer waarom hoe welke te
+    naar met voor uit bij van om op aan niet geen heeft heb hebben kun kan wil zeg eens
+    """.split()
+)
+
+# Extra words that only mean "the memory system" in remember/forget requests.
+META_WORDS: frozenset[str] = frozenset(
+    """
+    forget remember remembered told tell telling said memory memories fact facts note
+    stored store delete remove erase vergiss vergessen erinnere merk merke gesagt
+    oublie oublier souviens rappelle dit olvida olvidar recuerda dije vergeet onthoud zei
+    """.split()
+)
+
+# Household synonyms: a query term on the left also searches the terms on the right.
+# Measured with bench/memory_recall.py (paraphrased questions of the evaluation set).
+EXPANSIONS: dict[str, tuple[str, ...]] = {
+    "name": ("called", "named", "heisst", "heißt", "appelle", "llama"),
+    "named": ("called", "name"),
+    "called": ("name", "named"),
+    "kid": ("son", "daughter", "child", "children"),
+    "kids": ("son", "daughter", "child", "children"),
+    "child": ("son", "daughter", "kid"),
+    "children": ("son", "daughter", "kids"),
+    "wife": ("partner", "married", "husband"),
+    "husband": ("partner", "married", "wife"),
+    "partner": ("wife", "husband"),
+    "spouse": ("wife", "husband", "partner"),
+    "birthday": ("born", "birth"),
+    "born": ("birthday",),
+    "old": ("age", "born", "birthday"),
+    "age": ("old", "born"),
+    "pet": ("dog", "cat", "hamster", "rabbit", "fish", "bird", "parrot"),
+    "pets": ("dog", "cat", "hamster", "rabbit", "fish", "bird", "parrot"),
+    "animal": ("dog", "cat", "pet"),
+    "comfortable": ("temperature", "degrees", "warm", "cool", "like"),
+    "cozy": ("temperature", "warm", "lights", "dim"),
+    "cosy": ("temperature", "warm", "lights", "dim"),
+    "warm": ("temperature", "degrees", "heating"),
+    "cold": ("temperature", "degrees", "heating"),
+    "hot": ("temperature", "degrees", "cooling"),
+    "temperature": ("degrees", "warm", "heating", "thermostat"),
+    "thermostat": ("temperature", "degrees", "heating"),
+    "heating": ("temperature", "degrees", "thermostat"),
+    "degrees": ("temperature",),
+    "wifi": ("wi", "fi", "network", "internet", "router", "password"),
+    "internet": ("wifi", "network", "router"),
+    "network": ("wifi", "router"),
+    "password": ("code", "pin"),
+    "code": ("password", "pin", "combination"),
+    "pin": ("code", "password"),
+    "music": ("song", "songs", "band", "playlist", "listen", "radio", "jazz", "rock", "pop"),
+    "listen": ("music", "playlist", "radio", "podcast"),
+    "song": ("music", "playlist"),
+    "eat": ("food", "allergic", "vegetarian", "vegan", "diet", "dinner", "breakfast"),
+    "food": ("eat", "allergic", "vegetarian", "vegan", "diet", "favourite", "favorite"),
+    "diet": ("vegetarian", "vegan", "allergic", "food"),
+    "allergy": ("allergic",),
+    "allergies": ("allergic",),
+    "allergic": ("allergy",),
+    "drink": ("coffee", "tea", "beer", "wine"),
+    "wake": ("alarm", "morning", "gets", "up"),
+    "alarm": ("wake", "morning"),
+    "morning": ("wake", "alarm", "breakfast"),
+    "bed": ("sleep", "bedtime", "night"),
+    "sleep": ("bed", "bedtime", "night"),
+    "bedtime": ("bed", "sleep", "night"),
+    "night": ("bedtime", "sleep", "evening"),
+    "work": ("job", "office", "works", "shift"),
+    "job": ("work", "works", "office"),
+    "office": ("work", "study"),
+    "car": ("vehicle", "drives", "charging", "ev", "garage"),
+    "vehicle": ("car",),
+    "bin": ("bins", "trash", "garbage", "rubbish", "recycling", "waste"),
+    "bins": ("bin", "trash", "garbage", "rubbish", "recycling"),
+    "trash": ("bin", "garbage", "rubbish", "waste", "recycling"),
+    "garbage": ("bin", "trash", "rubbish", "waste", "recycling"),
+    "rubbish": ("bin", "trash", "garbage", "recycling"),
+    "plants": ("plant", "water", "garden", "watering"),
+    "garden": ("plants", "lawn", "watering", "sprinkler"),
+    "lawn": ("garden", "mow", "sprinkler", "grass"),
+    "doctor": ("dentist", "appointment", "gp"),
+    "dentist": ("doctor", "appointment"),
+    "medicine": ("medication", "pills", "tablets"),
+    "medication": ("medicine", "pills", "tablets"),
+    "pills": ("medication", "medicine", "tablets"),
+    "school": ("class", "teacher", "grade"),
+    "team": ("football", "soccer", "supports", "club", "fan"),
+    "football": ("soccer", "team", "club"),
+    "sport": ("football", "soccer", "tennis", "team", "plays"),
+    "lights": ("light", "lamp", "lamps", "brightness"),
+    "light": ("lights", "lamp", "brightness"),
+    "lamp": ("light", "lights"),
+    "bright": ("brightness", "light", "lights"),
+    "dim": ("brightness", "light", "lights"),
+    "vacuum": ("robot", "hoover", "cleaning", "roomba"),
+    "cleaning": ("vacuum", "cleaner", "robot"),
+    "neighbour": ("neighbor",),
+    "neighbor": ("neighbour",),
+    "favourite": ("favorite", "likes", "loves", "prefers"),
+    "favorite": ("favourite", "likes", "loves", "prefers"),
+    "like": ("likes", "loves", "prefers", "favourite", "favorite", "enjoys"),
+    "prefer": ("prefers", "likes", "favourite", "favorite"),
+    "anniversary": ("married", "wedding"),
+    "wedding": ("married", "anniversary"),
+    "grandma": ("grandmother", "granny", "nan"),
+    "grandmother": ("grandma", "granny"),
+    "grandpa": ("grandfather", "granddad"),
+    "grandfather": ("grandpa", "granddad"),
+    "mum": ("mother", "mom"),
+    "mom": ("mother", "mum"),
+    "mother": ("mum", "mom"),
+    "dad": ("father",),
+    "father": ("dad",),
+    "parcel": ("package", "delivery", "deliveries"),
+    "package": ("parcel", "delivery", "deliveries"),
+    "delivery": ("parcel", "package", "deliveries"),
+    "security": ("alarm", "camera", "cameras", "locked"),
+    "tv": ("television", "netflix", "watch"),
+    "television": ("tv",),
+    "watch": ("tv", "netflix", "movie", "series"),
+    "shower": ("bathroom", "water"),
+    "bath": ("bathroom",),
+    "washing": ("washer", "laundry", "machine"),
+    "laundry": ("washing", "washer"),
+    "where": ("lives", "located"),
+    "live": ("lives", "living"),
+    "lives": ("live", "living"),
+    "speak": ("speaks", "language"),
+    "language": ("speaks", "speak"),
+    "coffee": ("espresso", "latte"),
+    "time": ("clock", "am", "pm"),
+}
+
+_SUFFIXES = ("ing", "ies", "es", "ed", "ly", "s")
+
+
+def normalize_content(content: str) -> str:
+    """One spelling per fact: NFKC, lower case, collapsed spaces, no trailing punctuation."""
+    text = unicodedata.normalize("NFKC", content).casefold()
+    text = _SPACES.sub(" ", text).strip()
+    return text.rstrip(" .!?;,")
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(normalize_content(content).encode()).hexdigest()
+
+
+def clean_content(content: str) -> str:
+    """What is stored: the user's text with collapsed whitespace."""
+    return _SPACES.sub(" ", content).strip()
+
+
+def fold(word: str, *, keep_accents: bool = False) -> str:
+    """Lower case without diacritics (SQLite's `remove_diacritics` does the same on its side).
+
+    PostgreSQL's 'simple' configuration keeps accents, so its terms keep them too.
+    """
+    if keep_accents:
+        return unicodedata.normalize("NFC", word.casefold())
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def stem(word: str) -> str:
+    """A light, language-agnostic stem: enough for 'likes'/'liked'/'liking' to share 'lik'."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stemmed = word[: -len(suffix)]
+            if suffix == "ies":
+                stemmed += "y"
+            return stemmed
+    return word
+
+
+def words(text: str, *, keep_accents: bool = False) -> list[str]:
+    return [fold(w, keep_accents=keep_accents) for w in _WORD.findall(text)]
+
+
+def content_terms(
+    text: str, *, drop_meta: bool = False, keep_accents: bool = False
+) -> list[str]:
+    """The meaningful words of `text`, in order, unique, not yet stemmed."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for word in words(text, keep_accents=keep_accents):
+        folded = fold(word)
+        if folded in STOP_WORDS or (drop_meta and folded in META_WORDS):
+            continue
+        if len(word) < 2 and not word.isdigit():
+            continue
+        if word not in seen:
+            seen.add(word)
+            out.append(word)
+    return out
+
+
+def query_terms(
+    text: str, *, expand: bool = True, drop_meta: bool = False, keep_accents: bool = False
+) -> list[str]:
+    """The search terms for `text`: content words, their expansions, stemmed, unique.
+
+    Each term is matched as a prefix by the backends (so 'daughter' finds "daughter's").
+    """
+    base = content_terms(text, drop_meta=drop_meta, keep_accents=keep_accents)
+    terms: list[str] = []
+    seen: set[str] = set()
+
+    def add(word: str) -> None:
+        for piece in _WORD.findall(fold(word, keep_accents=keep_accents)):
+            term = stem(piece)
+            if term and term not in seen:
+                seen.add(term)
+                terms.append(term)
+
+    for word in base:
+        add(word)
+    if expand:
+        for word in base:
+            key = fold(word)
+            for extra in EXPANSIONS.get(key, ()) + EXPANSIONS.get(stem(key), ()):
+                add(extra)
+    return terms[:32]
+
+
+# Terms too short for a prefix match stay exact (a prefix of two letters matches half the index).
+MIN_PREFIX = 3
+
+
+def fts5_query(terms: list[str]) -> str | None:
+    """An FTS5 MATCH expression: quoted terms (prefix when long enough) OR-ed together."""
+    parts = []
+    for term in terms:
+        quoted = '"' + term.replace('"', "") + '"'
+        parts.append(quoted + "*" if len(term) >= MIN_PREFIX else quoted)
+    return " OR ".join(parts) if parts else None
+
+
+def tsquery(terms: list[str]) -> str | None:
+    """A PostgreSQL `to_tsquery('simple', ...)` expression built only from `\\w` terms."""
+    parts = []
+    for term in terms:
+        safe = "".join(ch for ch in term if ch.isalnum() or ch == "_")
+        if not safe:
+            continue
+        parts.append(f"{safe}:*" if len(safe) >= MIN_PREFIX else safe)
+    return " | ".join(parts) if parts else None
+
+
+def relevance(query: str, content: str) -> float:
+    """Share of the query's own words (no expansions, no meta words) found in `content`."""
+    wanted = [stem(w) for w in content_terms(query, drop_meta=True)]
+    if not wanted:
+        return 0.0
+    have = [stem(w) for w in words(content)]
+    hits = 0
+    for term in wanted:
+        if any(h.startswith(term) or (len(h) >= MIN_PREFIX and term.startswith(h)) for h in have):
+            hits += 1
+    return hits / len(wanted)
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (about four characters per token)."""
+    return max(1, (len(text) + 3) // 4)
