@@ -50,7 +50,7 @@ class ChatOutcome:
 
 class ChatGate(Protocol):
     async def admit(self, request: web.Request, principal: InstallationPrincipal) -> ChatAccess:
-        """Decide access; raise `ApiError` (`no_api_key`, `subscription_required`, ...) to refuse."""
+        """Decide access; raise `ApiError` (`no_api_key`, `subscription_required`...) to refuse."""
         ...
 
     async def record(

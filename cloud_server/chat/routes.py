@@ -1,9 +1,247 @@
-"""Routes of the chat component (filled in by its issue)."""
+"""`POST /api/chat` and `POST /api/chat/stream`.
+
+Both run the same pipeline. The stream sends each text delta as soon as Claude produces it
+(one write per delta, no compression, no proxy buffering), HA tool calls once each is complete,
+then `done` with the whole answer. The HTTP response is only started with the first event, so
+anything that fails before it (auth, validation, no key, Claude down) is an ordinary
+problem+json response; anything that fails after it ends the stream with an `error` event.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
 from aiohttp import web
+
+from homemind_client.models import (
+    ChatRequest,
+    ChatResponse,
+    DoneEvent,
+    ErrorEvent,
+    ResponseToolCall,
+    StreamEvent,
+    TextDeltaEvent,
+    ToolCallEvent,
+    Usage,
+    encode_event,
+)
+
+from ..accounts.principal import InstallationPrincipal, require_installation
+from ..bodies import json_model, read_model
+from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
+from ..keys import SETTINGS
+from .conversation import conversation_of, counts_as_message
+from .gate import DefaultChatGate
+from .hooks import CHAT_GATE, MEMORY_PROVIDER, ChatAccess, ChatGate, ChatOutcome
+from .pipeline import ChatTurn, ClientGone, CollectingSink
+from .upstream import CLAUDE_CLIENTS, claude_clients_ctx
+
+LOGGER = logging.getLogger(__name__)
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx & co.: pass each event through at once
+}
+
+
+class SseSink:
+    """Writes stream events; starts the response with the first one."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.response = web.StreamResponse(status=200, headers=SSE_HEADERS)
+        request_id = request_id_of(request)
+        if request_id:
+            self.response.headers[REQUEST_ID_HEADER] = request_id
+        # Compression stays off (the aiohttp default): it would hold deltas back.
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def send(self, event: StreamEvent) -> None:
+        try:
+            if not self.response.prepared:
+                self._started = True
+                await self.response.prepare(self._request)
+            # StreamResponse.write hands the bytes to the transport now and drains when needed.
+            await self.response.write(encode_event(event))
+        except (ConnectionError, RuntimeError) as err:
+            # The client went away (aiohttp raises ClientConnectionResetError, or RuntimeError
+            # on a closed transport on some paths).
+            raise ClientGone from err
+
+    async def text(self, text: str) -> None:
+        await self.send(TextDeltaEvent(text=text))
+
+    async def tool_call(self, call: ResponseToolCall) -> None:
+        await self.send(ToolCallEvent(id=call.id, name=call.name, arguments=call.arguments))
+
+
+async def post_chat(request: web.Request) -> web.StreamResponse:
+    return await _handle(request, streaming=False)
+
+
+async def post_chat_stream(request: web.Request) -> web.StreamResponse:
+    return await _handle(request, streaming=True)
+
+
+async def _handle(request: web.Request, *, streaming: bool) -> web.StreamResponse:
+    started_at = time.monotonic()
+    app = request.app
+    settings = app[SETTINGS]
+    principal = await require_installation(request)
+    chat = await read_model(request, ChatRequest)
+    conversation = conversation_of(chat)
+    gate = app[CHAT_GATE]
+    access = await gate.admit(request, principal)
+
+    turn = ChatTurn(
+        settings=settings,
+        client=app[CLAUDE_CLIENTS].get(access.api_key),
+        chat=chat,
+        conversation=conversation,
+        principal=principal,
+        access=access,
+        provider=app.get(MEMORY_PROVIDER),
+    )
+    sse = SseSink(request) if streaming else None
+    error_code: str | None = None
+    completed = False
+    try:
+        try:
+            answer = await turn.run(sse or CollectingSink())
+        except ApiError as err:
+            error_code = err.code
+            if sse is None or not sse.started:
+                raise
+            await _send_error(sse, err.code, err.detail)
+            return sse.response
+        if sse is None:
+            completed = True
+            _after_turn(app, principal, chat, answer, access)
+            return json_model(answer)
+        await sse.send(DoneEvent(response=answer))
+        completed = True
+        _after_turn(app, principal, chat, answer, access)
+        return sse.response
+    except ClientGone:
+        error_code = "client_disconnected"
+        assert sse is not None
+        return sse.response
+    except asyncio.CancelledError:
+        error_code = "cancelled"
+        raise
+    except Exception:
+        if error_code is None:
+            error_code = "internal_error"
+        if sse is None or not sse.started:
+            raise
+        LOGGER.exception("Chat stream failed (request_id=%s)", request_id_of(request))
+        await _send_error(sse, "internal_error", "Something went wrong on our side.")
+        return sse.response
+    finally:
+        outcome = ChatOutcome(
+            request_id=request_id_of(request) or "",
+            model=settings.model,
+            usage=turn.usage,
+            model_calls=turn.model_calls,
+            counts_as_message=counts_as_message(conversation),
+            completed=completed,
+            error_code=error_code,
+        )
+        _log_request(
+            principal=principal,
+            streaming=streaming,
+            turn=turn,
+            outcome=outcome,
+            started_at=started_at,
+        )
+        await _record(gate, request, principal, access, outcome)
+
+
+async def _send_error(sse: SseSink, code: str, detail: str) -> None:
+    with contextlib.suppress(ClientGone):
+        await sse.send(ErrorEvent(code=code, detail=detail))
+
+
+def _after_turn(
+    app: web.Application,
+    principal: InstallationPrincipal,
+    chat: ChatRequest,
+    answer: ChatResponse,
+    access: ChatAccess,
+) -> None:
+    """Hand a finished user turn to memory extraction; it schedules its own work."""
+    provider = app.get(MEMORY_PROVIDER)
+    if provider is None or answer.stop_reason != "end_turn":
+        return
+    try:
+        provider.after_turn(principal, chat, answer.reply, access)
+    except Exception:
+        LOGGER.exception("Memory after_turn failed; the answer is unaffected")
+
+
+async def _record(
+    gate: ChatGate,
+    request: web.Request,
+    principal: InstallationPrincipal,
+    access: ChatAccess,
+    outcome: ChatOutcome,
+) -> None:
+    """Record exactly once, even when this handler is being cancelled (client gone)."""
+    task = asyncio.ensure_future(gate.record(request, principal, access, outcome))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The recording carries on in its task; let the cancellation through.
+        task.add_done_callback(_log_record_failure)
+        raise
+    except Exception:
+        LOGGER.exception("Recording chat usage failed (request_id=%s)", outcome.request_id)
+
+
+def _log_record_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        LOGGER.error("Recording chat usage failed after cancellation: %r", task.exception())
+
+
+def _log_request(
+    *,
+    principal: InstallationPrincipal,
+    streaming: bool,
+    turn: ChatTurn,
+    outcome: ChatOutcome,
+    started_at: float,
+) -> None:
+    usage: Usage = outcome.usage
+    LOGGER.info(
+        "chat request_id=%s installation=%s stream=%s calls=%d in=%d out=%d cache_read=%d "
+        "cache_write=%d stop=%s outcome=%s duration_ms=%d",
+        outcome.request_id,
+        principal.installation_id,
+        streaming,
+        outcome.model_calls,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_input_tokens,
+        usage.cache_creation_input_tokens,
+        turn.stop_reason or "-",
+        outcome.error_code or "ok",
+        (time.monotonic() - started_at) * 1000,
+    )
 
 
 def setup_chat(app: web.Application) -> None:
     """Register the chat routes and resources on the application."""
+    if CHAT_GATE not in app:
+        app[CHAT_GATE] = DefaultChatGate()
+    app.cleanup_ctx.append(claude_clients_ctx)
+    app.router.add_post("/api/chat", post_chat)
+    app.router.add_post("/api/chat/stream", post_chat_stream)
