@@ -89,10 +89,8 @@ class SSEParser:
             return self._dispatch()
         if raw[:1] == b":":
             return None  # comment (keep-alive)
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise HomeMindInvalidResponseError("The event stream is not valid UTF-8.") from err
+        # As browsers do: invalid UTF-8 becomes U+FFFD (then, in JSON, a decoding error).
+        line = raw.decode("utf-8", errors="replace")
         field, sep, value = line.partition(":")
         if sep and value.startswith(" "):
             value = value[1:]

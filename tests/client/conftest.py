@@ -25,7 +25,13 @@ async def serve() -> AsyncIterator[ServeFn]:
         @web.middleware
         async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
             server.requests.append(
-                Recorded(request.method, request.path, dict(request.headers), await request.read())
+                Recorded(
+                    request.method,
+                    request.path,
+                    dict(request.headers),
+                    await request.read(),
+                    request.transport,
+                )
             )
             return await handler(request)
 

@@ -44,6 +44,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    transport: asyncio.BaseTransport | None = None
 
 
 @dataclass
