@@ -1,0 +1,88 @@
+"""Home Mind: a conversation agent with long-term memory, served by the Home Mind cloud."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_TOKEN, CONF_URL, Platform
+from homeassistant.const import __version__ as HA_VERSION
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+
+from homemind_client.client import HomeMindClient
+from homemind_client.errors import HomeMindAuthenticationError, HomeMindError
+from homemind_client.models import InstallationInfo
+
+from .const import (
+    DOMAIN,
+    FIRST_EVENT_TIMEOUT,
+    IDLE_TIMEOUT,
+    LOGGER,
+    REQUEST_TIMEOUT,
+    SETUP_TIMEOUT,
+)
+
+PLATFORMS: list[Platform] = [Platform.CONVERSATION]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+INTEGRATION_VERSION = "0.1.0"
+
+
+@dataclass(slots=True)
+class HomeMindData:
+    """What the entry's platforms share: the API client and the installation it serves."""
+
+    client: HomeMindClient
+    installation: InstallationInfo
+
+
+type HomeMindConfigEntry = ConfigEntry[HomeMindData]
+
+
+def create_client(hass: HomeAssistant, url: str, token: str) -> HomeMindClient:
+    """A client on HA's shared aiohttp session, with voice-friendly timeouts."""
+    return HomeMindClient(
+        async_get_clientsession(hass),
+        url,
+        token,
+        request_timeout=REQUEST_TIMEOUT,
+        first_event_timeout=FIRST_EVENT_TIMEOUT,
+        idle_timeout=IDLE_TIMEOUT,
+        user_agent=f"HomeMind-HomeAssistant/{INTEGRATION_VERSION} HomeAssistant/{HA_VERSION}",
+    )
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: HomeMindConfigEntry) -> bool:
+    """Check the token with the server, then set up the conversation agent."""
+    client = create_client(hass, entry.data[CONF_URL], entry.data[CONF_TOKEN])
+    try:
+        installation = await client.get_installation(timeout=SETUP_TIMEOUT)
+    except HomeMindAuthenticationError as err:
+        # Covers a revoked installation too: both need a new token from the user.
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="invalid_token"
+        ) from err
+    except HomeMindError as err:
+        LOGGER.debug("Home Mind is not reachable yet: %s", err)
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN, translation_key="cannot_connect"
+        ) from err
+
+    entry.runtime_data = HomeMindData(client=client, installation=installation)
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    # HA 2025.4 requires a bool here; 2026.11 still accepts it from custom integrations.
+    return True
+
+
+async def _async_update_listener(hass: HomeAssistant, entry: HomeMindConfigEntry) -> None:
+    """Options or credentials changed: reload so the agent picks them up."""
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: HomeMindConfigEntry) -> bool:
+    """Unload the conversation agent."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)

@@ -1,0 +1,146 @@
+"""One build for Home Assistant 2025.4 through 2026.11.
+
+Every difference between HA releases that this integration touches is decided here, by
+feature detection at call time (never by version strings), so both branches of each shim
+can be exercised against fakes. See ha-compat.md section 1.3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
+
+from homeassistant.components import conversation
+from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
+from homeassistant.helpers import intent, llm
+from homeassistant.util.json import JsonObjectType
+
+
+def supports_multiple_llm_apis() -> bool:
+    """Whether several LLM APIs can be combined (HA 2025.5+, `llm.MergedAPI`)."""
+    return hasattr(llm, "MergedAPI")
+
+
+async def provide_llm_data(
+    chat_log: conversation.ChatLog,
+    user_input: conversation.ConversationInput,
+    domain: str,
+    api_ids: Sequence[str],
+    prompt: str | None,
+) -> None:
+    """Let HA build the system prompt and the tools of the chosen LLM APIs.
+
+    HA 2025.7+ has `ChatLog.async_provide_llm_data` with an `LLMContext` built by
+    `ConversationInput.as_llm_context`; older releases have `async_update_llm_data`, which
+    builds the context itself (we never construct `LLMContext`: its fields keep changing).
+    Raises `conversation.ConverseError` when HA cannot prepare the API or the prompt.
+    """
+    provide: Callable[..., Awaitable[None]] | None = getattr(
+        chat_log, "async_provide_llm_data", None
+    )
+    if provide is not None:
+        as_llm_context: Callable[[str], Any] = getattr(user_input, "as_llm_context")  # noqa: B009
+        await provide(
+            as_llm_context(domain),
+            list(api_ids) or None,
+            prompt,
+            user_input.extra_system_prompt,
+        )
+        return
+
+    api: str | list[str] | None = None
+    if api_ids:
+        # 2025.4 accepts one API id only; 2025.5 and 2025.6 accept a list.
+        api = list(api_ids) if supports_multiple_llm_apis() else api_ids[0]
+    update: Callable[..., Awaitable[None]] = chat_log.async_update_llm_data
+    await update(domain, user_input, api, prompt)
+
+
+def _schema_converter() -> Callable[..., Any]:
+    """HA's voluptuous-to-JSON-schema converter of the running release.
+
+    HA 2026.9 replaced voluptuous by probatio and stopped installing voluptuous_openapi;
+    both are HA's own requirements, so neither belongs in our manifest.
+    """
+    try:
+        from probatio import to_openapi  # HA 2026.9+
+    except ImportError:
+        from voluptuous_openapi import convert  # HA up to 2026.8
+
+        return cast(Callable[..., Any], convert)
+    return cast(Callable[..., Any], to_openapi)
+
+
+def tool_parameters_schema(
+    schema: Any, custom_serializer: Callable[[Any], Any] | None
+) -> dict[str, Any]:
+    """The JSON schema of an LLM tool's parameters.
+
+    `custom_serializer` is the API instance's own (HA's selector serializer was private
+    until 2025.8, so it is never imported directly).
+    """
+    converted = _schema_converter()(schema, custom_serializer=custom_serializer)
+    return dict(converted) if isinstance(converted, Mapping) else {}
+
+
+def tool_result_data(content: conversation.ToolResultContent) -> Any:
+    """The data of a tool result: `.result.data` on 2026.10+, `.tool_result` before."""
+    result = getattr(content, "result", None)
+    if result is not None:
+        return getattr(result, "data", result)
+    return content.tool_result
+
+
+def make_tool_result(data: JsonObjectType) -> Any:
+    """What a tool of our own returns: `llm.ToolResult` on 2026.10+, a dict before."""
+    tool_result: Callable[..., Any] | None = getattr(llm, "ToolResult", None)
+    if tool_result is not None:
+        return tool_result(data=data)
+    return data
+
+
+def satellite_id(user_input: conversation.ConversationInput) -> str | None:
+    """The Assist satellite behind the turn (a `ConversationInput` field since 2025.10)."""
+    value = getattr(user_input, "satellite_id", None)
+    return value if isinstance(value, str) and value else None
+
+
+def result_from_chat_log(
+    user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
+) -> conversation.ConversationResult:
+    """The turn's result from the chat log.
+
+    HA 2025.8+ has `conversation.async_get_result_from_chat_log` (it also keeps the intent
+    response of a device action); before that the answer is built as 2025.4 core did.
+    """
+    helper: Callable[..., conversation.ConversationResult] | None = getattr(
+        conversation, "async_get_result_from_chat_log", None
+    )
+    if helper is not None:
+        return helper(user_input, chat_log)
+
+    response = intent.IntentResponse(language=user_input.language)
+    last = chat_log.content[-1]
+    speech = last.content if isinstance(last, conversation.AssistantContent) else None
+    response.async_set_speech(speech or "")
+    return conversation.ConversationResult(
+        response=response,
+        conversation_id=chat_log.conversation_id,
+        continue_conversation=chat_log.continue_conversation,
+    )
+
+
+def update_entry_and_abort(
+    flow: ConfigFlow, entry: ConfigEntry[Any], data_updates: Mapping[str, Any]
+) -> ConfigFlowResult:
+    """Store new entry data at the end of a reauth or reconfigure flow.
+
+    With an update listener (ours reloads the entry) HA 2025.11+ wants the non-reloading
+    `async_update_and_abort`; 2025.4 only has `async_update_reload_and_abort`.
+    """
+    update_only: Callable[..., ConfigFlowResult] | None = getattr(
+        flow, "async_update_and_abort", None
+    )
+    if update_only is not None and entry.update_listeners:
+        return update_only(entry, data_updates=data_updates)
+    return flow.async_update_reload_and_abort(entry, data_updates=data_updates)
