@@ -124,3 +124,32 @@ def load_server_secrets(settings: Settings) -> ServerSecrets:
         enc = enc or stored["encryption_key"]
         jwt = jwt or stored["jwt_secret"]
     return ServerSecrets(encryption=parse_encryption_keys(enc), jwt=parse_jwt_keys(jwt))
+
+
+def _write_secrets_file(path: Path, data: dict[str, str]) -> None:
+    """Replace the file atomically, keeping mode 0600 (never readable by others)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def rotate_file_encryption_key(data_dir: Path, *, prune: bool = False) -> str:
+    """Self-hosted rotation of the generated key; returns the active key id.
+
+    Without `prune`: a new key goes in front of the ring (new values use it, old
+    ones still decrypt). With `prune`: only the active key is kept (call it once
+    every value has been re-encrypted).
+    """
+    path = data_dir / SECRETS_FILE
+    data = _load_or_create_file(data_dir)
+    keys = [k.strip() for k in data["encryption_key"].split(",") if k.strip()]
+    if prune:
+        keys = keys[:1]
+    else:
+        keys.insert(0, base64.b64encode(secrets.token_bytes(ENCRYPTION_KEY_BYTES)).decode())
+    data["encryption_key"] = ",".join(keys)
+    _write_secrets_file(path, data)
+    return parse_encryption_keys(data["encryption_key"]).active_kid

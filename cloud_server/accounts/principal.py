@@ -8,9 +8,22 @@ design (`invalid_token`, `installation_revoked`, ...).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from aiohttp import web
+
+from ..crypto import DecryptionError
+from ..db.engine import DB_SESSIONMAKER
+from ..errors import ApiError
+from .access_tokens import InvalidAccessToken, decode_access_token
+from .state import SERVER_SECRETS
+
+LOGGER = logging.getLogger(__name__)
+
+_PRINCIPAL_KEY = "homemind_installation_principal"
+_USER_KEY = "homemind_user_principal"
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="homemind"'}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +41,93 @@ class UserPrincipal:
     session_id: str
 
 
+def invalid_token(detail: str = "The token is missing, malformed or unknown.") -> ApiError:
+    return ApiError(401, "invalid_token", detail, headers=_BEARER_CHALLENGE)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of `Authorization: Bearer <token>` (never read from the query string)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    return token or None
+
+
 async def require_installation(request: web.Request) -> InstallationPrincipal:
     """The installation behind `Authorization: Bearer <installation token>`."""
-    raise NotImplementedError
+    from .installations import TokenCheck, authenticate_installation, touch_last_seen
+
+    cached = request.get(_PRINCIPAL_KEY)
+    if isinstance(cached, InstallationPrincipal):
+        return cached
+    token = bearer_token(request)
+    if token is None:
+        raise invalid_token()
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        check, found = await authenticate_installation(session, token)
+        if check is TokenCheck.REVOKED:
+            raise ApiError(
+                401,
+                "installation_revoked",
+                "This installation was removed from its account; connect it again.",
+                headers=_BEARER_CHALLENGE,
+            )
+        if found is None:
+            raise invalid_token()
+        await touch_last_seen(session, found.installation)
+        installation = found.installation
+        principal = InstallationPrincipal(
+            installation_id=installation.id,
+            user_id=installation.user_id,
+            name=installation.name,
+            has_api_key=installation.encrypted_api_key is not None,
+        )
+    request[_PRINCIPAL_KEY] = principal
+    return principal
 
 
 async def installation_api_key(
     request: web.Request, principal: InstallationPrincipal
 ) -> str | None:
     """The installation's own Anthropic key, decrypted, or None when it has none."""
-    raise NotImplementedError
+    from .installations import installation_key
+
+    ring = request.app[SERVER_SECRETS].encryption
+    async with request.app[DB_SESSIONMAKER]() as session:
+        try:
+            return await installation_key(session, ring, principal.installation_id)
+        except DecryptionError as err:
+            # The stored key cannot be used (its master key is gone or the row was
+            # tampered with): behave as if none were stored, and tell the operator.
+            LOGGER.error(
+                "Stored API key of installation %s cannot be decrypted: %s",
+                principal.installation_id,
+                err,
+            )
+            return None
 
 
 async def require_user(request: web.Request) -> UserPrincipal:
     """The user behind `Authorization: Bearer <access JWT>` (or the session cookie)."""
-    raise NotImplementedError
+    from .service import active_session_user
+
+    cached = request.get(_USER_KEY)
+    if isinstance(cached, UserPrincipal):
+        return cached
+    token = bearer_token(request)
+    if token is None:
+        raise invalid_token()
+    try:
+        claims = decode_access_token(request.app[SERVER_SECRETS].jwt, token)
+    except InvalidAccessToken as err:
+        LOGGER.debug("Access token refused: %s", err)
+        raise invalid_token() from err
+    async with request.app[DB_SESSIONMAKER]() as session:
+        user = await active_session_user(session, claims)
+    if user is None:
+        raise invalid_token("The session has ended; log in again.")
+    principal = UserPrincipal(user_id=user.id, email=user.email, session_id=claims.session_id)
+    request[_USER_KEY] = principal
+    return principal

@@ -1,9 +1,318 @@
-"""Routes of the accounts component (filled in by its issue)."""
+"""HTTP routes of the accounts component; the logic lives in `service` and `installations`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from aiohttp import web
+
+from homemind_client.models import (
+    ApiKeyStatus,
+    ApiKeyUpdate,
+    FieldError,
+    InstallationCreate,
+    InstallationCreated,
+    InstallationListItem,
+    LoginRequest,
+    MeResponse,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenResponse,
+    UserOut,
+)
+
+from ..bodies import json_model, read_model
+from ..db.engine import DB_SESSIONMAKER
+from ..db.models import Installation, User
+from ..errors import ApiError
+from ..keys import SETTINGS
+from ..secrets import load_server_secrets
+from . import installations as inst
+from . import service
+from .audit import audit
+from .installation_info import CONTRIBUTORS, build_installation_info
+from .mailer import Mailer
+from .passwords import PasswordPolicyError
+from .principal import require_installation, require_user
+from .service import RefreshOutcome
+from .state import BACKGROUND, MAILER, SERVER_SECRETS, THROTTLE, client_ip, spawn
+from .throttle import InMemoryThrottle
+
+LOGGER = logging.getLogger(__name__)
+
+_INVALID_CREDENTIALS = "The email or password is not correct."
+
+
+def _field_error(field: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        "validation_error",
+        message,
+        errors=[FieldError(loc=[field], msg=message, type="value_error")],
+    )
+
+
+def _throttled(retry_after: int) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        "Too many attempts; wait a moment and try again.",
+        retry_after=retry_after,
+    )
+
+
+def _user_out(user: User) -> UserOut:
+    tier = user.tier if user.tier in ("free", "byok", "managed") else "free"
+    return UserOut(id=user.id, email=user.email, name=user.name, tier=tier)
+
+
+def _token_response(user: User, tokens: service.Tokens) -> TokenResponse:
+    return TokenResponse(
+        user=_user_out(user),
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+def _list_item(installation: Installation) -> InstallationListItem:
+    return InstallationListItem(
+        id=installation.id,
+        name=installation.name,
+        token_hint=installation.token_hint,
+        has_api_key=installation.encrypted_api_key is not None,
+        key_hint=installation.key_hint,
+        last_seen_at=installation.last_seen_at,
+        created_at=installation.created_at,
+    )
+
+
+async def register(request: web.Request) -> web.Response:
+    body = await read_model(request, RegisterRequest)
+    retry = await request.app[THROTTLE].hit("register", client_ip(request))
+    if retry is not None:
+        raise _throttled(retry)
+    ring = request.app[SERVER_SECRETS].jwt
+    try:
+        async with request.app[DB_SESSIONMAKER].begin() as session:
+            user = await service.create_user(
+                session, body.email, body.password, body.name, ip=client_ip(request)
+            )
+            tokens = await service.start_session(session, ring, user)
+    except service.InvalidEmailError as err:
+        raise _field_error("email", str(err)) from err
+    except PasswordPolicyError as err:
+        raise _field_error("password", str(err)) from err
+    except service.EmailTakenError as err:
+        raise ApiError(
+            409, "email_taken", "An account with this email exists; log in or reset the password."
+        ) from err
+    return json_model(_token_response(user, tokens), status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_model(request, LoginRequest)
+    throttle = request.app[THROTTLE]
+    account = body.email.strip().lower()
+    ip = client_ip(request)
+    retry = await throttle.login_retry_after(account, ip)
+    if retry is not None:
+        LOGGER.info("Login throttled (ip=%s)", ip)
+        raise _throttled(retry)
+    ring = request.app[SERVER_SECRETS].jwt
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        user = await service.authenticate(session, body.email, body.password, ip=ip)
+        tokens = await service.start_session(session, ring, user) if user else None
+    if user is None or tokens is None:
+        await throttle.login_failed(account)
+        raise ApiError(401, "invalid_credentials", _INVALID_CREDENTIALS)
+    await throttle.login_succeeded(account)
+    return json_model(_token_response(user, tokens))
+
+
+async def refresh(request: web.Request) -> web.Response:
+    body = await read_model(request, RefreshRequest)
+    ring = request.app[SERVER_SECRETS].jwt
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        outcome, user, tokens = await service.rotate_refresh(
+            session, ring, body.refresh_token, ip=client_ip(request)
+        )
+    # Raised after the transaction: a detected reuse must stay revoked.
+    if outcome is not RefreshOutcome.OK or user is None or tokens is None:
+        raise ApiError(
+            401, "invalid_refresh_token", "The refresh token is not valid; log in again."
+        )
+    return json_model(_token_response(user, tokens))
+
+
+async def me(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    async with request.app[DB_SESSIONMAKER]() as session:
+        user = await service.get_user(session, principal.user_id)
+    if user is None:
+        raise ApiError(401, "invalid_token", "The session has ended; log in again.")
+    out = _user_out(user)
+    return json_model(MeResponse(**out.model_dump(), created_at=user.created_at))
+
+
+async def logout(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        await service.revoke_session(session, principal.session_id, "logout")
+        await audit(session, "logout", user_id=principal.user_id, ip=client_ip(request))
+    return web.Response(status=204)
+
+
+async def password_reset(request: web.Request) -> web.Response:
+    body = await read_model(request, PasswordResetRequest)
+    throttle = request.app[THROTTLE]
+    retry = await throttle.hit("reset_ip", client_ip(request))
+    if retry is not None:
+        raise _throttled(retry)
+    accepted = web.json_response(
+        {"status": "accepted", "detail": "If the account exists, a reset link is on its way."},
+        status=202,
+    )
+    # Over the per-email budget: answer the same, send nothing (no enumeration, no mail bomb).
+    if await throttle.hit("reset_email", body.email.strip().lower()) is not None:
+        return accepted
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        found = await service.request_password_reset(session, body.email)
+    if found is not None:
+        user, token = found
+        settings = request.app[SETTINGS]
+        link = f"{settings.effective_public_url}/reset-password#token={token}"
+        minutes = int(service.RESET_LIFETIME.total_seconds() // 60)
+        # In the background: the answer takes the same time whether or not mail is sent.
+        spawn(request.app, request.app[MAILER].send_password_reset(user.email, link, minutes))
+    return accepted
+
+
+async def password_reset_confirm(request: web.Request) -> web.Response:
+    body = await read_model(request, PasswordResetConfirm)
+    try:
+        async with request.app[DB_SESSIONMAKER].begin() as session:
+            done = await service.confirm_password_reset(session, body.token, body.password)
+    except PasswordPolicyError as err:
+        raise _field_error("password", str(err)) from err
+    if not done:
+        raise ApiError(
+            400, "invalid_reset_token", "This reset link is not valid any more; ask for a new one."
+        )
+    return web.Response(status=204)
+
+
+async def create_installation(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    body = await read_model(request, InstallationCreate)
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        installation, token = await inst.create_installation(
+            session, principal.user_id, body.name, ip=client_ip(request)
+        )
+    created = InstallationCreated(
+        id=installation.id,
+        name=installation.name,
+        token=token,
+        token_hint=installation.token_hint,
+        created_at=installation.created_at,
+    )
+    return json_model(created, status=201)
+
+
+async def list_installations(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    async with request.app[DB_SESSIONMAKER]() as session:
+        found = await inst.list_installations(session, principal.user_id)
+    return json_model([_list_item(i) for i in found])
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "not_found", "No such installation.")
+
+
+async def delete_installation(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        deleted = await inst.revoke_installation(
+            session, principal.user_id, request.match_info["id"], ip=client_ip(request)
+        )
+    if not deleted:
+        raise _not_found()
+    return web.Response(status=204)
+
+
+async def put_key(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    body = await read_model(request, ApiKeyUpdate)
+    ring = request.app[SERVER_SECRETS].encryption
+    try:
+        async with request.app[DB_SESSIONMAKER].begin() as session:
+            installation = await inst.set_api_key(
+                session,
+                ring,
+                principal.user_id,
+                request.match_info["id"],
+                body.api_key,
+                ip=client_ip(request),
+            )
+            hint = installation.key_hint if installation else None
+    except inst.ApiKeyFormatError as err:
+        raise _field_error("api_key", str(err)) from err
+    if installation is None:
+        raise _not_found()
+    return json_model(ApiKeyStatus(has_api_key=True, key_hint=hint))
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        found = await inst.delete_api_key(
+            session, principal.user_id, request.match_info["id"], ip=client_ip(request)
+        )
+    if not found:
+        raise _not_found()
+    return web.Response(status=204)
+
+
+async def get_installation(request: web.Request) -> web.Response:
+    principal = await require_installation(request)
+    return json_model(await build_installation_info(request, principal))
+
+
+async def _accounts_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    background: set[asyncio.Task[None]] = app[BACKGROUND]
+    tasks = list(background)
+    if tasks:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
 
 
 def setup_accounts(app: web.Application) -> None:
     """Register the accounts routes and resources on the application."""
+    settings = app[SETTINGS]
+    # Fails fast (ConfigError naming the variable) before any request is served.
+    app[SERVER_SECRETS] = load_server_secrets(settings)
+    app[THROTTLE] = InMemoryThrottle()
+    app[MAILER] = Mailer(settings)
+    app[BACKGROUND] = set()
+    app[CONTRIBUTORS] = []
+    app.cleanup_ctx.append(_accounts_ctx)
+    app.router.add_post("/api/auth/register", register)
+    app.router.add_post("/api/auth/login", login)
+    app.router.add_post("/api/auth/refresh", refresh)
+    app.router.add_get("/api/auth/me", me)
+    app.router.add_post("/api/auth/logout", logout)
+    app.router.add_post("/api/auth/password-reset", password_reset)
+    app.router.add_post("/api/auth/password-reset/confirm", password_reset_confirm)
+    app.router.add_post("/api/installations", create_installation)
+    app.router.add_get("/api/installations", list_installations)
+    app.router.add_delete("/api/installations/{id}", delete_installation)
+    app.router.add_put("/api/installations/{id}/key", put_key)
+    app.router.add_delete("/api/installations/{id}/key", delete_key)
+    app.router.add_get("/api/installation", get_installation)

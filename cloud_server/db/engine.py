@@ -1,9 +1,144 @@
-"""Database engine lifecycle (filled in by the accounts issue)."""
+"""Database engine lifecycle: one AsyncEngine per application, migrations on start.
+
+SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when `DATABASE_URL` says so. On
+SQLite every connection gets WAL, a busy timeout and enforced foreign keys.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
 from aiohttp import web
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from ..keys import SETTINGS
+from ..secrets import ConfigError
+
+LOGGER = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Any constant: serialises concurrent `migrate` runs of several instances on PostgreSQL.
+_PG_MIGRATION_LOCK = 0x686D6967
+
+DB_ENGINE: web.AppKey[AsyncEngine] = web.AppKey("db_engine", AsyncEngine)
+DB_SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey(
+    "db_sessionmaker", async_sessionmaker
+)
+
+
+class SchemaOutdatedError(ConfigError):
+    """The database schema is behind the code and auto-migration is switched off."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An AsyncEngine for `url` (already with its async driver), configured per dialect."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revisions() -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def _current_revisions(connection: Connection) -> set[str]:
+    return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def current_revisions(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as connection:
+        return await connection.run_sync(_current_revisions)
+
+
+async def upgrade_database(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest revision (a no-op when it is there already)."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+            )
+        await connection.run_sync(_upgrade)
+
+
+async def ensure_schema(engine: AsyncEngine, auto_migrate: bool) -> None:
+    """Migrate, or refuse to run on an outdated schema when auto-migration is off."""
+    if auto_migrate:
+        await upgrade_database(engine)
+        return
+    current, heads = await current_revisions(engine), head_revisions()
+    if current != heads:
+        raise SchemaOutdatedError(
+            f"the database schema is at {sorted(current) or 'nothing'} but this version needs "
+            f"{sorted(heads)}; run `homemind-server migrate` (or set HOMEMIND_AUTO_MIGRATE=true)"
+        )
 
 
 def setup_database(app: web.Application) -> None:
     """Open the engine on start-up (migrating the schema) and dispose of it on shutdown."""
+
+    async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        engine = create_engine(settings.effective_database_url)
+        try:
+            await ensure_schema(engine, settings.auto_migrate)
+        except BaseException:
+            await engine.dispose()
+            raise
+        app[DB_ENGINE] = engine
+        app[DB_SESSIONMAKER] = make_sessionmaker(engine)
+        yield
+        await engine.dispose()
+
+    app.cleanup_ctx.append(database_ctx)
+
+
+def sessionmaker_of(app: web.Application) -> async_sessionmaker[AsyncSession]:
+    """The application's session factory (`async with sessionmaker() as s, s.begin(): ...`)."""
+    return app[DB_SESSIONMAKER]

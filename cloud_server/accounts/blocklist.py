@@ -1,0 +1,148 @@
+"""The common-password blocklist (ASVS 6.2.4: at least the top 3000 that fit the policy).
+
+The list ships as `cloud_server/data/common-passwords.txt`. No breach corpus can be
+downloaded where this project is built, so the list is generated from the patterns
+that dominate every published top-passwords list: popular words and names, with the
+usual capitalisation and digit / symbol / year suffixes, keyboard walks, digit runs
+and repeated characters — kept only when 8-128 characters long (shorter ones are
+refused by the length rule anyway). Regenerate with
+``python -m cloud_server.accounts.blocklist`` after editing the patterns below; an
+operator may append real breach-list entries to the file (one per line).
+Comparison is case-insensitive.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+DATA_FILE = "common-passwords.txt"
+
+_WORDS = """
+password passw0rd p@ssword p@ssw0rd pass qwerty letmein welcome admin administrator
+iloveyou monkey dragon football baseball basketball soccer hockey sunshine princess
+shadow master superman batman spiderman trustno1 michael jennifer charlie jordan hunter
+killer freedom whatever starwars computer internet summer winter spring autumn hello
+loveme secret changeme default access login abc qwerty1 pokemon naruto liverpool chelsea
+arsenal barcelona samsung google mustang harley ranger buster tigger cookie ginger
+pepper chocolate butterfly flower jessica ashley daniel thomas andrew robert matthew
+joshua nicole amanda hannah george william michelle jasmine lovely family friends
+forever angel angels beautiful babygirl baby purple orange yellow silver golden diamond
+cheese banana apple chicken pizza coffee guitar music mother father sister brother love
+lover flowers secret1 test tester testing guest user root system server office
+homeassistant homemind assistant smarthome myhome home house garden kitten puppy doggie
+kitty tiger lion eagle falcon phoenix thunder lightning hammer knight warrior legend
+matrix ninja zombie gandalf hobbit yankees cowboys lakers steelers packers eagles
+rangers raiders qwertyuiop asdfgh zxcvbn iloveu mylove sweetheart honey sweety cutie
+prince queen king money dollar success victory magic wizard
+""".split()  # noqa: SIM905 (a word list reads best as text)
+
+_SUFFIXES = [
+    "",
+    "1",
+    "12",
+    "123",
+    "1234",
+    "12345",
+    "123456",
+    "2",
+    "7",
+    "11",
+    "13",
+    "21",
+    "22",
+    "69",
+    "77",
+    "88",
+    "99",
+    "00",
+    "01",
+    "007",
+    "!",
+    "!!",
+    "1!",
+    "123!",
+    "@123",
+    "#1",
+    "$",
+    ".",
+    "*",
+    "?",
+    "_1",
+    "2020",
+    "2021",
+    "2022",
+    "2023",
+    "2024",
+    "2025",
+    "2026",
+]
+
+_YEARS = [str(year) for year in range(1970, 2027)]
+_YEAR_WORDS = _WORDS[:40]
+
+_WALKS = """
+qwertyui qwertyuiop qwertyuiop123 asdfghjk asdfghjkl zxcvbnm1 zxcvbnm123 1qaz2wsx
+1qaz2wsx3edc qazwsxedc qazwsxedcrfv 1q2w3e4r 1q2w3e4r5t 1q2w3e4r5t6y q1w2e3r4 q1w2e3r4t5
+zaq12wsx zaq1zaq1 !qaz2wsx 1qazxsw2 qweasdzxc qweasd123 asdf1234 qwer1234 zxcv1234
+abcd1234 abc12345 a1b2c3d4 aa123456 qwe12345 asdasdasd qweqweqwe 123qweasd 123qwe123
+poiuytre lkjhgfds mnbvcxz1 0987654321 9876543210 87654321 147258369 159753456 123123123
+12341234 11223344 12121212 13131313 12344321 123454321 1234512345 123456123456 789456123
+147852369 741852963 963852741 12369874 qwerty12345 password12345 abcdefgh abcdefg1
+abcdefghi abcdefghij
+""".split()  # noqa: SIM905 (a word list reads best as text)
+
+
+def generate() -> list[str]:
+    found: set[str] = set()
+    for word in _WORDS:
+        for form in {word, word.capitalize(), word.upper()}:
+            for suffix in _SUFFIXES:
+                found.add(form + suffix)
+    for word in _YEAR_WORDS:
+        for year in _YEARS:
+            found.add(word + year)
+            found.add(word.capitalize() + year)
+    found.update(_WALKS)
+    for digit in "0123456789":
+        for length in range(8, 13):
+            found.add(digit * length)
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        for length in (8, 9, 10):
+            found.add(letter * length)
+    for length in range(8, 13):
+        found.add("1234567890"[:length] if length <= 10 else "1234567890" + "12"[: length - 10])
+    lowered = {candidate.lower() for candidate in found if 8 <= len(candidate) <= 128}
+    return sorted(lowered)
+
+
+@lru_cache(maxsize=1)
+def _blocklist() -> frozenset[str]:
+    text = resources.files("cloud_server").joinpath("data", DATA_FILE).read_text("utf-8")
+    return frozenset(
+        line.strip().lower() for line in text.splitlines() if line.strip() and line[0] != "#"
+    )
+
+
+def blocklist_size() -> int:
+    return len(_blocklist())
+
+
+def is_common_password(password: str) -> bool:
+    return password.lower() in _blocklist()
+
+
+def write(path: Path) -> int:
+    entries = generate()
+    header = (
+        "# Common passwords refused by Home Mind (one per line, compared case-insensitively).\n"
+        "# Generated by `python -m cloud_server.accounts.blocklist`; see that module.\n"
+    )
+    path.write_text(header + "\n".join(entries) + "\n", "utf-8")
+    return len(entries)
+
+
+if __name__ == "__main__":
+    target = Path(__file__).resolve().parent.parent / "data" / DATA_FILE
+    print(f"wrote {write(target)} entries to {target}")
