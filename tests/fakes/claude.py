@@ -4,6 +4,9 @@ Point the real SDK at it: ``anthropic.AsyncAnthropic(base_url=fake.base_url, api
 Tests script what "Claude" answers (text, tool use, errors, cut streams, hangs) and assert on
 the recorded requests. The wire format follows the Messages API: SSE events for streaming,
 a Message object otherwise, and Anthropic's error envelope with a ``request-id`` header.
+
+Under the Home Assistant test harness sockets are blocked: request the ``socket_enabled``
+fixture (127.0.0.1 stays the only host allowed).
 """
 
 from __future__ import annotations
@@ -20,57 +23,24 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = [
-    "CutTurn",
-    "ErrorTurn",
-    "FakeClaude",
-    "HangTurn",
-    "MessageTurn",
-    "RecordedRequest",
-    "Responder",
-    "TextContent",
-    "ToolUseContent",
-    "Turn",
-    "cut",
-    "error",
-    "hang",
-    "text",
-    "tool_use",
-    "tool_uses",
-]
-
 _ALPHABET = string.ascii_letters + string.digits
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
-# Anthropic's error type for each HTTP status it uses.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
+# Anthropic's error type, and a message in its style, for each HTTP status it uses.
+_ERRORS = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    402: ("billing_error", "Your credit balance is too low to access the Anthropic API."),
+    403: ("permission_error", "Your API key does not have permission to use this resource."),
+    404: ("not_found_error", "Not Found"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of requests has exceeded your per-minute rate limit."),
+    500: ("api_error", "Internal server error"),
+    504: ("timeout_error", "Request timed out."),
+    529: ("overloaded_error", "Overloaded"),
 }
-_DEFAULT_MESSAGES = {
-    "invalid_request_error": "Invalid request.",
-    "authentication_error": "invalid x-api-key",
-    "billing_error": "Your credit balance is too low to access the Anthropic API.",
-    "permission_error": "Your API key does not have permission to use the specified resource.",
-    "not_found_error": "Not Found",
-    "request_too_large": "Request exceeds the maximum allowed number of bytes.",
-    "rate_limit_error": "Number of requests has exceeded your per-minute rate limit.",
-    "api_error": "Internal server error",
-    "timeout_error": "Request timed out.",
-    "overloaded_error": "Overloaded",
-}
-_LONG_TEXT = (
-    "This answer is long on purpose, so that a stream cut part of the way through loses "
-    "the rest of it: one word after another, each sent as its own text delta, until the "
-    "connection drops and the client is left with a message that never finished."
-)
+_LONG_TEXT = "A long answer, streamed one word at a time, that a cut leaves unfinished. " * 6
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_EMPTY = "all messages must have non-empty content except for the optional final assistant message"
 
 
 def _new_id(prefix: str) -> str:
@@ -114,6 +84,7 @@ class ErrorTurn:
 class CutTurn:
     after_events: int
     then: MessageTurn
+    error: ErrorTurn | None = None  # sent as an SSE error event instead of dropping the line
 
 
 @dataclass(frozen=True)
@@ -136,22 +107,22 @@ def text(
 ) -> MessageTurn:
     """A plain text answer."""
     return MessageTurn(
-        content=(TextContent(text),),
-        stop_reason=stop_reason,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_input_tokens=cache_read_input_tokens,
-        cache_creation_input_tokens=cache_creation_input_tokens,
+        (TextContent(text),),
+        stop_reason,
+        input_tokens,
+        output_tokens,
+        cache_read_input_tokens,
+        cache_creation_input_tokens,
     )
 
 
 def tool_uses(
-    calls: Iterable[tuple[str, dict[str, Any]]], *, text: str | None = None, input_tokens: int = 25
+    calls: Iterable[tuple[str, dict[str, Any]]], *, text: str | None = None
 ) -> MessageTurn:
     """Optional leading text, then one tool_use block per call; stop_reason "tool_use"."""
     content: list[TextContent | ToolUseContent] = [TextContent(text)] if text else []
     content.extend(ToolUseContent(name, dict(args)) for name, args in calls)
-    return MessageTurn(content=tuple(content), stop_reason="tool_use", input_tokens=input_tokens)
+    return MessageTurn(tuple(content), "tool_use")
 
 
 def tool_use(
@@ -160,7 +131,7 @@ def tool_use(
     """Optional leading text, then a single tool_use block; stop_reason "tool_use"."""
     content: list[TextContent | ToolUseContent] = [TextContent(text)] if text else []
     content.append(ToolUseContent(name, dict(input), id))
-    return MessageTurn(content=tuple(content), stop_reason="tool_use")
+    return MessageTurn(tuple(content), "tool_use")
 
 
 def error(
@@ -171,15 +142,18 @@ def error(
     retry_after: float | None = None,
 ) -> ErrorTurn:
     """An HTTP error in Anthropic's envelope. A 429 carries ``retry-after: 1`` unless given."""
-    error_type = type or _ERROR_TYPES.get(status, "api_error")
+    default_type, default_message = _ERRORS.get(status, ("api_error", "Internal server error"))
     if retry_after is None and status == 429:
         retry_after = 1
-    return ErrorTurn(
-        status=status,
-        type=error_type,
-        message=message or _DEFAULT_MESSAGES.get(error_type, "Error"),
-        retry_after=retry_after,
-    )
+    return ErrorTurn(status, type or default_type, message or default_message, retry_after)
+
+
+def _message_turn(then: Turn | None) -> MessageTurn:
+    if then is None:
+        return text(_LONG_TEXT)
+    if not isinstance(then, MessageTurn):
+        raise TypeError("then= must be a text or tool-use turn")
+    return then
 
 
 def cut(after_events: int, *, then: Turn | None = None) -> CutTurn:
@@ -187,11 +161,19 @@ def cut(after_events: int, *, then: Turn | None = None) -> CutTurn:
 
     A non-streaming request is dropped before any response is sent.
     """
-    if then is None:
-        then = text(_LONG_TEXT)
-    if not isinstance(then, MessageTurn):
-        raise TypeError("cut(then=...) must be a text or tool-use turn")
-    return CutTurn(after_events=after_events, then=then)
+    return CutTurn(after_events, _message_turn(then))
+
+
+def stream_error(
+    after_events: int,
+    status: int = 529,
+    *,
+    message: str | None = None,
+    then: Turn | None = None,
+) -> CutTurn:
+    """Send an SSE ``error`` event after ``after_events`` events, as Claude does when it
+    overloads mid-answer. A non-streaming request gets the HTTP error instead."""
+    return CutTurn(after_events, _message_turn(then), error(status, message=message))
 
 
 def hang() -> HangTurn:
@@ -210,36 +192,32 @@ class RecordedRequest:
     body: dict[str, Any]  # {} when the body was not a JSON object
     raw_body: bytes = field(default=b"", repr=False)
 
+    def _field[T, D](self, key: str, kind: type[T], default: D) -> T | D:
+        value = self.body.get(key)
+        return value if isinstance(value, kind) else default
+
     @property
     def system_text(self) -> str:
         system = self.body.get("system")
-        if isinstance(system, str):
-            return system
         if isinstance(system, list):
-            return "\n".join(
-                str(b.get("text", "")) for b in system if isinstance(b, dict) and "text" in b
-            )
-        return ""
+            return "\n".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
+        return system if isinstance(system, str) else ""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
-        messages = self.body.get("messages")
-        return messages if isinstance(messages, list) else []
+        return self._field("messages", list, [])
 
     @property
     def tools(self) -> list[dict[str, Any]]:
-        tools = self.body.get("tools")
-        return tools if isinstance(tools, list) else []
+        return self._field("tools", list, [])
 
     @property
     def model(self) -> str | None:
-        model = self.body.get("model")
-        return model if isinstance(model, str) else None
+        return self._field("model", str, None)
 
     @property
     def max_tokens(self) -> int | None:
-        value = self.body.get("max_tokens")
-        return value if isinstance(value, int) else None
+        return self._field("max_tokens", int, None)
 
     @property
     def stream(self) -> bool:
@@ -247,6 +225,7 @@ class RecordedRequest:
 
     @property
     def api_key(self) -> str | None:
+        """The x-api-key header, or the bearer token (what anthropic 2.x sends)."""
         if "x-api-key" in self.headers:
             return self.headers["x-api-key"]
         auth = self.headers.get("authorization", "")
@@ -257,75 +236,38 @@ class RecordedRequest:
 
 
 class _Invalid(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.turn = error(status, message=message)
 
 
-def _check_content(index: int, role: str, content: Any, is_last: bool) -> list[dict[str, Any]]:
-    where = f"messages.{index}"
-    if isinstance(content, str):
-        if not content and not (is_last and role == "assistant"):
-            raise _Invalid(
-                400,
-                f"{where}: all messages must have non-empty content except "
-                "for the optional final assistant message",
-            )
-        return []
-    if not isinstance(content, list):
-        raise _Invalid(400, f"{where}.content: Input should be a valid list or string")
-    if not content and not (is_last and role == "assistant"):
-        raise _Invalid(
-            400,
-            f"{where}: all messages must have non-empty content except "
-            "for the optional final assistant message",
-        )
-    for j, block in enumerate(content):
-        at = f"{where}.content.{j}"
-        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            raise _Invalid(400, f"{at}.type: Field required")
-        kind = block["type"]
-        if kind == "text":
-            if not isinstance(block.get("text"), str):
-                raise _Invalid(400, f"{at}.text: Field required")
-            if not block["text"]:
-                raise _Invalid(400, "messages: text content blocks must be non-empty")
-        elif kind == "tool_use":
-            if role != "assistant":
-                raise _Invalid(400, f"{at}: tool_use blocks are only allowed in assistant turns")
-            for key, typ in (("id", str), ("name", str), ("input", dict)):
-                if not isinstance(block.get(key), typ):
-                    raise _Invalid(400, f"{at}.tool_use.{key}: Field required")
-        elif kind == "tool_result":
-            if role != "user":
-                raise _Invalid(400, f"{at}: tool_result blocks are only allowed in user turns")
-            if not isinstance(block.get("tool_use_id"), str):
-                raise _Invalid(400, f"{at}.tool_result.tool_use_id: Field required")
-    return [b for b in content if isinstance(b, dict)]
-
-
-def _validate(headers: dict[str, str], body: Any, valid_keys: set[str] | None) -> None:
+def _validate(record: RecordedRequest, body: Any, valid_keys: set[str] | None) -> None:
     """Raise _Invalid with the status and message Anthropic gives for a bad request."""
-    key = headers.get("x-api-key")
-    if key is None and headers.get("authorization", "").lower().startswith("bearer "):
-        key = headers["authorization"][7:]
+    key = record.api_key
     if not key:
-        raise _Invalid(401, "x-api-key header is required")
+        raise _Invalid("x-api-key header is required", 401)
     if valid_keys is not None and key not in valid_keys:
-        raise _Invalid(401, "invalid x-api-key")
-    if not headers.get("anthropic-version"):
-        raise _Invalid(400, "anthropic-version: header is required")
+        raise _Invalid("invalid x-api-key", 401)
+    if not record.headers.get("anthropic-version"):
+        raise _Invalid("anthropic-version: header is required")
     if not isinstance(body, dict):
-        raise _Invalid(400, "The request body is not valid JSON.")
+        raise _Invalid("The request body is not valid JSON.")
     if not isinstance(body.get("model"), str) or not body["model"]:
-        raise _Invalid(400, "model: Field required")
+        raise _Invalid("model: Field required")
     max_tokens = body.get("max_tokens")
     if max_tokens is None:
-        raise _Invalid(400, "max_tokens: Field required")
+        raise _Invalid("max_tokens: Field required")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise _Invalid(400, "max_tokens: Input should be a valid integer greater than 0")
+        raise _Invalid("max_tokens: Input should be a valid integer greater than 0")
     if "stream" in body and not isinstance(body["stream"], bool):
-        raise _Invalid(400, "stream: Input should be a valid boolean")
+        raise _Invalid("stream: Input should be a valid boolean")
+    temperature = body.get("temperature")
+    if temperature is not None and not (
+        isinstance(temperature, int | float) and 0 <= temperature <= 1
+    ):
+        raise _Invalid("temperature: Input should be a number between 0 and 1")
+    if "tool_choice" in body and not body.get("tools"):
+        raise _Invalid("tool_choice may only be specified while providing tools.")
     _validate_system(body.get("system"))
     _validate_tools(body.get("tools"))
     _validate_messages(body.get("messages"))
@@ -335,92 +277,105 @@ def _validate_system(system: Any) -> None:
     if system is None or isinstance(system, str):
         return
     if not isinstance(system, list):
-        raise _Invalid(400, "system: Input should be a valid list or string")
+        raise _Invalid("system: Input should be a valid list or string")
     for i, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text":
-            raise _Invalid(400, f"system.{i}.type: Input should be 'text'")
+            raise _Invalid(f"system.{i}.type: Input should be 'text'")
         if not isinstance(block.get("text"), str):
-            raise _Invalid(400, f"system.{i}.text: Field required")
+            raise _Invalid(f"system.{i}.text: Field required")
         if not block["text"]:
-            raise _Invalid(400, "system: text content blocks must be non-empty")
+            raise _Invalid("system: text content blocks must be non-empty")
 
 
 def _validate_tools(tools: Any) -> None:
     if tools is None:
         return
     if not isinstance(tools, list):
-        raise _Invalid(400, "tools: Input should be a valid list")
+        raise _Invalid("tools: Input should be a valid list")
     names: set[str] = set()
     for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            raise _Invalid(400, f"tools.{i}: Input should be a valid dictionary")
-        name = tool.get("name")
-        if not isinstance(name, str):
-            raise _Invalid(400, f"tools.{i}.name: Field required")
-        if tool.get("type", "custom") == "custom":
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or not isinstance(name, str):
+            raise _Invalid(f"tools.{i}.name: Field required")
+        if tool.get("type", "custom") == "custom":  # server tools (web search...) have no schema
             if not _TOOL_NAME.match(name):
                 raise _Invalid(
-                    400,
-                    f"tools.{i}.custom.name: String should match pattern '{_TOOL_NAME.pattern}'",
+                    f"tools.{i}.custom.name: String should match pattern '{_TOOL_NAME.pattern}'"
                 )
             schema = tool.get("input_schema")
             if not isinstance(schema, dict):
-                raise _Invalid(400, f"tools.{i}.custom.input_schema: Field required")
+                raise _Invalid(f"tools.{i}.custom.input_schema: Field required")
             if schema.get("type") != "object":
-                raise _Invalid(400, f"tools.{i}.custom.input_schema.type: Input should be 'object'")
+                raise _Invalid(f"tools.{i}.custom.input_schema.type: Input should be 'object'")
         if name in names:
-            raise _Invalid(400, "tools: Tool names must be unique.")
+            raise _Invalid("tools: Tool names must be unique.")
         names.add(name)
+
+
+def _content_blocks(i: int, role: str, content: Any, last: bool) -> list[dict[str, Any]]:
+    """Check one message's content; its blocks (none for a string)."""
+    if not isinstance(content, str | list):
+        raise _Invalid(f"messages.{i}.content: Input should be a valid list or string")
+    if not content and not (last and role == "assistant"):
+        raise _Invalid(f"messages.{i}: {_EMPTY}")
+    blocks = content if isinstance(content, list) else []
+    for j, block in enumerate(blocks):
+        at = f"messages.{i}.content.{j}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(kind, str):
+            raise _Invalid(f"{at}.type: Field required")
+        if kind == "text" and not isinstance(block.get("text"), str):
+            raise _Invalid(f"{at}.text: Field required")
+        if kind == "text" and not block["text"]:
+            raise _Invalid("messages: text content blocks must be non-empty")
+        if kind in ("tool_use", "tool_result") and role != (
+            "assistant" if kind == "tool_use" else "user"
+        ):
+            raise _Invalid(f"{at}: {kind} blocks are not allowed in {role} messages")
+        required = {"tool_use": ("id", "name", "input"), "tool_result": ("tool_use_id",)}
+        for key in required.get(kind, ()):
+            if key not in block:
+                raise _Invalid(f"{at}.{kind}.{key}: Field required")
+    return blocks
 
 
 def _validate_messages(messages: Any) -> None:
     if not isinstance(messages, list):
-        raise _Invalid(400, "messages: Field required")
+        raise _Invalid("messages: Field required")
     if not messages:
-        raise _Invalid(400, "messages: at least one message is required")
-    pending_tool_ids: list[str] = []  # tool_use ids of the previous assistant message
+        raise _Invalid("messages: at least one message is required")
+    pending: list[str] = []  # tool_use ids of the previous assistant message
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise _Invalid(400, f"messages.{i}: Input should be a valid dictionary")
-        role = message.get("role")
+        role = message.get("role") if isinstance(message, dict) else None
         if role not in ("user", "assistant"):
-            raise _Invalid(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
-        expected = "user" if i % 2 == 0 else "assistant"
-        if role != expected:
+            raise _Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if role != ("user" if i % 2 == 0 else "assistant"):
             if i == 0:
-                raise _Invalid(400, 'messages: first message must use the "user" role')
+                raise _Invalid('messages: first message must use the "user" role')
             raise _Invalid(
-                400,
-                'messages: roles must alternate between "user" and '
-                f'"assistant", but found multiple "{role}" roles in a row',
+                'messages: roles must alternate between "user" and "assistant", '
+                f'but found multiple "{role}" roles in a row'
             )
-        blocks = _check_content(i, role, message.get("content"), i == len(messages) - 1)
-        if role == "user":
-            results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
-            unknown = [r for r in results if r not in pending_tool_ids]
-            if unknown:
-                raise _Invalid(
-                    400,
-                    f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` "
-                    f"blocks: {', '.join(map(str, unknown))}. Each `tool_result` block must have "
-                    "a corresponding `tool_use` block in the previous message.",
-                )
-            missing = [t for t in pending_tool_ids if t not in results]
-            if missing:
-                raise _Invalid(
-                    400,
-                    f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
-                    f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
-                    "corresponding `tool_result` block in the next message.",
-                )
-            kinds = [b.get("type") for b in blocks]
-            if results and kinds[: len(results)] != ["tool_result"] * len(results):
-                raise _Invalid(
-                    400, f"messages.{i}: tool_result blocks must come before any other content"
-                )
-            pending_tool_ids = []
-        else:
-            pending_tool_ids = [str(b["id"]) for b in blocks if b.get("type") == "tool_use"]
+        blocks = _content_blocks(i, role, message.get("content"), i == len(messages) - 1)
+        if role == "assistant":
+            pending = [str(b["id"]) for b in blocks if b["type"] == "tool_use"]
+            continue
+        results = [str(b["tool_use_id"]) for b in blocks if b["type"] == "tool_result"]
+        if unknown := [r for r in results if r not in pending]:
+            raise _Invalid(
+                f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` "
+                f"blocks: {', '.join(unknown)}. Each `tool_result` block must have a "
+                "corresponding `tool_use` block in the previous message."
+            )
+        if missing := [t for t in pending if t not in results]:
+            raise _Invalid(
+                f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
+                "corresponding `tool_result` block in the next message."
+            )
+        if any(b["type"] != "tool_result" for b in blocks[: len(results)]):
+            raise _Invalid(f"messages.{i}: tool_result blocks must come before any other content")
+        pending = []
 
 
 # --------------------------------------------------------------------------- wire format
@@ -431,101 +386,89 @@ def _chunks(text: str) -> list[str]:
     return [piece for piece in re.findall(r"\S*\s*", text) if piece]
 
 
-def _json_chunks(payload: str, size: int = 12) -> list[str]:
-    return [payload[i : i + size] for i in range(0, len(payload), size)]
-
-
 def _sse(event: dict[str, Any]) -> bytes:
     data = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
     return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
+def _error_body(turn: ErrorTurn, request_id: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "error", "error": {"type": turn.type, "message": turn.message}}
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
 def _resolve(turn: MessageTurn) -> list[dict[str, Any]]:
     """The content blocks this answer sends, with fresh tool-use ids where none was given."""
-    blocks: list[dict[str, Any]] = []
-    for item in turn.content:
-        if isinstance(item, TextContent):
-            blocks.append({"type": "text", "text": item.text})
-        else:
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": item.id or _new_id("toolu_"),
-                    "name": item.name,
-                    "input": item.input,
-                }
-            )
-    return blocks
+    return [
+        {"type": "text", "text": item.text}
+        if isinstance(item, TextContent)
+        else {
+            "type": "tool_use",
+            "id": item.id or _new_id("toolu_"),
+            "name": item.name,
+            "input": item.input,
+        }
+        for item in turn.content
+    ]
 
 
-def _output_tokens(turn: MessageTurn, blocks: list[dict[str, Any]]) -> int:
-    if turn.output_tokens is not None:
-        return turn.output_tokens
-    count = 0
-    for block in blocks:
-        if block["type"] == "text":
-            count += len(_chunks(block["text"]))
-        else:
-            count += 10 + len(json.dumps(block["input"])) // 4
-    return max(count, 1)
-
-
-def _usage(turn: MessageTurn, output_tokens: int) -> dict[str, Any]:
+def _message(turn: MessageTurn, model: str, blocks: list[dict[str, Any]], done: bool) -> Any:
+    """The Message object: complete, or as message_start carries it (no content yet)."""
+    output_tokens = turn.output_tokens
+    if output_tokens is None:  # roughly a token per word, or per four characters of JSON
+        sizes = [
+            len(_chunks(b["text"])) if b["type"] == "text" else len(str(b["input"])) // 4
+            for b in blocks
+        ]
+        output_tokens = max(1, sum(sizes))
     return {
-        "input_tokens": turn.input_tokens,
-        "cache_creation_input_tokens": turn.cache_creation_input_tokens,
-        "cache_read_input_tokens": turn.cache_read_input_tokens,
-        "output_tokens": output_tokens,
-        "service_tier": "standard",
+        "id": _new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks if done else [],
+        "stop_reason": turn.stop_reason if done else None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": turn.input_tokens,
+            "cache_creation_input_tokens": turn.cache_creation_input_tokens,
+            "cache_read_input_tokens": turn.cache_read_input_tokens,
+            "output_tokens": output_tokens if done else 1,
+            "service_tier": "standard",
+        },
     }
 
 
 def _stream_events(turn: MessageTurn, model: str) -> list[tuple[bool, dict[str, Any]]]:
     """Every SSE event of the answer, each flagged True when it carries generated content."""
     blocks = _resolve(turn)
-    message: dict[str, Any] = {
-        "id": _new_id("msg_"),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": _usage(turn, 1),
-    }
+    final = _message(turn, model, blocks, done=True)
+    start = _message(turn, model, blocks, done=False) | {"id": final["id"]}
     events: list[tuple[bool, dict[str, Any]]] = [
-        (False, {"type": "message_start", "message": message}),
+        (False, {"type": "message_start", "message": start}),
         (False, {"type": "ping"}),
     ]
     for index, block in enumerate(blocks):
         if block["type"] == "text":
-            start: dict[str, Any] = {"type": "text", "text": ""}
+            first: dict[str, Any] = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": c} for c in _chunks(block["text"])]
         else:
-            start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            first = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             payload = json.dumps(block["input"], ensure_ascii=False) if block["input"] else ""
-            # Claude opens every tool input with an empty partial_json.
-            deltas = [
-                {"type": "input_json_delta", "partial_json": c}
-                for c in ["", *_json_chunks(payload)]
-            ]
+            # Claude opens every tool input with an empty partial_json, then sends fragments.
+            pieces = ["", *(payload[k : k + 12] for k in range(0, len(payload), 12))]
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
         events.append(
-            (False, {"type": "content_block_start", "index": index, "content_block": start})
+            (False, {"type": "content_block_start", "index": index, "content_block": first})
         )
-        events.extend(
+        events += [
             (True, {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas
-        )
+        ]
         events.append((False, {"type": "content_block_stop", "index": index}))
-    events.append(
-        (
-            False,
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": turn.stop_reason, "stop_sequence": None},
-                "usage": {"output_tokens": _output_tokens(turn, blocks)},
-            },
-        )
-    )
+    delta = {"stop_reason": turn.stop_reason, "stop_sequence": None}
+    usage = {"output_tokens": final["usage"]["output_tokens"]}
+    events.append((False, {"type": "message_delta", "delta": delta, "usage": usage}))
     events.append((False, {"type": "message_stop"}))
     return events
 
@@ -549,33 +492,28 @@ class FakeClaude:
         self.time_to_first_token = time_to_first_token
         self.token_delay = token_delay
         self.default_text = default_text
-        # Answers requests once the script is empty (default: text(default_text)).
+        # Answers requests once the script is empty (when None: text(default_text)).
         self.responder: Responder | None = None
         self.valid_api_keys = set(valid_api_keys) if valid_api_keys is not None else None
         self.requests: list[RecordedRequest] = []
+        self.base_url = ""
         self._host = host
         self._port = port
         self._script: list[Turn | Responder] = []
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Event()
         self._closing = asyncio.Event()
-        self.base_url = ""
-
-    # -- lifecycle
 
     async def start(self) -> None:
+        # Events belong to the loop that runs the server.
+        self._arrived, self._closing = asyncio.Event(), asyncio.Event()
         app = web.Application(client_max_size=32 * 1024 * 1024)
-        app.router.add_post("/v1/messages", self._messages)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._closing.clear()
+        app.router.add_post("/v1/messages", self._handle_messages)
+        app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self.base_url = f"http://{self._host}:{port}"
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        self.base_url = f"http://{self._host}:{self._runner.addresses[0][1]}"
 
     async def close(self) -> None:
         self._closing.set()  # releases hung and paced handlers
@@ -589,8 +527,6 @@ class FakeClaude:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    # -- script and records
 
     def script(self, *turns: Turn | Responder) -> None:
         """Append answers; each request to /v1/messages that passes validation takes one."""
@@ -611,7 +547,7 @@ class FakeClaude:
         return self.requests[-1]
 
     def wait_for_requests(self, n: int, timeout: float = 5) -> Awaitable[None]:
-        """Wait until at least ``n`` requests have been received (TimeoutError otherwise)."""
+        """Wait until at least ``n`` requests have arrived (TimeoutError otherwise)."""
         return self._wait_for_requests(n, timeout)
 
     async def _wait_for_requests(self, n: int, seconds: float) -> None:
@@ -621,55 +557,50 @@ class FakeClaude:
                     self._arrived.clear()
                     await self._arrived.wait()
         except TimeoutError:
-            raise TimeoutError(
-                f"FakeClaude received {len(self.requests)} requests, expected {n}"
-            ) from None
+            got = len(self.requests)
+            raise TimeoutError(f"FakeClaude received {got} requests, expected {n}") from None
 
     # -- handlers
 
     async def _record(self, request: web.Request) -> tuple[RecordedRequest, Any]:
         raw = await request.read()
         try:
-            parsed: Any = json.loads(raw) if raw else None
+            parsed: Any = json.loads(raw)
         except ValueError:
             parsed = None
-        record = RecordedRequest(
-            method=request.method,
-            path=request.path,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=parsed if isinstance(parsed, dict) else {},
-            raw_body=raw,
-        )
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        body = parsed if isinstance(parsed, dict) else {}
+        record = RecordedRequest(request.method, request.path, headers, body, raw)
         self.requests.append(record)
         self._arrived.set()
         return record, parsed
 
-    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+    async def _handle_unknown(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
-        return self._error_response(error(404, message="Not Found"))
+        return _error_response(error(404))
 
-    async def _messages(self, request: web.Request) -> web.StreamResponse:
+    async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
         record, parsed = await self._record(request)
         try:
-            _validate(record.headers, parsed, self.valid_api_keys)
+            _validate(record, parsed, self.valid_api_keys)
         except _Invalid as invalid:
-            return self._error_response(invalid.turn)
+            return _error_response(invalid.turn)
         turn = await self._next_turn(record)
-        if isinstance(turn, ErrorTurn):
-            return self._error_response(turn)
         if isinstance(turn, HangTurn):
             await self._closing.wait()
-            return self._abort(request)
+            return _drop(request)
         if isinstance(turn, CutTurn) and not record.stream:
-            return self._abort(request)
+            return _error_response(turn.error) if turn.error else _drop(request)
+        if isinstance(turn, ErrorTurn):
+            return _error_response(turn)
         model = record.model or "claude-fake"
         if record.stream:
             return await self._stream(request, turn, model)
         assert isinstance(turn, MessageTurn)
-        return await self._message(request, turn, model)
+        return await self._complete(request, turn, model)
 
     async def _next_turn(self, record: RecordedRequest) -> Turn:
-        item: Turn | Responder | None = self._script.pop(0) if self._script else self.responder
+        item = self._script.pop(0) if self._script else self.responder
         if item is None:
             return text(self.default_text)
         if callable(item):
@@ -677,50 +608,39 @@ class FakeClaude:
             return await result if inspect.isawaitable(result) else result
         return item
 
-    async def _message(
+    async def _complete(
         self, request: web.Request, turn: MessageTurn, model: str
     ) -> web.StreamResponse:
         blocks = _resolve(turn)
         pieces = sum(len(_chunks(b["text"])) for b in blocks if b["type"] == "text")
         # A non-streaming answer arrives once the whole answer has been generated.
         if await self._pause(self.time_to_first_token + self.token_delay * max(pieces - 1, 0)):
-            return self._abort(request)
-        body = {
-            "id": _new_id("msg_"),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": blocks,
-            "stop_reason": turn.stop_reason,
-            "stop_sequence": None,
-            "usage": _usage(turn, _output_tokens(turn, blocks)),
-        }
+            return _drop(request)
+        body = _message(turn, model, blocks, done=True)
         return web.json_response(body, headers={"request-id": _new_id("req_")})
 
     async def _stream(
         self, request: web.Request, turn: MessageTurn | CutTurn, model: str
     ) -> web.StreamResponse:
-        limit = turn.after_events if isinstance(turn, CutTurn) else None
+        cut_at = turn.after_events if isinstance(turn, CutTurn) else None
         message = turn.then if isinstance(turn, CutTurn) else turn
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-                "request-id": _new_id("req_"),
-            }
-        )
+        response = web.StreamResponse(headers=_SSE_HEADERS | {"request-id": _new_id("req_")})
         await response.prepare(request)
         first_content = True
         try:
             for sent, (is_content, event) in enumerate(_stream_events(message, model)):
-                if limit is not None and sent >= limit:
-                    self._abort(request)
-                    return response
+                if sent == cut_at:
+                    assert isinstance(turn, CutTurn)
+                    if turn.error is None:
+                        _drop(request)
+                        return response
+                    await response.write(_sse(_error_body(turn.error, None)))
+                    break
                 if is_content:
                     delay = self.time_to_first_token if first_content else self.token_delay
                     first_content = False
                     if await self._pause(delay):
-                        self._abort(request)
+                        _drop(request)
                         return response
                 await response.write(_sse(event))
             await response.write_eof()
@@ -729,34 +649,28 @@ class FakeClaude:
         return response
 
     async def _pause(self, seconds: float) -> bool:
-        """Sleep, returning True early if the fake is closing."""
-        if seconds <= 0:
-            return self._closing.is_set()
-        try:
-            async with asyncio.timeout(seconds):
-                await self._closing.wait()
-        except TimeoutError:
-            return False
-        return True
+        """Sleep; True (early) when the fake is closing."""
+        if seconds > 0:
+            try:
+                async with asyncio.timeout(seconds):
+                    await self._closing.wait()
+            except TimeoutError:
+                return False
+        return self._closing.is_set()
 
-    @staticmethod
-    def _abort(request: web.Request) -> web.StreamResponse:
-        # Truly drop the TCP connection: the client sees a truncated response. aiohttp then
-        # fails to finish the returned response and treats it as a client disconnect.
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response()
 
-    @staticmethod
-    def _error_response(turn: ErrorTurn) -> web.Response:
-        request_id = _new_id("req_")
-        headers = {"request-id": request_id}
-        if turn.retry_after is not None:
-            value = turn.retry_after
-            headers["retry-after"] = str(int(value)) if float(value).is_integer() else str(value)
-        body = {
-            "type": "error",
-            "error": {"type": turn.type, "message": turn.message},
-            "request_id": request_id,
-        }
-        return web.json_response(body, status=turn.status, headers=headers)
+def _drop(request: web.Request) -> web.StreamResponse:
+    """Truly drop the TCP connection: the client sees a truncated response. aiohttp then
+    fails to finish the returned response and treats that as a client disconnect."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response()
+
+
+def _error_response(turn: ErrorTurn) -> web.Response:
+    request_id = _new_id("req_")
+    headers = {"request-id": request_id}
+    if turn.retry_after is not None:
+        value = turn.retry_after
+        headers["retry-after"] = str(int(value)) if float(value).is_integer() else str(value)
+    return web.json_response(_error_body(turn, request_id), status=turn.status, headers=headers)
