@@ -251,9 +251,9 @@ class SmtpCapture:
     messages: list[Message] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def wait_for(self, count: int = 1, timeout: float = 10) -> list[Message]:
-        """The first `count` messages, waiting for them to arrive (fails after `timeout`)."""
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int = 1, within: float = 10) -> list[Message]:
+        """The first `count` messages, waiting for them to arrive (fails after `within` seconds)."""
+        async with asyncio.timeout(within):
             while len(self.messages) < count:
                 self.arrived.clear()
                 await self.arrived.wait()
@@ -264,7 +264,7 @@ class _Handler:
     def __init__(self, capture: SmtpCapture) -> None:
         self.capture = capture
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
         self.capture.messages.append(message_from_bytes(envelope.content))
         self.capture.arrived.set()

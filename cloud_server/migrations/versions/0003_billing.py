@@ -77,6 +77,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "usage_records",
+        sa.Column("id", sa.String(64), nullable=False),
         sa.Column("request_id", sa.String(64), nullable=False),
         sa.Column("user_id", sa.String(32), nullable=False),
         sa.Column("installation_id", sa.String(32), nullable=False),
@@ -92,7 +93,7 @@ def upgrade() -> None:
         sa.Column("key_source", sa.String(16), nullable=False),
         _ts("created_at"),
         _user_fk("usage_records"),
-        sa.PrimaryKeyConstraint("request_id", name="pk_usage_records"),
+        sa.PrimaryKeyConstraint("id", name="pk_usage_records"),
     )
     op.create_index("ix_usage_records_user_created", "usage_records", ["user_id", "created_at"])
     op.create_index(
