@@ -8,6 +8,7 @@ and that speaker's own, never another speaker's. The owner is always the account
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -90,7 +91,7 @@ class MemoryBackend(Protocol):
         include_superseded: bool = False,
         limit: int | None = 50,
         offset: int = 0,
-    ) -> list[MemoryRecord]:
+    ) -> builtins.list[MemoryRecord]:
         """Facts newest first."""
         ...
 
@@ -124,7 +125,7 @@ class MemoryBackend(Protocol):
         """Delete everything of this owner, history included; returns the number of rows."""
         ...
 
-    async def mark_used(self, user_id: str, memory_ids: list[str]) -> None:
+    async def mark_used(self, user_id: str, memory_ids: builtins.list[str]) -> None:
         """Count a recall of these facts (a tie-break for ranking)."""
         ...
 

@@ -7,6 +7,7 @@ only break exact ties.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -246,7 +247,7 @@ class SqlMemoryBackend:
         include_superseded: bool = False,
         limit: int | None = 50,
         offset: int = 0,
-    ) -> list[MemoryRecord]:
+    ) -> builtins.list[MemoryRecord]:
         stmt = select(Memory).where(Memory.user_id == user_id)
         if not include_superseded:
             stmt = stmt.where(Memory.superseded_by.is_(None))
@@ -272,12 +273,17 @@ class SqlMemoryBackend:
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
-    ) -> list[MemoryRecord]:
+    ) -> builtins.list[MemoryRecord]:
         limit = max(1, min(limit, 200))
         try:
             async with self._sessionmaker() as session:
                 rows = await self._search_rows(
-                    session, user_id, query, speaker_id, all_speakers, limit
+                    session,
+                    user_id,
+                    query,
+                    speaker_id=speaker_id,
+                    all_speakers=all_speakers,
+                    limit=limit,
                 )
                 return [to_record(row) for row in rows]
         except SQLAlchemyError as err:
@@ -319,6 +325,7 @@ class SqlMemoryBackend:
         session: AsyncSession,
         user_id: str,
         query: str,
+        *,
         speaker_id: str | None,
         all_speakers: bool,
         limit: int,
@@ -336,6 +343,7 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         session: AsyncSession,
         user_id: str,
         query: str,
+        *,
         speaker_id: str | None,
         all_speakers: bool,
         limit: int,
@@ -350,8 +358,9 @@ class SqliteMemoryBackend(SqlMemoryBackend):
             "limit": limit,
         }
         scope = self._scope_sql(speaker_id, all_speakers, params)
+        # Only constant fragments are interpolated; the user's words are a bound parameter.
         sql = text(
-            f"SELECT {_COLUMNS} FROM memories_fts f JOIN memories m ON m.id = f.memory_id "
+            f"SELECT {_COLUMNS} FROM memories_fts f JOIN memories m ON m.id = f.memory_id "  # noqa: S608
             "WHERE memories_fts MATCH :match AND m.user_id = :user "
             f"AND m.superseded_by IS NULL{scope} "
             "ORDER BY bm25(memories_fts, 0.0, 0.0, 1.0), m.use_count DESC, m.updated_at DESC "
@@ -371,6 +380,7 @@ class PostgresMemoryBackend(SqlMemoryBackend):
         session: AsyncSession,
         user_id: str,
         query: str,
+        *,
         speaker_id: str | None,
         all_speakers: bool,
         limit: int,
@@ -383,8 +393,9 @@ class PostgresMemoryBackend(SqlMemoryBackend):
             return []
         params: dict[str, Any] = {"q": expression, "user": user_id, "limit": limit}
         scope = self._scope_sql(speaker_id, all_speakers, params)
+        # Only constant fragments are interpolated; the user's words are a bound parameter.
         sql = text(
-            f"SELECT {_COLUMNS} FROM memories m, to_tsquery('simple', :q) AS query "
+            f"SELECT {_COLUMNS} FROM memories m, to_tsquery('simple', :q) AS query "  # noqa: S608
             "WHERE m.search_vector @@ query AND m.user_id = :user "
             f"AND m.superseded_by IS NULL{scope} "
             "ORDER BY ts_rank_cd(m.search_vector, query, 1) DESC, m.use_count DESC, "

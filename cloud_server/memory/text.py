@@ -17,9 +17,14 @@ import unicodedata
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SPACES = re.compile(r"\s+")
 
+
+def _wordset(block: str) -> frozenset[str]:
+    return frozenset(block.split())
+
+
 # Words that carry no meaning for recall. Kept small: a longer list starts eating
 # the content words of short questions.
-STOP_WORDS: frozenset[str] = frozenset(
+STOP_WORDS: frozenset[str] = _wordset(
     """
     a an the and or but of to in on at for with by from as is are was were be been being
     am do does did done have has had i me my mine we us our ours you your yours he him his
@@ -42,16 +47,16 @@ STOP_WORDS: frozenset[str] = frozenset(
     het een en of maar is zijn was waren ben ik mij me mijn wij we ons onze jij je jou
     jouw hij hem zij ze haar hun dat dit die wat wie waar wanneer waarom hoe welke te
     naar met voor uit bij van om op aan niet geen heeft heb hebben kun kan wil zeg eens
-    """.split()
+    """
 )
 
 # Extra words that only mean "the memory system" in remember/forget requests.
-META_WORDS: frozenset[str] = frozenset(
+META_WORDS: frozenset[str] = _wordset(
     """
     forget remember remembered told tell telling said memory memories fact facts note
     stored store delete remove erase vergiss vergessen erinnere merk merke gesagt
     oublie oublier souviens rappelle dit olvida olvidar recuerda dije vergeet onthoud zei
-    """.split()
+    """
 )
 
 # Household synonyms: a query term on the left also searches the terms on the right.
@@ -219,9 +224,7 @@ def words(text: str, *, keep_accents: bool = False) -> list[str]:
     return [fold(w, keep_accents=keep_accents) for w in _WORD.findall(text)]
 
 
-def content_terms(
-    text: str, *, drop_meta: bool = False, keep_accents: bool = False
-) -> list[str]:
+def content_terms(text: str, *, drop_meta: bool = False, keep_accents: bool = False) -> list[str]:
     """The meaningful words of `text`, in order, unique, not yet stemmed."""
     seen: set[str] = set()
     out: list[str] = []
