@@ -18,12 +18,16 @@ from .helpers import Attempts, FakeServer, Handler, RawServer, Recorded, ServeFn
 async def serve() -> AsyncIterator[ServeFn]:
     """`await serve({"GET /api/installation": handler, ...})` → a running FakeServer."""
     runners: list[web.AppRunner] = []
+    handler_tasks: set[asyncio.Task[object]] = set()
 
     async def start(routes: dict[str, Handler]) -> FakeServer:
         server = FakeServer(url="")
 
         @web.middleware
         async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            task = asyncio.current_task()
+            if task is not None:
+                handler_tasks.add(task)  # type: ignore[arg-type]
             server.requests.append(
                 Recorded(
                     request.method,
@@ -49,6 +53,11 @@ async def serve() -> AsyncIterator[ServeFn]:
         return server
 
     yield start
+    # Handlers still sleeping (slow-server scripts) end with the test, not at interpreter exit.
+    pending = [t for t in handler_tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
     for runner in runners:
         await runner.cleanup()
 
