@@ -447,6 +447,22 @@ async def test_small_delays_still_deliver_everything(
     assert message.content[0].text == "Non-streamed too."  # type: ignore[union-attr]
 
 
+async def test_concurrent_streams_each_get_their_answer(
+    fake: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    fake.token_delay = 0.001
+    fake.responder = lambda request: claude.text(f"Answer to {request.messages[0]['content']}")
+
+    async def ask(question: str) -> str:
+        messages: Any = [{"role": "user", "content": question}]
+        async with client.messages.stream(model=MODEL, max_tokens=10, messages=messages) as s:
+            return await s.get_final_text()
+
+    answers = await asyncio.gather(*(ask(f"question {i}") for i in range(5)))
+    assert answers == [f"Answer to question {i}" for i in range(5)]
+    assert len(fake.requests) == 5
+
+
 # ----------------------------------------------------------------- requests and responders
 
 
