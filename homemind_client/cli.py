@@ -78,30 +78,44 @@ def exit_code_for(error: HomeMindError) -> int:
     return EXIT_ERROR
 
 
+def _connection_options() -> argparse.ArgumentParser:
+    # Accepted before or after the command; SUPPRESS keeps a later default from
+    # overwriting an earlier value.
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"server URL (default: $HOMEMIND_URL or {DEFAULT_URL})",
+    )
+    options.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="installation token (default: $HOMEMIND_TOKEN; the environment is safer)",
+    )
+    options.add_argument(
+        "--timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="seconds allowed per request (default 15)",
+    )
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
+    options = _connection_options()
     parser = argparse.ArgumentParser(
         prog="homemind",
+        parents=[options],
         description="Talk to a Home Mind server.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"homemind {__version__}")
-    parser.add_argument(
-        "--url",
-        default=None,
-        help=f"server URL (default: $HOMEMIND_URL or {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "--token",
-        default=None,
-        help="installation token (default: $HOMEMIND_TOKEN; the environment is safer)",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=None, help="seconds allowed per request (default 15)"
-    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    chat = commands.add_parser("chat", help="send one message and stream the answer")
+    chat = commands.add_parser(
+        "chat", parents=[options], help="send one message and stream the answer"
+    )
     chat.add_argument("message", help="what to say")
     chat.add_argument("--language", default=None, help="BCP-47 language of the answer")
     chat.add_argument("--voice", action="store_true", help="short plain answers, as for voice")
@@ -110,15 +124,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--conversation-id", default=None, help="continue this conversation")
 
-    commands.add_parser("installation", help="show this token's installation")
+    commands.add_parser("installation", parents=[options], help="show this token's installation")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `homemind` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    token = args.token or os.environ.get("HOMEMIND_TOKEN", "")
-    url = args.url or os.environ.get("HOMEMIND_URL") or DEFAULT_URL
+    args.timeout = getattr(args, "timeout", None)
+    token = getattr(args, "token", None) or os.environ.get("HOMEMIND_TOKEN", "")
+    url = getattr(args, "url", None) or os.environ.get("HOMEMIND_URL") or DEFAULT_URL
     if not token:
         _fail("no token: pass --token or set HOMEMIND_TOKEN", token)
         return EXIT_CONFIG

@@ -74,7 +74,7 @@ async def test_chat_json_prints_only_the_final_response(
     serve: ServeFn, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server = await serve({"POST /api/chat/stream": STREAM})
-    code = await run("--url", server.url, "chat", "hi", "--json")
+    code = await run("chat", "hi", "--json", "--url", server.url)  # options after the command
     out, _ = capsys.readouterr()
     assert code == 0
     response = json.loads(out)
