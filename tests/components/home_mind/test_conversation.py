@@ -1,0 +1,605 @@
+"""The agent against the fake Home Mind server: streaming, tools, request fields, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import voluptuous as vol
+from homeassistant.components import conversation
+from homeassistant.config_entries import SOURCE_REAUTH
+from homeassistant.const import CONF_LLM_HASS_API, STATE_OFF, STATE_ON
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import chat_session, intent, llm
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.setup import async_setup_component
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.home_mind.const import CONF_INSTRUCTIONS, MAX_TOOL_ITERATIONS
+from custom_components.home_mind.conversation import chat_messages
+from homemind_client.models import ChatResponse, DoneEvent, Notice, TextDeltaEvent, UserMessage
+from homemind_client.models.chat import MAX_MESSAGES
+
+from .fake_homemind import (
+    Disconnect,
+    FakeHomeMind,
+    Problem,
+    Stall,
+    answer,
+    error_event,
+    tool_call,
+)
+
+
+def speech(result: conversation.ConversationResult) -> str:
+    return result.response.speech["plain"]["speech"]
+
+
+async def test_streamed_answer_is_spoken_and_kept(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(answer("Hello", " there", ", how can I help?"))
+    deltas: list[dict[str, Any]] = []
+
+    with (
+        chat_session.async_get_chat_session(hass) as session,
+        conversation.async_get_chat_log(
+            hass, session, chat_log_delta_listener=lambda _log, delta: deltas.append(delta)
+        ) as chat_log,
+    ):
+        result = await conversation.async_converse(
+            hass, "hi", session.conversation_id, Context(), agent_id=agent_id
+        )
+
+    assert result.response.response_type == intent.IntentResponseType.ACTION_DONE
+    assert speech(result) == "Hello there, how can I help?"
+    assert result.continue_conversation is True
+    # The text reached the chat log piece by piece, as it streamed in.
+    assert [d["content"] for d in deltas if d.get("content")] == [
+        "Hello",
+        " there",
+        ", how can I help?",
+    ]
+    last = chat_log.content[-1]
+    assert isinstance(last, conversation.AssistantContent)
+    assert last.content == "Hello there, how can I help?"
+    assert last.agent_id == agent_id
+
+
+async def test_turn_on_exposed_light_through_ha_tools(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(
+        tool_call("call_1", "HassTurnOn", {"name": "Kitchen Lights"}),
+        answer("The kitchen light is on."),
+    )
+
+    result = await conversation.async_converse(
+        hass, "turn on the kitchen light", None, Context(), agent_id=agent_id
+    )
+
+    assert speech(result) == "The kitchen light is on."
+    assert hass.states.get("light.kitchen_lights").state == STATE_ON
+    first, second = fake_homemind.chat_requests
+    assert "HassTurnOn" in {tool["name"] for tool in first["tools"]}
+    # HA's prompt describes the exposed light only.
+    assert "Kitchen Lights" in first["home_prompt"]
+    assert "Bed Light" not in first["home_prompt"]
+    assert second["messages"][0] == {"role": "user", "content": "turn on the kitchen light"}
+    assert second["messages"][1] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": "call_1", "name": "HassTurnOn", "arguments": {"name": "Kitchen Lights"}}
+        ],
+    }
+    tool_result = second["messages"][2]
+    assert tool_result["role"] == "tool_result"
+    assert tool_result["tool_call_id"] == "call_1"
+    assert tool_result["name"] == "HassTurnOn"
+    assert tool_result["result"]["response_type"] == "action_done"
+    assert tool_result["result"]["data"]["success"][0]["id"] == "light.kitchen_lights"
+    assert len(second["messages"]) == 3
+
+
+async def test_non_exposed_light_stays_off(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(
+        tool_call("call_1", "HassTurnOn", {"name": "Bed Light"}),
+        answer("I can't control that light."),
+    )
+
+    result = await conversation.async_converse(
+        hass, "turn on the bed light", None, Context(), agent_id=agent_id
+    )
+
+    assert speech(result) == "I can't control that light."
+    assert hass.states.get("light.bed_light").state == STATE_OFF
+    tool_result = fake_homemind.chat_requests[1]["messages"][2]
+    assert tool_result["role"] == "tool_result"
+    assert "error" in tool_result["result"]
+
+
+async def test_multi_turn_keeps_history(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(answer("Nice to meet you, Sam."), answer("Your name is Sam."))
+
+    first = await conversation.async_converse(
+        hass, "My name is Sam", None, Context(), agent_id=agent_id
+    )
+    second = await conversation.async_converse(
+        hass, "What is my name?", first.conversation_id, Context(), agent_id=agent_id
+    )
+
+    assert speech(second) == "Your name is Sam."
+    assert second.conversation_id == first.conversation_id
+    request = fake_homemind.chat_requests[1]
+    assert request["conversation_id"] == first.conversation_id
+    assert request["messages"] == [
+        {"role": "user", "content": "My name is Sam"},
+        {"role": "assistant", "content": "Nice to meet you, Sam.", "tool_calls": []},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+
+async def test_request_carries_language_speaker_and_token(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    user = await hass.auth.async_create_user("anna_account")
+    assert await async_setup_component(
+        hass, "person", {"person": [{"id": "anna", "name": "Anna", "user_id": user.id}]}
+    )
+    fake_homemind.script(answer("Hallo Anna."))
+
+    await conversation.async_converse(
+        hass, "Hallo", None, Context(user_id=user.id), language="de", agent_id=agent_id
+    )
+
+    request = fake_homemind.chat_requests[0]
+    assert request["language"] == "de"
+    assert request["speaker"] == {"id": user.id, "name": "Anna"}
+    assert request["is_voice"] is False
+    assert "device_id" not in request
+    assert fake_homemind.chat_headers[0]["Authorization"] == "Bearer hm_test_token_fake"
+
+
+async def test_speaker_without_person_uses_user_name(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    user = await hass.auth.async_create_user("Bob")
+    fake_homemind.script(answer("Hi Bob."), answer("Hi."))
+
+    await conversation.async_converse(hass, "Hi", None, Context(user_id=user.id), agent_id=agent_id)
+    await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    assert fake_homemind.chat_requests[0]["speaker"] == {"id": user.id, "name": "Bob"}
+    # A turn without a user (an automation, a satellite) has no speaker.
+    assert "speaker" not in fake_homemind.chat_requests[1]
+
+
+def _voice_device(hass: HomeAssistant, domain: str, unique_id: str) -> str:
+    """A device whose integration registered one entity of `domain`."""
+    source = MockConfigEntry(domain="esphome")
+    source.add_to_hass(hass)
+    device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=source.entry_id, identifiers={("esphome", unique_id)}
+    )
+    er.async_get(hass).async_get_or_create(
+        domain, "esphome", unique_id, device_id=device.id, config_entry=source
+    )
+    return device.id
+
+
+@pytest.mark.parametrize(
+    ("domain", "unique_id", "is_voice"),
+    [
+        ("assist_satellite", "sat-1-assist_satellite", True),
+        # Voice devices before assist_satellite: the Assist pipeline selector.
+        ("select", "aa:bb:cc-pipeline", True),
+        ("switch", "plain-switch", False),
+    ],
+)
+async def test_voice_turn_detection(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    domain: str,
+    unique_id: str,
+    is_voice: bool,
+) -> None:
+    device_id = _voice_device(hass, domain, unique_id)
+    fake_homemind.script(answer("It is sunny."))
+
+    await conversation.async_converse(
+        hass, "How is the weather?", None, Context(), agent_id=agent_id, device_id=device_id
+    )
+
+    request = fake_homemind.chat_requests[0]
+    assert request["device_id"] == device_id
+    assert request["is_voice"] is is_voice
+
+
+async def test_instructions_are_rendered_and_sent(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+) -> None:
+    hass.config_entries.async_update_entry(
+        init_integration,
+        options={
+            **init_integration.options,
+            CONF_INSTRUCTIONS: "Speak like a pirate in {{ ha_name }}.",
+        },
+    )
+    await hass.async_block_till_done()
+    fake_homemind.script(answer("Arr."))
+
+    await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    request = fake_homemind.chat_requests[0]
+    assert request["instructions"] == f"Speak like a pirate in {hass.config.location_name}."
+    # The user's instructions travel on their own, not inside HA's prompt.
+    assert "pirate" not in request["home_prompt"]
+
+
+async def test_broken_instruction_template_is_sent_as_text(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+) -> None:
+    hass.config_entries.async_update_entry(
+        init_integration,
+        options={**init_integration.options, CONF_INSTRUCTIONS: "Be brief {{ oops"},
+    )
+    await hass.async_block_till_done()
+    fake_homemind.script(answer("Ok."))
+
+    result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    assert speech(result) == "Ok."
+    assert fake_homemind.chat_requests[0]["instructions"] == "Be brief {{ oops"
+
+
+async def test_chat_only_sends_no_tools_and_ignores_tool_calls(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+) -> None:
+    hass.config_entries.async_update_entry(init_integration, options={CONF_LLM_HASS_API: []})
+    await hass.async_block_till_done()
+    state = hass.states.get(agent_id)
+    assert not state.attributes.get("supported_features")
+    fake_homemind.script(
+        tool_call("call_1", "HassTurnOn", {"name": "Kitchen Lights"}, text="I can only chat.")
+    )
+
+    result = await conversation.async_converse(
+        hass, "turn on the kitchen light", None, Context(), agent_id=agent_id
+    )
+
+    assert speech(result) == "I can only chat."
+    assert fake_homemind.chat_requests[0]["tools"] == []
+    assert len(fake_homemind.chat_requests) == 1
+    assert hass.states.get("light.kitchen_lights").state == STATE_OFF
+
+
+async def test_agent_with_llm_api_declares_control(hass: HomeAssistant, agent_id: str) -> None:
+    state = hass.states.get(agent_id)
+    assert state.attributes["supported_features"] == conversation.ConversationEntityFeature.CONTROL
+
+
+class _ShoppingAPI(llm.API):
+    """A test LLM API with one tool, to prove any API's tools are relayed."""
+
+    async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
+        return llm.APIInstance(
+            api=self,
+            api_prompt="You can add to the shopping list.",
+            llm_context=llm_context,
+            tools=[_AddItemTool()],
+        )
+
+
+class _AddItemTool(llm.Tool):
+    name = "add_item"
+    description = "Add an item to the shopping list"
+    parameters = vol.Schema({vol.Required("item"): str})
+
+    def __init__(self) -> None:
+        self.added: list[str] = []
+
+    async def async_call(
+        self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
+    ) -> dict[str, Any]:
+        ADDED.append(tool_input.tool_args["item"])
+        return {"added": tool_input.tool_args["item"]}
+
+
+ADDED: list[str] = []
+
+
+async def test_tools_of_any_llm_api_are_relayed(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+) -> None:
+    ADDED.clear()
+    unregister = llm.async_register_api(
+        hass, _ShoppingAPI(hass=hass, id="shopping", name="Shopping")
+    )
+    hass.config_entries.async_update_entry(
+        init_integration, options={CONF_LLM_HASS_API: ["shopping"]}
+    )
+    await hass.async_block_till_done()
+    fake_homemind.script(tool_call("c1", "add_item", {"item": "milk"}), answer("Added milk."))
+
+    result = await conversation.async_converse(hass, "add milk", None, Context(), agent_id=agent_id)
+    unregister()
+
+    assert speech(result) == "Added milk."
+    assert ADDED == ["milk"]
+    first, second = fake_homemind.chat_requests
+    assert first["tools"] == [
+        {
+            "name": "add_item",
+            "description": "Add an item to the shopping list",
+            "parameters": {
+                "type": "object",
+                "properties": {"item": {"type": "string"}},
+                "required": ["item"],
+            },
+        }
+    ]
+    assert "You can add to the shopping list." in first["home_prompt"]
+    assert second["messages"][2]["result"] == {"added": "milk"}
+
+
+async def test_unknown_llm_api_is_reported(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+) -> None:
+    hass.config_entries.async_update_entry(init_integration, options={CONF_LLM_HASS_API: ["gone"]})
+    await hass.async_block_till_done()
+
+    result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    assert result.response.response_type == intent.IntentResponseType.ERROR
+    assert speech(result) == "Error preparing LLM API"
+    assert fake_homemind.chat_requests == []
+
+
+async def test_notices_are_spoken_after_the_answer(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(
+        [
+            TextDeltaEvent(text="Done."),
+            DoneEvent(
+                response=ChatResponse(
+                    conversation_id="c",
+                    reply="Done.",
+                    notices=[
+                        Notice(code="usage_80", message="You have used 80% of your messages.")
+                    ],
+                )
+            ),
+        ]
+    )
+
+    result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    assert speech(result) == "Done. You have used 80% of your messages."
+
+
+async def test_tool_loop_stops_at_the_limit(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.default_script = tool_call("call_x", "HassTurnOn", {"name": "Kitchen Lights"})
+
+    result = await conversation.async_converse(hass, "loop", None, Context(), agent_id=agent_id)
+
+    assert result.response.response_type == intent.IntentResponseType.ERROR
+    assert speech(result) == "That took too many steps, so I stopped. Please try a simpler request."
+    assert len(fake_homemind.chat_requests) == MAX_TOOL_ITERATIONS
+
+
+# --- errors: every code is spoken ---------------------------------------------------
+
+SPOKEN_EN = {
+    "invalid_token": "Home Mind no longer accepts this installation's token. Please sign in again in the Home Assistant settings.",
+    "installation_revoked": "This Home Mind installation was removed. Please set it up again in the Home Assistant settings.",
+    "subscription_required": "Your Home Mind subscription is not active. Please check your plan in the Home Mind dashboard.",
+    "usage_limit_reached": "You have used all the messages of your Home Mind plan for this month.",
+    "no_api_key": "Home Mind has no Anthropic API key for this installation yet. Please add one in the Home Mind dashboard.",
+    "rate_limited": "I'm getting too many requests right now. Please try again in a moment.",
+    "upstream_unavailable": "The AI service is not available right now. Please try again in a moment.",
+    "upstream_rejected_key": "The AI service refused your Anthropic API key. Please check the key in the Home Mind dashboard.",
+    "validation_error": "Home Mind could not understand this request.",
+}
+CANNOT_CONNECT_EN = (
+    "I can't reach Home Mind right now. Please check the internet connection and try again."
+)
+TIMEOUT_EN = "Home Mind took too long to answer. Please try again."
+UNKNOWN_EN = "Something went wrong with Home Mind. Please try again."
+
+
+@pytest.mark.parametrize(("code", "sentence"), SPOKEN_EN.items())
+async def test_error_codes_are_spoken(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str, code: str, sentence: str
+) -> None:
+    # Every attempt fails the same way (the client may retry a refused request once).
+    fake_homemind.default_script = Problem(code)
+
+    result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    assert result.response.response_type == intent.IntentResponseType.ERROR
+    assert speech(result) == sentence
+
+
+@pytest.mark.parametrize(("code", "sentence"), SPOKEN_EN.items())
+async def test_error_events_mid_stream_are_spoken(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str, code: str, sentence: str
+) -> None:
+    fake_homemind.script([TextDeltaEvent(text="Let me "), error_event(code)])
+
+    result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    assert result.response.response_type == intent.IntentResponseType.ERROR
+    assert speech(result) == sentence
+
+
+async def test_unknown_server_error_is_spoken(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(Problem("internal_error", status=500))
+
+    result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    assert speech(result) == UNKNOWN_EN
+
+
+async def test_error_is_spoken_in_the_users_language(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(Problem("usage_limit_reached"), Problem("usage_limit_reached"))
+
+    german = await conversation.async_converse(
+        hass, "Hallo", None, Context(), language="de", agent_id=agent_id
+    )
+    # A regional variant falls back to its base language.
+    dutch = await conversation.async_converse(
+        hass, "Hallo", None, Context(), language="nl-BE", agent_id=agent_id
+    )
+
+    assert speech(german) == (
+        "Du hast alle Nachrichten deines Home-Mind-Tarifs für diesen Monat verbraucht."
+    )
+    assert speech(dutch) == (
+        "Je hebt alle berichten van je Home Mind-abonnement voor deze maand gebruikt."
+    )
+
+
+async def test_untranslated_language_speaks_english(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(Problem("no_api_key"))
+
+    result = await conversation.async_converse(
+        hass, "Ciao", None, Context(), language="it", agent_id=agent_id
+    )
+
+    assert speech(result) == SPOKEN_EN["no_api_key"]
+
+
+@pytest.mark.parametrize("code", ["invalid_token", "installation_revoked"])
+async def test_token_errors_start_reauth(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+    code: str,
+) -> None:
+    fake_homemind.script(Problem(code))
+
+    await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+    await hass.async_block_till_done()
+
+    flows = init_integration.async_get_active_flows(hass, {SOURCE_REAUTH})
+    assert len(list(flows)) == 1
+
+
+async def test_other_errors_do_not_start_reauth(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+) -> None:
+    fake_homemind.script(Problem("no_api_key"))
+
+    await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+    await hass.async_block_till_done()
+
+    assert not list(init_integration.async_get_active_flows(hass, {SOURCE_REAUTH}))
+
+
+async def test_server_disconnect_mid_stream_is_spoken(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    fake_homemind.script(Disconnect([TextDeltaEvent(text="The weather today is")]))
+
+    result = await conversation.async_converse(hass, "weather?", None, Context(), agent_id=agent_id)
+
+    assert result.response.response_type == intent.IntentResponseType.ERROR
+    assert speech(result) == CANNOT_CONNECT_EN
+
+
+async def test_server_gone_is_spoken(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    await fake_homemind.close()
+
+    result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+
+    assert speech(result) == CANNOT_CONNECT_EN
+
+
+@pytest.mark.parametrize(
+    "script",
+    [Stall([TextDeltaEvent(text="Thinking")]), Stall([])],
+    ids=["silent-mid-stream", "no-first-event"],
+)
+async def test_silent_server_ends_in_spoken_timeout(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    home: None,
+    mock_config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+    script: Stall,
+) -> None:
+    # The integration's own timeouts, shortened so the test does not wait 15 s.
+    monkeypatch.setattr("custom_components.home_mind.IDLE_TIMEOUT", 0.3)
+    monkeypatch.setattr("custom_components.home_mind.FIRST_EVENT_TIMEOUT", 0.3)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    fake_homemind.script(script)
+
+    result = await conversation.async_converse(
+        hass, "Hi", None, Context(), agent_id="conversation.test_home"
+    )
+
+    assert speech(result) == TIMEOUT_EN
+
+
+async def test_oversized_message_is_refused_with_a_sentence(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    result = await conversation.async_converse(
+        hass, "x" * 40_000, None, Context(), agent_id=agent_id
+    )
+
+    assert speech(result) == SPOKEN_EN["validation_error"]
+    assert fake_homemind.chat_requests == []
+
+
+def test_history_is_trimmed_to_what_the_server_accepts() -> None:
+    contents: list[conversation.Content] = [conversation.SystemContent(content="prompt")]
+    for turn in range(150):
+        contents.append(conversation.UserContent(content=f"question {turn}"))
+        contents.append(conversation.AssistantContent(agent_id="a", content=f"answer {turn}"))
+    contents.append(conversation.UserContent(content="last question"))
+
+    messages = chat_messages(contents)
+
+    assert len(messages) <= MAX_MESSAGES
+    assert isinstance(messages[0], UserMessage)
+    assert messages[-1] == UserMessage(content="last question")
+    assert messages[-2].content == "answer 149"
