@@ -136,7 +136,10 @@ async def _handle(request: web.Request, *, streaming: bool) -> web.StreamRespons
         assert sse is not None
         return sse.response
     except asyncio.CancelledError:
-        error_code = "cancelled"
+        # aiohttp cancels the handler when the client disconnects (or on shutdown).
+        transport = request.transport
+        gone = transport is None or transport.is_closing()
+        error_code = "client_disconnected" if gone else "cancelled"
         raise
     except Exception:
         if error_code is None:
