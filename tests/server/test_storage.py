@@ -1,0 +1,205 @@
+"""One schema on SQLite and PostgreSQL: migrations, models == DDL, UTC datetimes, FKs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from cloud_server.cli import main
+from cloud_server.db import models
+from cloud_server.db.base import Base
+from cloud_server.db.engine import (
+    SchemaOutdatedError,
+    alembic_config,
+    create_engine,
+    current_revisions,
+    ensure_schema,
+    head_revisions,
+    make_sessionmaker,
+    upgrade_database,
+)
+from cloud_server.settings import Settings
+
+ACCOUNT_TABLES = {
+    "users",
+    "installations",
+    "auth_sessions",
+    "refresh_tokens",
+    "password_reset_tokens",
+    "audit_events",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request, tmp_path: Path) -> str:
+    """An empty database of this test's own, on each engine (async driver URL)."""
+    if request.param == "sqlite":
+        raw = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        raw = request.getfixturevalue("fresh_pg_url")
+    return Settings(database_url=raw).effective_database_url
+
+
+def test_single_head_starting_with_0001():
+    assert len(head_revisions()) == 1
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_base() == "0001_initial"
+
+
+async def test_upgrade_downgrade_upgrade_is_clean(empty_db_url):
+    engine = create_engine(empty_db_url)
+    try:
+        await upgrade_database(engine)
+        assert await current_revisions(engine) == head_revisions()
+
+        def down(connection):
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+            return set(inspect(connection).get_table_names()) - {"alembic_version"}
+
+        async with engine.begin() as connection:
+            assert await connection.run_sync(down) == set()
+        await upgrade_database(engine)
+        await upgrade_database(engine)  # a no-op the second time
+        assert await current_revisions(engine) == head_revisions()
+    finally:
+        await engine.dispose()
+
+
+async def test_models_match_the_migrated_schema(empty_db_url):
+    engine = create_engine(empty_db_url)
+    try:
+        await upgrade_database(engine)
+
+        def diff(connection):
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, Base.metadata)
+
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(diff)
+    finally:
+        await engine.dispose()
+
+    def table_of(entry) -> str | None:
+        change = entry[0] if isinstance(entry, list) else entry
+        for part in change[1:]:
+            name = getattr(part, "name", None) if not isinstance(part, str) else None
+            table = getattr(part, "table", None)
+            if table is not None and getattr(table, "name", None):
+                return str(table.name)
+            if name:
+                return str(name)
+            if isinstance(part, str):
+                return part
+        return None
+
+    mine = [d for d in differences if table_of(d) in ACCOUNT_TABLES]
+    assert mine == []
+
+
+async def test_datetimes_come_back_utc_aware_and_fks_are_enforced(db_url):
+    engine = create_engine(Settings(database_url=db_url).effective_database_url)
+    sessionmaker = make_sessionmaker(engine)
+    try:
+        await upgrade_database(engine)
+        moment = datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=2)))
+        async with sessionmaker.begin() as session:
+            user = models.User(
+                email="tz@example.test",
+                email_normalized=f"tz-{id(moment)}-{db_url[:5]}@example.test",
+                password_hash="!",
+                created_at=moment,
+            )
+            session.add(user)
+        async with sessionmaker() as session:
+            loaded = await session.get(models.User, user.id)
+            assert loaded is not None
+            assert loaded.created_at.tzinfo is not None
+            assert loaded.created_at == moment
+            assert loaded.created_at.utcoffset() == timedelta(0)
+            assert loaded.tier == "free" and loaded.is_active is True
+
+        with pytest.raises(IntegrityError):
+            async with sessionmaker.begin() as session:
+                session.add(
+                    models.Installation(
+                        user_id="no-such-user", name="x", token_hash="h" * 64, token_hint="hm_…x"
+                    )
+                )
+        with pytest.raises(StatementError, match="naive"):
+            async with sessionmaker.begin() as session:
+                await session.execute(
+                    select(models.User).where(models.User.created_at < datetime(2030, 1, 1))
+                )
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path):
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() >= 1000
+    finally:
+        await engine.dispose()
+
+
+async def test_outdated_schema_is_refused_without_auto_migrate(tmp_path, make_app, server_settings):
+    engine = create_engine(server_settings.effective_database_url)
+    try:
+        with pytest.raises(SchemaOutdatedError, match="homemind-server migrate"):
+            await ensure_schema(engine, auto_migrate=False)
+    finally:
+        await engine.dispose()
+    with pytest.raises(SchemaOutdatedError):
+        await make_app(server_settings.model_copy(update={"auto_migrate": False}))
+
+
+async def test_serve_refuses_outdated_schema_and_migrate_fixes_it(tmp_path, monkeypatch, capsys):
+    for name in ("DATABASE_URL", "ENCRYPTION_KEY", "JWT_SECRET", "HOMEMIND_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOMEMIND_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOMEMIND_AUTO_MIGRATE", "false")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    # `serve` in its own process, as an operator runs it.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cloud_server",
+        "serve",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert "homemind-server migrate" in err.decode()
+
+    assert await asyncio.to_thread(main, ["migrate"]) == 0
+    engine = create_engine(Settings(data_dir=tmp_path).effective_database_url)
+    try:
+        assert await current_revisions(engine) == head_revisions()
+    finally:
+        await engine.dispose()
+
+
+def test_utc_is_the_only_zone_stored():
+    column = models.User.__table__.c.created_at
+    assert column.type.impl.timezone is True  # type: ignore[attr-defined]
+    assert datetime.now(UTC).tzinfo is UTC
