@@ -53,10 +53,10 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url")
     )
     model: str = Field(
-        default="claude-sonnet-4-5", validation_alias=_env("HOMEMIND_MODEL", "model")
+        default="claude-haiku-5-5", validation_alias=_env("HOMEMIND_MODEL", "model")
     )
     extraction_model: str = Field(
-        default="claude-haiku-4-5",
+        default="claude-haiku-5-5",
         validation_alias=_env("HOMEMIND_EXTRACTION_MODEL", "extraction_model"),
     )
     max_tokens: int = Field(
