@@ -64,7 +64,9 @@ def setup_memory(app: web.Application) -> None:
         service = MemoryService(backend, app[SETTINGS], app=app)
         app[MEMORY_BACKEND] = backend
         app[MEMORY_SERVICE] = service
-        app[MEMORY_PROVIDER] = service
+        # A provider installed before start-up (e.g. a test's) is left in place.
+        if MEMORY_PROVIDER not in app:
+            app[MEMORY_PROVIDER] = service
         LOGGER.info("Memory backend: %s", backend.name)
         try:
             yield
