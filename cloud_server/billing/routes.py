@@ -6,10 +6,12 @@ exist: a self-hosted server reports `free`/`none` and its usage without an allow
 
 Checkout decisions: one Stripe customer per user, created at the first checkout and
 stored; a user with a live Stripe subscription is sent to the portal instead (409
-`subscription_exists`) so nobody pays twice; the sign-up trial is granted once per person:
-a person who never had one gets `trial_period_days`; one whose trial window is still open
-for at least 48 hours (Stripe's minimum) keeps its end date (`trial_end`), so subscribing
-during the trial never extends it and never charges before it ends; anyone else pays now.
+`subscription_exists`) so nobody pays twice. The trial is one 14-day window per person
+(`trial_grants`, started by the first checkout or the first use of the sign-up trial):
+checkout passes that window's end as `subscription_data.trial_end` while at least 48 hours
+of it remain (Stripe's minimum), so subscribing during the trial neither extends it nor
+charges before it ends, and a retry or double click asks for identical terms (same
+idempotency key, same session); after the window, checkout has no trial and charges now.
 """
 
 from __future__ import annotations
@@ -132,11 +134,10 @@ async def checkout(request: web.Request) -> web.Response:
                         )
                     )
                 ).scalar_one()
-        trial_days: int | None = None
         trial_end: datetime | None = None
         if config.trial_days > 0:
             async with sessionmaker.begin() as session:
-                grant, new = await claim_trial(
+                grant, _ = await claim_trial(
                     session,
                     user.user_id,
                     email=email,
@@ -144,9 +145,9 @@ async def checkout(request: web.Request) -> web.Response:
                     days=config.trial_days,
                     source="checkout",
                 )
-            if new:
-                trial_days = config.trial_days
-            elif grant.user_id == user.user_id and grant.ends_at - now >= _MIN_TRIAL_LEFT:
+            # Always the grant's own end date: a retry or a double click asks for the same
+            # terms (same idempotency key, same session), and no checkout extends the trial.
+            if grant.user_id == user.user_id and grant.ends_at - now >= _MIN_TRIAL_LEFT:
                 trial_end = grant.ends_at
         url = await create_checkout_session(
             _stripe(request),
@@ -155,7 +156,6 @@ async def checkout(request: web.Request) -> web.Response:
             plan=body.plan,
             price_id=price_id,
             public_url=settings.effective_public_url,
-            trial_days=trial_days,
             trial_end=trial_end,
             now=now,
         )

@@ -76,14 +76,11 @@ async def create_checkout_session(
     plan: str,
     price_id: str,
     public_url: str,
-    trial_days: int | None,
     trial_end: datetime | None,
     now: datetime,
 ) -> str:
     subscription_data: dict[str, Any] = {"metadata": {"user_id": user_id, "plan": plan}}
-    if trial_days:
-        subscription_data["trial_period_days"] = trial_days
-    elif trial_end is not None:
+    if trial_end is not None:
         subscription_data["trial_end"] = int(trial_end.timestamp())
     params: dict[str, Any] = {
         "mode": "subscription",
@@ -102,7 +99,6 @@ async def create_checkout_session(
         customer_id,
         plan,
         price_id,
-        trial_days,
         trial_end.timestamp() if trial_end else None,
         int(now.timestamp()) // 600,
     )
