@@ -108,6 +108,36 @@ class DictMemory:
         self.finished_turns.append(reply)
 
 
+class NoMemory:
+    """A household with nothing remembered and no memory tools."""
+
+    async def recall(
+        self, principal: InstallationPrincipal, chat: ChatRequest, query: str
+    ) -> list[RecalledFact]:
+        return []
+
+    def server_tools(self) -> list[ToolSpec]:
+        return []
+
+    async def run_tool(
+        self,
+        principal: InstallationPrincipal,
+        chat: ChatRequest,
+        name: str,
+        arguments: dict[str, Any],
+    ) -> dict[str, Any]:
+        raise AssertionError("no server tools were offered")
+
+    def after_turn(
+        self,
+        principal: InstallationPrincipal,
+        chat: ChatRequest,
+        reply: str,
+        access: ChatAccess,
+    ) -> None:
+        return None
+
+
 @dataclass
 class SseEvent:
     name: str

@@ -18,6 +18,7 @@ from tests.server.chat_helpers import (
     FAKE_OWN_KEY,
     FAKE_SERVER_KEY,
     DictMemory,
+    NoMemory,
     RecordingGate,
     next_sse,
     read_sse,
@@ -87,8 +88,9 @@ def chat_env(
         app = create_app(settings)
         if gate is not None:
             app[CHAT_GATE] = gate
-        if memory is not None:
-            app[MEMORY_PROVIDER] = memory
+        # Always the test's own memory provider: the app's real one would ask the fake
+        # Claude for extraction after each turn and take scripted answers.
+        app[MEMORY_PROVIDER] = memory if memory is not None else NoMemory()
         client: TestClient[Any, Any] = await aiohttp_client(app)
         _, token = await create_installation(api_key=own_key, client=client)
         return ChatEnv(client, fake, auth_headers(token), settings)
