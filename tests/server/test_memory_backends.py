@@ -291,7 +291,9 @@ async def test_shodh_superseded_and_deleted_facts_leave_the_index(shodh_env: Env
     await shodh_env.backend.add(user, "The garage code is 1234")
     await shodh_env.backend.delete_all(user)
     assert shodh_env.shodh.of_user(shodh_user_id(user)) == []
-    assert any(c.method == "DELETE" and c.path.startswith("/api/users/") for c in shodh_env.shodh.calls)
+    assert any(
+        c.method == "DELETE" and c.path.startswith("/api/users/") for c in shodh_env.shodh.calls
+    )
 
 
 async def test_shodh_outage_loses_nothing_and_search_falls_back(shodh_env: Env) -> None:

@@ -205,7 +205,12 @@ class FakeShodh:
                 memory.memory_type = memory_type
                 memory.version += 1
                 return web.json_response(
-                    {"id": memory.id, "success": True, "was_update": True, "version": memory.version}
+                    {
+                        "id": memory.id,
+                        "success": True,
+                        "was_update": True,
+                        "version": memory.version,
+                    }
                 )
         memory = StoredMemory(
             id=str(uuid.uuid4()),
