@@ -565,6 +565,8 @@ async def test_client_disconnect_mid_stream_records_once(
     fake.script(text(" ".join(["word"] * 200)))
 
     response = await env.post("/api/chat/stream", {"message": "talk a lot"})
+    # The first delta arrives while Claude is still talking (were the server buffering,
+    # the answer would be complete by now and the outcome below would say so).
     first = await next_sse(response)
     assert first.name == "text_delta"
     response.close()  # the client goes away
@@ -619,3 +621,50 @@ async def test_tool_result_follow_up_is_not_a_new_message(
 
     outcome = await gate.wait_recorded()
     assert outcome.counts_as_message is False
+
+
+@pytest.mark.parametrize(
+    ("claude_stop", "our_stop"),
+    [("max_tokens", "max_tokens"), ("refusal", "end_turn"), ("stop_sequence", "end_turn")],
+)
+async def test_stop_reasons_are_mapped(
+    chat_env: MakeEnv, fake: FakeClaude, claude_stop: str, our_stop: str
+) -> None:
+    env = await chat_env()
+    fake.script(text("Part of an answer", stop_reason=claude_stop))
+
+    answer = await env.chat({"message": "hi"})
+
+    assert answer["stop_reason"] == our_stop
+    assert answer["reply"] == "Part of an answer"
+
+
+async def test_one_info_line_per_request_without_content_or_keys(
+    chat_env: MakeEnv, fake: FakeClaude, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = await chat_env(own_key=FAKE_OWN_KEY)
+    fake.script(text("The secret answer is blue."))
+    caplog.set_level("INFO")
+
+    await env.chat({"message": "Tell me the private thing", "home_prompt": "PRIVATE-HOME"})
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "cloud_server.chat.routes"]
+    assert len(lines) == 1
+    assert "calls=1" in lines[0] and "in=25" in lines[0] and "request_id=" in lines[0]
+    for secret in ("private thing", "PRIVATE-HOME", "blue", FAKE_OWN_KEY, FAKE_SERVER_KEY):
+        assert secret not in caplog.text
+
+
+async def test_ha_tool_with_a_server_tool_name_is_not_sent_twice(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    env = await chat_env(memory=DictMemory())
+    fake.script(text("Hi."))
+    clash = {"name": "remember", "description": "HA's own", "parameters": {"type": "object"}}
+
+    await env.chat({"message": "hi", "tools": [HASS_TURN_ON, clash]})
+
+    names = [t["name"] for t in fake.last_request.tools]
+    assert sorted(names) == ["HassTurnOn", "remember"]
+    remember = next(t for t in fake.last_request.tools if t["name"] == "remember")
+    assert remember["description"] != "HA's own"
