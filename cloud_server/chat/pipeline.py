@@ -197,6 +197,8 @@ class ChatTurn:
             force_text = (
                 completed_calls > 0 and completed_calls + 1 >= self.settings.max_model_calls
             )
+            # Where this call's text starts: a retried call must not repeat a partial answer.
+            reply_mark, joiner_mark = len(self.reply_parts), self._need_joiner
             try:
                 result = await self._call(
                     sink,
@@ -217,6 +219,8 @@ class ChatTurn:
                     and loop.time() + wait < deadline
                 ):
                     retry_left = False
+                    del self.reply_parts[reply_mark:]
+                    self._need_joiner = joiner_mark
                     LOGGER.info("Claude failed (%s); retrying once", failure.error.code)
                     await asyncio.sleep(wait)
                     continue

@@ -668,3 +668,15 @@ async def test_ha_tool_with_a_server_tool_name_is_not_sent_twice(
     assert sorted(names) == ["HassTurnOn", "remember"]
     remember = next(t for t in fake.last_request.tools if t["name"] == "remember")
     assert remember["description"] != "HA's own"
+
+
+async def test_retry_after_a_cut_does_not_repeat_the_partial_answer(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    env = await chat_env()
+    fake.script(cut(after_events=8), text("Recovered."))
+
+    answer = await env.chat({"message": "hi"})  # nothing sent yet: one retry is allowed
+
+    assert answer["reply"] == "Recovered."
+    assert len(fake.requests) == 2
