@@ -132,3 +132,49 @@ async def test_principal_helpers_give_installation_and_decrypted_key(
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
     response = await client.get("/test/whoami", headers=auth_headers(tampered))
     assert (await response.json())["code"] == "invalid_token"
+
+
+async def test_malformed_tokens_never_reach_the_database(make_app, create_installation):
+    from sqlalchemy import event
+
+    from cloud_server.db.engine import DB_ENGINE
+
+    client = await make_app()
+    _, token = await create_installation(client=client)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = client.app[DB_ENGINE].sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        bad_checksum = token[:-1] + ("0" if token[-1] != "0" else "1")
+        for bad in [bad_checksum, "hm_" + "A" * 61, token[:-1], token + "A", "ghp_" + token[4:]]:
+            response = await client.get(
+                "/api/installation", headers={"Authorization": f"Bearer {bad}"}
+            )
+            assert (await response.json())["code"] == "invalid_token"
+        assert statements == []
+        # The control: a well-formed token is looked up.
+        await client.get("/api/installation", headers={"Authorization": f"Bearer {token}"})
+        assert statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_last_seen_is_not_written_on_every_request(make_app, create_installation):
+    client = await make_app()
+    installation_id, token = await create_installation(client=client)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def last_seen():
+        async with client.app[DB_SESSIONMAKER]() as session:
+            return (await session.get(Installation, installation_id)).last_seen_at
+
+    assert await last_seen() is None
+    await client.get("/api/installation", headers=headers)
+    first = await last_seen()
+    assert first is not None
+    await client.get("/api/installation", headers=headers)
+    assert await last_seen() == first

@@ -37,14 +37,19 @@ _SQLITE_FTS = [
         DELETE FROM memories_fts WHERE memory_id = old.id;
     END
     """,
+    # Only active facts are indexed: a superseded fact leaves the index (it stays in the table).
     """
-    CREATE TRIGGER memories_fts_update AFTER UPDATE OF content, category, user_id ON memories
+    CREATE TRIGGER memories_fts_update
+    AFTER UPDATE OF content, category, user_id, superseded_by ON memories
     BEGIN
         DELETE FROM memories_fts WHERE memory_id = old.id;
         INSERT INTO memories_fts (memory_id, owner, body)
-        VALUES (new.id, 'u' || new.user_id, new.content || ' ' || coalesce(new.category, ''));
+        SELECT new.id, 'u' || new.user_id, new.content || ' ' || coalesce(new.category, '')
+        WHERE new.superseded_by IS NULL;
     END
     """,
+    # `ORDER BY rank` is FTS5's fast path; rank = BM25 on the body column only.
+    "INSERT INTO memories_fts (memories_fts, rank) VALUES ('rank', 'bm25(0.0, 0.0, 1.0)')",
 ]
 
 
