@@ -680,3 +680,21 @@ async def test_retry_after_a_cut_does_not_repeat_the_partial_answer(
 
     assert answer["reply"] == "Recovered."
     assert len(fake.requests) == 2
+
+
+async def test_first_token_timeout_after_text_ends_with_error_event(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    memory = DictMemory()
+    env = await chat_env(memory=memory, first_token_timeout=0.3)
+    fake.script(tool_use("remember", {"content": "tea"}, text="One moment."), hang())
+
+    response = await env.post("/api/chat/stream", {"message": "remember tea"})
+    events = await read_sse(response)
+
+    assert response.status == 200
+    assert {e.name for e in events[:-1]} == {"text_delta"}
+    assert "".join(e.data["text"] for e in events[:-1]) == "One moment."
+    assert events[-1].name == "error"
+    assert events[-1].data["code"] == "upstream_unavailable"
+    assert len(fake.requests) == 2  # no retry once text was sent
