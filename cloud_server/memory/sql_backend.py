@@ -285,9 +285,13 @@ class SqlMemoryBackend:
                     all_speakers=all_speakers,
                     limit=limit,
                 )
-                return [to_record(row) for row in rows]
         except SQLAlchemyError as err:
             raise MemoryBackendError("memory search failed") from err
+        # Facts matching more of the user's own words (not just expansions) come first;
+        # the sort is stable, so the engine's ranking decides among equals.
+        records = [to_record(row) for row in rows]
+        records.sort(key=lambda r: -memtext.relevance(query, r.content))
+        return records[:limit]
 
     async def health(self) -> bool:
         try:
@@ -352,22 +356,34 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         if terms is None:
             return []
         owner = '"u' + user_id.replace('"', "") + '"'
-        params: dict[str, Any] = {
-            "match": f"owner : {owner} AND body : ({terms})",
-            "user": user_id,
-            "limit": limit,
-        }
-        scope = self._scope_sql(speaker_id, all_speakers, params)
-        # Only constant fragments are interpolated; the user's words are a bound parameter.
-        sql = text(
-            f"SELECT {_COLUMNS} FROM memories_fts f JOIN memories m ON m.id = f.memory_id "  # noqa: S608
-            "WHERE memories_fts MATCH :match AND m.user_id = :user "
-            f"AND m.superseded_by IS NULL{scope} "
-            "ORDER BY bm25(memories_fts, 0.0, 0.0, 1.0), m.use_count DESC, m.updated_at DESC "
-            "LIMIT :limit"
+        # Step 1: the index alone (active facts of this household), BM25 order.
+        ids_sql = text(
+            "SELECT memory_id FROM memories_fts WHERE memories_fts MATCH :match "
+            "ORDER BY rank LIMIT :k"
         )
-        result = await session.scalars(select(Memory).from_statement(sql), params)
-        return result.all()
+        match = f"owner : {owner} AND body : ({terms})"
+        ids = list((await session.scalars(ids_sql, {"match": match, "k": limit * 3 + 10})).all())
+        if not ids:
+            return []
+        # Step 2: the rows, in index order; scope and state are checked on the row.
+        rows = (
+            await session.scalars(
+                select(Memory).where(
+                    Memory.user_id == user_id,
+                    Memory.id.in_(ids),
+                    Memory.superseded_by.is_(None),
+                )
+            )
+        ).all()
+        position = {memory_id: n for n, memory_id in enumerate(ids)}
+        kept = [
+            row
+            for row in rows
+            if all_speakers or row.speaker_id is None or row.speaker_id == speaker_id
+        ]
+        # Ties of BM25 are rare; the index order is kept, use and recency come after.
+        kept.sort(key=lambda row: (position[row.id], -row.use_count, -row.updated_at.timestamp()))
+        return kept
 
 
 class PostgresMemoryBackend(SqlMemoryBackend):
@@ -391,7 +407,7 @@ class PostgresMemoryBackend(SqlMemoryBackend):
         expression = memtext.tsquery(merged)
         if expression is None:
             return []
-        params: dict[str, Any] = {"q": expression, "user": user_id, "limit": limit}
+        params: dict[str, Any] = {"q": expression, "user": user_id, "limit": limit * 3 + 10}
         scope = self._scope_sql(speaker_id, all_speakers, params)
         # Only constant fragments are interpolated; the user's words are a bound parameter.
         sql = text(

@@ -179,6 +179,47 @@ EXPANSIONS: dict[str, tuple[str, ...]] = {
     "time": ("clock", "am", "pm"),
 }
 
+EXPANSIONS.update(
+    {
+        "living": ("job", "works", "work"),
+        "breed": ("dog", "cat", "retriever"),
+        "date": ("birthday", "born"),
+        "married": ("wedding", "anniversary"),
+        "club": ("team", "supports", "football"),
+        "fan": ("supports", "team"),
+        "checkup": ("dentist", "doctor", "appointment"),
+        "instrument": ("piano", "guitar", "violin", "drums"),
+        "courier": ("parcel", "delivery", "package"),
+        "couriers": ("parcels", "delivery", "package"),
+        "sick": ("vet", "doctor", "ill"),
+        "ill": ("doctor", "vet", "sick"),
+        "gp": ("doctor",),
+        "asleep": ("sleep", "sleeps", "night", "bed"),
+        "maintenance": ("service", "serviced", "repair"),
+        "service": ("serviced", "maintenance"),
+        "boiler": ("heating",),
+        "breaker": ("fuse",),
+        "breakers": ("fuse",),
+        "circuit": ("fuse", "electricity"),
+        "loud": ("quiet", "noise"),
+        "noise": ("quiet", "loud"),
+        "tonight": ("night", "evening", "pm"),
+        "evening": ("night", "pm", "tonight"),
+    }
+)
+
+# Multi-word paraphrases rewritten before tokenising ("get up" is "wake").
+PHRASES: dict[str, str] = {
+    "get up": "wake",
+    "gets up": "wake",
+    "for a living": "job works",
+    "fall asleep": "sleep night",
+    "birth date": "born birthday",
+    "date of birth": "born birthday",
+    "go to sleep": "bed sleep",
+}
+_PHRASE = re.compile(r"\b(" + "|".join(re.escape(p) for p in PHRASES) + r")\b", re.IGNORECASE)
+
 _SUFFIXES = ("ing", "ies", "es", "ed", "ly", "s")
 
 
@@ -247,6 +288,7 @@ def query_terms(
 
     Each term is matched as a prefix by the backends (so 'daughter' finds "daughter's").
     """
+    text = _PHRASE.sub(lambda m: f"{m.group(0)} {PHRASES[m.group(0).lower()]}", text)
     base = content_terms(text, drop_meta=drop_meta, keep_accents=keep_accents)
     terms: list[str] = []
     seen: set[str] = set()
@@ -263,7 +305,13 @@ def query_terms(
     if expand:
         for word in base:
             key = fold(word)
-            for extra in EXPANSIONS.get(key, ()) + EXPANSIONS.get(stem(key), ()):
+            singular = key[:-1] if key.endswith("s") else key
+            extras = (
+                EXPANSIONS.get(key, ())
+                or EXPANSIONS.get(singular, ())
+                or EXPANSIONS.get(stem(key), ())
+            )
+            for extra in extras:
                 add(extra)
     return terms[:32]
 
