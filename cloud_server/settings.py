@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         default="claude-haiku-5-5",
         validation_alias=_env("HOMEMIND_EXTRACTION_MODEL", "extraction_model"),
     )
+    # Facts are also extracted from each finished turn by a cheap model (a second call).
+    memory_extraction: bool = Field(
+        default=True, validation_alias=_env("HOMEMIND_MEMORY_EXTRACTION", "memory_extraction")
+    )
     max_tokens: int = Field(
         default=1024, ge=16, validation_alias=_env("HOMEMIND_MAX_TOKENS", "max_tokens")
     )
