@@ -292,10 +292,9 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
     @staticmethod
     def _home_prompt(chat_log: conversation.ChatLog) -> str | None:
         """What HA's LLM API says about the home (the system prompt HA built)."""
-        first = chat_log.content[0] if chat_log.content else None
-        if isinstance(first, conversation.SystemContent) and first.content:
-            return first.content
-        return None
+        # HA keeps its system prompt in the first content of every chat log.
+        first = chat_log.content[0]
+        return first.content or None if isinstance(first, conversation.SystemContent) else None
 
     def _instructions(self, speaker: Speaker | None) -> str | None:
         """The user's own instructions, a template rendered for this turn."""

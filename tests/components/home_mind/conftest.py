@@ -18,6 +18,12 @@ from custom_components.home_mind.const import DOMAIN
 from .fake_homemind import INSTALLATION_ID, TOKEN, FakeHomeMind
 
 
+@pytest.fixture(autouse=True)
+async def core(hass: HomeAssistant) -> None:
+    """HA's core integration, always loaded in a real HA (conversation needs it)."""
+    assert await async_setup_component(hass, "homeassistant", {})
+
+
 @pytest.fixture
 async def fake_homemind(socket_enabled: None) -> AsyncGenerator[FakeHomeMind]:
     """The scripted Home Mind server, listening on 127.0.0.1."""
@@ -44,7 +50,6 @@ def mock_config_entry(hass: HomeAssistant, fake_homemind: FakeHomeMind) -> MockC
 @pytest.fixture
 async def home(hass: HomeAssistant) -> None:
     """A home with demo lights: the kitchen exposed to Assist, the bed light not."""
-    assert await async_setup_component(hass, "homeassistant", {})
     assert await async_setup_component(hass, "intent", {})
     assert await async_setup_component(hass, "light", {"light": [{"platform": "demo"}]})
     await hass.async_block_till_done()

@@ -17,9 +17,7 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_mind.const import CONF_INSTRUCTIONS, MAX_TOOL_ITERATIONS
-from custom_components.home_mind.conversation import chat_messages
-from homemind_client.models import ChatResponse, DoneEvent, Notice, TextDeltaEvent, UserMessage
-from homemind_client.models.chat import MAX_MESSAGES
+from homemind_client.models import ChatResponse, DoneEvent, Notice, TextDeltaEvent
 
 from .fake_homemind import (
     Disconnect,
@@ -293,6 +291,8 @@ async def test_chat_only_sends_no_tools_and_ignores_tool_calls(
 async def test_agent_with_llm_api_declares_control(hass: HomeAssistant, agent_id: str) -> None:
     state = hass.states.get(agent_id)
     assert state.attributes["supported_features"] == conversation.ConversationEntityFeature.CONTROL
+    agent = conversation.async_get_agent(hass, agent_id)
+    assert agent.supported_languages == "*"
 
 
 class _ShoppingAPI(llm.API):
@@ -572,18 +572,3 @@ async def test_oversized_message_is_refused_with_a_sentence(
 
     assert speech(result) == SPOKEN_EN["validation_error"]
     assert fake_homemind.chat_requests == []
-
-
-def test_history_is_trimmed_to_what_the_server_accepts() -> None:
-    contents: list[conversation.Content] = [conversation.SystemContent(content="prompt")]
-    for turn in range(150):
-        contents.append(conversation.UserContent(content=f"question {turn}"))
-        contents.append(conversation.AssistantContent(agent_id="a", content=f"answer {turn}"))
-    contents.append(conversation.UserContent(content="last question"))
-
-    messages = chat_messages(contents)
-
-    assert len(messages) <= MAX_MESSAGES
-    assert isinstance(messages[0], UserMessage)
-    assert messages[-1] == UserMessage(content="last question")
-    assert messages[-2].content == "answer 149"

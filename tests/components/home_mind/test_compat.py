@@ -1,0 +1,284 @@
+"""Both branches of every compat shim: the running HA 2025.4 and fakes of newer HA APIs."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import voluptuous as vol
+import voluptuous_openapi
+from homeassistant.components import conversation
+from homeassistant.config_entries import ConfigFlowResult
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import intent, llm
+
+from custom_components.home_mind import compat
+
+
+def _user_input(text: str = "hi", **extra: Any) -> conversation.ConversationInput:
+    return conversation.ConversationInput(
+        text=text,
+        context=Context(),
+        conversation_id=None,
+        device_id=None,
+        language="en",
+        agent_id="conversation.test_home",
+        **extra,
+    )
+
+
+class _NewChatLog:
+    """HA 2025.7+: `async_provide_llm_data(llm_context, apis, prompt, extra)`."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def async_provide_llm_data(self, *args: Any) -> None:
+        self.calls.append(args)
+
+
+class _NewInput:
+    """HA 2025.7+ `ConversationInput` with `as_llm_context`."""
+
+    extra_system_prompt = "extra"
+
+    def as_llm_context(self, domain: str) -> str:
+        return f"llm-context-for-{domain}"
+
+
+class _OldChatLog:
+    """HA 2025.4-2025.6: `async_update_llm_data(domain, user_input, api, prompt)`."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def async_update_llm_data(self, *args: Any) -> None:
+        self.calls.append(args)
+
+
+async def test_provide_llm_data_on_new_ha() -> None:
+    chat_log, user_input = _NewChatLog(), _NewInput()
+
+    await compat.provide_llm_data(chat_log, user_input, "home_mind", ["assist", "other"], None)  # type: ignore[arg-type]
+    await compat.provide_llm_data(chat_log, user_input, "home_mind", [], "prompt")  # type: ignore[arg-type]
+
+    assert chat_log.calls == [
+        ("llm-context-for-home_mind", ["assist", "other"], None, "extra"),
+        ("llm-context-for-home_mind", None, "prompt", "extra"),
+    ]
+
+
+async def test_provide_llm_data_on_ha_2025_4_takes_one_api() -> None:
+    chat_log, user_input = _OldChatLog(), _user_input()
+    assert not hasattr(llm, "MergedAPI")
+
+    await compat.provide_llm_data(chat_log, user_input, "home_mind", ["assist", "other"], None)  # type: ignore[arg-type]
+    await compat.provide_llm_data(chat_log, user_input, "home_mind", [], None)  # type: ignore[arg-type]
+
+    assert chat_log.calls == [
+        ("home_mind", user_input, "assist", None),
+        ("home_mind", user_input, None, None),
+    ]
+
+
+async def test_provide_llm_data_on_ha_2025_5_passes_the_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(llm, "MergedAPI", object, raising=False)
+    chat_log, user_input = _OldChatLog(), _user_input()
+
+    await compat.provide_llm_data(chat_log, user_input, "home_mind", ["assist", "other"], None)  # type: ignore[arg-type]
+
+    assert chat_log.calls == [("home_mind", user_input, ["assist", "other"], None)]
+
+
+def test_tool_schema_with_voluptuous_openapi() -> None:
+    """HA up to 2026.8: voluptuous_openapi, with the API's own serializer."""
+    assert "probatio" not in sys.modules
+    marker = object()
+
+    def serializer(value: Any) -> Any:
+        if value is marker:
+            return {"type": "string", "format": "custom"}
+        return voluptuous_openapi.UNSUPPORTED
+
+    schema = vol.Schema({vol.Required("where"): marker, vol.Optional("count"): int})
+
+    result = compat.tool_parameters_schema(schema, serializer)
+
+    assert result == {
+        "type": "object",
+        "properties": {
+            "where": {"type": "string", "format": "custom"},
+            "count": {"type": "integer"},
+        },
+        "required": ["where"],
+    }
+
+
+def test_tool_schema_with_probatio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HA 2026.9+: probatio's `to_openapi` replaces voluptuous_openapi."""
+    calls: list[tuple[Any, Any]] = []
+
+    def to_openapi(schema: Any, *, custom_serializer: Any = None) -> dict[str, Any]:
+        calls.append((schema, custom_serializer))
+        return {"type": "object", "properties": {"from": {"type": "string"}}}
+
+    monkeypatch.setitem(sys.modules, "probatio", types.SimpleNamespace(to_openapi=to_openapi))
+    schema = vol.Schema({})
+
+    result = compat.tool_parameters_schema(schema, None)
+
+    assert result == {"type": "object", "properties": {"from": {"type": "string"}}}
+    assert calls == [(schema, None)]
+
+
+def test_tool_schema_that_is_not_an_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(
+        sys.modules, "probatio", types.SimpleNamespace(to_openapi=lambda *a, **k: None)
+    )
+
+    assert compat.tool_parameters_schema(vol.Schema({}), None) == {}
+
+
+def test_tool_result_data_on_ha_2025_4() -> None:
+    content = conversation.ToolResultContent(
+        agent_id="a", tool_call_id="c", tool_name="t", tool_result={"ok": True}
+    )
+
+    assert compat.tool_result_data(content) == {"ok": True}
+
+
+def test_tool_result_data_on_ha_2026_10() -> None:
+    @dataclass
+    class ToolResult:
+        data: dict[str, Any]
+        error: bool = False
+
+    content = types.SimpleNamespace(result=ToolResult(data={"ok": 1}))
+
+    assert compat.tool_result_data(content) == {"ok": 1}  # type: ignore[arg-type]
+
+
+def test_make_tool_result_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert compat.make_tool_result({"a": 1}) == {"a": 1}
+
+    @dataclass
+    class ToolResult:
+        data: dict[str, Any]
+
+    monkeypatch.setattr(llm, "ToolResult", ToolResult, raising=False)
+
+    assert compat.make_tool_result({"a": 1}) == ToolResult(data={"a": 1})
+
+
+def test_satellite_id_both_ways() -> None:
+    # HA 2025.4: the field does not exist.
+    assert compat.satellite_id(_user_input()) is None
+    # HA 2025.10+: a field of ConversationInput.
+    newer = types.SimpleNamespace(satellite_id="assist_satellite.kitchen")
+    assert compat.satellite_id(newer) == "assist_satellite.kitchen"  # type: ignore[arg-type]
+    assert compat.satellite_id(types.SimpleNamespace(satellite_id=None)) is None  # type: ignore[arg-type]
+
+
+async def test_satellite_id_means_voice(hass: HomeAssistant) -> None:
+    from custom_components.home_mind.conversation import is_voice_turn
+
+    newer = types.SimpleNamespace(satellite_id="assist_satellite.kitchen", device_id=None)
+
+    assert is_voice_turn(hass, newer) is True  # type: ignore[arg-type]
+    assert is_voice_turn(hass, _user_input()) is False
+
+
+async def test_result_from_chat_log_on_ha_2025_4(hass: HomeAssistant) -> None:
+    assert not hasattr(conversation, "async_get_result_from_chat_log")
+    chat_log = conversation.ChatLog(hass, "conv-1")
+    chat_log.async_add_user_content(conversation.UserContent(content="hi"))
+    chat_log.async_add_assistant_content_without_tools(
+        conversation.AssistantContent(agent_id="a", content="Shall I?")
+    )
+
+    result = compat.result_from_chat_log(_user_input(), chat_log)
+
+    assert result.response.speech["plain"]["speech"] == "Shall I?"
+    assert result.conversation_id == "conv-1"
+    assert result.continue_conversation is True
+
+
+async def test_result_from_chat_log_without_answer(hass: HomeAssistant) -> None:
+    chat_log = conversation.ChatLog(hass, "conv-1")
+    chat_log.async_add_user_content(conversation.UserContent(content="hi"))
+
+    result = compat.result_from_chat_log(_user_input(), chat_log)
+
+    assert result.response.speech["plain"]["speech"] == ""
+
+
+async def test_result_from_chat_log_on_ha_2025_8(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = conversation.ConversationResult(response=intent.IntentResponse(language="en"))
+    calls: list[tuple[Any, Any]] = []
+
+    def helper(user_input: Any, chat_log: Any) -> conversation.ConversationResult:
+        calls.append((user_input, chat_log))
+        return expected
+
+    monkeypatch.setattr(conversation, "async_get_result_from_chat_log", helper, raising=False)
+    chat_log = conversation.ChatLog(hass, "conv-1")
+    user_input = _user_input()
+
+    assert compat.result_from_chat_log(user_input, chat_log) is expected
+    assert calls == [(user_input, chat_log)]
+
+
+class _Entry:
+    def __init__(self, listeners: list[Any]) -> None:
+        self.update_listeners = listeners
+
+
+class _OldFlow:
+    """HA 2025.4: only `async_update_reload_and_abort`."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, Any]] = []
+
+    def async_update_reload_and_abort(self, entry: Any, *, data_updates: Any) -> ConfigFlowResult:
+        self.calls.append(("reload", entry, data_updates))
+        return {"type": "abort"}  # type: ignore[typeddict-item]
+
+
+class _NewFlow(_OldFlow):
+    """HA 2025.11+: also `async_update_and_abort` (no reload of its own)."""
+
+    def async_update_and_abort(self, entry: Any, *, data_updates: Any) -> ConfigFlowResult:
+        self.calls.append(("update", entry, data_updates))
+        return {"type": "abort"}  # type: ignore[typeddict-item]
+
+
+@pytest.mark.parametrize(
+    ("flow_type", "listeners", "expected"),
+    [
+        (_OldFlow, [object()], "reload"),
+        (_NewFlow, [object()], "update"),
+        # Without a listener nothing else would reload the entry.
+        (_NewFlow, [], "reload"),
+    ],
+)
+def test_update_entry_and_abort(
+    flow_type: type[_OldFlow], listeners: list[Any], expected: str
+) -> None:
+    flow, entry = flow_type(), _Entry(listeners)
+
+    compat.update_entry_and_abort(flow, entry, {"token": "t"})  # type: ignore[arg-type]
+
+    assert flow.calls == [(expected, entry, {"token": "t"})]
+
+
+def test_multiple_llm_apis_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert compat.supports_multiple_llm_apis() is False
+    monkeypatch.setattr(llm, "MergedAPI", object, raising=False)
+    assert compat.supports_multiple_llm_apis() is True

@@ -1,0 +1,113 @@
+"""Setup, unload, the service device and diagnostics."""
+
+from __future__ import annotations
+
+import pytest
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+from syrupy.assertion import SnapshotAssertion
+
+from custom_components.home_mind.const import DOMAIN
+
+from .fake_homemind import INSTALLATION_ID, TOKEN, FakeHomeMind, Problem
+
+
+async def test_setup_creates_service_device_and_agent(
+    hass: HomeAssistant, init_integration: MockConfigEntry, agent_id: str
+) -> None:
+    assert init_integration.state is ConfigEntryState.LOADED
+    assert init_integration.runtime_data.installation.id == INSTALLATION_ID
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, init_integration.entry_id)})
+    assert device is not None
+    assert device.entry_type is dr.DeviceEntryType.SERVICE
+    assert device.name == "Test home"
+    assert device.manufacturer == "Home Mind"
+    assert device.model == "managed plan"
+    # The agent is named after its installation.
+    assert agent_id == "conversation.test_home"
+    assert hass.states.get(agent_id) is not None
+
+
+@pytest.mark.parametrize("code", ["invalid_token", "installation_revoked"])
+async def test_refused_token_starts_reauth(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    mock_config_entry: MockConfigEntry,
+    code: str,
+) -> None:
+    fake_homemind.installation_problem = Problem(code)
+
+    assert not await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+
+    assert mock_config_entry.state is ConfigEntryState.SETUP_ERROR
+    assert len(list(mock_config_entry.async_get_active_flows(hass, {SOURCE_REAUTH}))) == 1
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [Problem("internal_error", status=500), Problem("upstream_unavailable", retry_after=60)],
+)
+async def test_server_trouble_retries_setup(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    mock_config_entry: MockConfigEntry,
+    problem: Problem,
+) -> None:
+    fake_homemind.installation_problem = problem
+
+    await hass.config_entries.async_setup(mock_config_entry.entry_id)
+
+    assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_unreachable_server_retries_setup(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, mock_config_entry: MockConfigEntry
+) -> None:
+    await fake_homemind.close()
+
+    await hass.config_entries.async_setup(mock_config_entry.entry_id)
+
+    assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_unload(
+    hass: HomeAssistant, init_integration: MockConfigEntry, agent_id: str
+) -> None:
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+
+    assert init_integration.state is ConfigEntryState.NOT_LOADED
+    assert hass.states.get(agent_id).state == "unavailable"
+
+
+async def test_diagnostics_redact_the_token(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    init_integration: MockConfigEntry,
+    fake_homemind: FakeHomeMind,
+    snapshot: SnapshotAssertion,
+) -> None:
+    hass.config_entries.async_update_entry(
+        init_integration,
+        options={**init_integration.options, "instructions": "My private instructions"},
+    )
+    await hass.async_block_till_done()
+
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
+
+    assert TOKEN not in str(diagnostics)
+    assert "My private instructions" not in str(diagnostics)
+    assert diagnostics["entry"]["data"][CONF_TOKEN] == "**REDACTED**"
+    # The server's port changes from run to run.
+    assert diagnostics["client"]["base_url"] == fake_homemind.base_url
+    diagnostics["client"]["base_url"] = "http://127.0.0.1:PORT"
+    diagnostics["entry"]["data"]["url"] = "http://127.0.0.1:PORT"
+    assert diagnostics == snapshot
