@@ -30,7 +30,8 @@ lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.stamp-test
-	$(VENV)/bin/mypy homemind_client custom_components/home_mind cloud_server
+	$(VENV)/bin/mypy --strict homemind_client custom_components/home_mind
+	$(VENV)/bin/mypy cloud_server
 
 # The server, client and fake-API tests run without Home Assistant's pytest plugin
 # (it disables sockets and checks for HA-specific leftovers); the HA-harness tests

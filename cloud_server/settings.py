@@ -52,9 +52,7 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url")
     )
-    model: str = Field(
-        default="claude-haiku-5-5", validation_alias=_env("HOMEMIND_MODEL", "model")
-    )
+    model: str = Field(default="claude-haiku-5-5", validation_alias=_env("HOMEMIND_MODEL", "model"))
     extraction_model: str = Field(
         default="claude-haiku-5-5",
         validation_alias=_env("HOMEMIND_EXTRACTION_MODEL", "extraction_model"),
