@@ -73,7 +73,9 @@ async def new_user(sessionmaker: Any) -> str:
     return user_id
 
 
-async def quality(backend: MemoryBackend, sessionmaker: Any, data: dict[str, Any]) -> dict[str, Any]:
+async def quality(
+    backend: MemoryBackend, sessionmaker: Any, data: dict[str, Any]
+) -> dict[str, Any]:
     user = await new_user(sessionmaker)
     ids: dict[str, str] = {}
     for fact in data["facts"]:
@@ -186,7 +188,7 @@ async def pg_database() -> str | None:
         import asyncpg
 
         connection = await asyncpg.connect(PG_ADMIN, timeout=3)
-    except Exception as err:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+    except Exception as err:
         print(f"(PostgreSQL not reachable: {type(err).__name__}; skipped)")
         return None
     name = f"homemind_bench_{secrets.token_hex(4)}"
@@ -214,7 +216,9 @@ async def run(sizes: list[int], n_queries: int) -> None:
         targets = [("sqlite", f"sqlite+aiosqlite:///{tmp}/bench.db")]
         pg_name = await pg_database()
         if pg_name:
-            targets.append(("postgresql", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}"))
+            targets.append(
+                ("postgresql", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}")
+            )
         try:
             for name, url in targets:
                 engine = create_engine(url)
@@ -239,8 +243,10 @@ async def run(sizes: list[int], n_queries: int) -> None:
                 await drop_pg(pg_name)
 
     print("\nRecall quality (household evaluation set)")
-    print(f"{'backend':<14} {'questions':>9} {'recall@1':>9} {'recall@5':>9} "
-          f"{'updates':>8} {'stale':>6} {'new@5':>6}")
+    print(
+        f"{'backend':<14} {'questions':>9} {'recall@1':>9} {'recall@5':>9} "
+        f"{'updates':>8} {'stale':>6} {'new@5':>6}"
+    )
     for name, r in quality_rows:
         print(
             f"{name:<14} {r['questions']:>9} {r['recall@1']:>9.3f} {r['recall@5']:>9.3f} "
@@ -251,8 +257,10 @@ async def run(sizes: list[int], n_queries: int) -> None:
         print(f"\nMissed at 5 ({quality_rows[0][0]}): " + "; ".join(misses))
 
     print(f"\nSearch latency, one household, {n_queries} queries (ms), and the cost of an add")
-    print(f"{'backend':<12} {'facts':>8} {'load s':>7} {'p50':>7} {'p95':>7} "
-          f"{'add p50':>8} {'add p95':>8}")
+    print(
+        f"{'backend':<12} {'facts':>8} {'load s':>7} {'p50':>7} {'p95':>7} "
+        f"{'add p50':>8} {'add p95':>8}"
+    )
     for name, rows in latency_rows:
         for r in rows:
             print(

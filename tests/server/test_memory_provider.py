@@ -197,7 +197,10 @@ async def test_extraction_decisions_are_applied(env: Env) -> None:
         )
     )
     chat = ChatRequest(
-        message="The bins go out on Tuesday now, forget that the bins are green; Ana is allergic to peanuts"
+        message=(
+            "The bins go out on Tuesday now, forget that the bins are green; "
+            "Ana is allergic to peanuts"
+        )
     )
     applied = await env.service.extract(env.principal(), chat, "Got it.", KEY)
     assert len(applied) == 3
