@@ -270,8 +270,16 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
                     ]
                 }
             elif isinstance(event, DoneEvent) and event.response.stop_reason != "tool_use":
-                # Things the user should hear besides the answer (e.g. usage almost used up).
+                # Things the user should hear besides the answer (e.g. usage almost used up),
+                # each at most once per conversation: the server repeats some every turn.
+                said = [
+                    content.content
+                    for content in chat_log.content
+                    if isinstance(content, conversation.AssistantContent) and content.content
+                ]
                 for notice in event.response.notices:
+                    if any(notice.message in earlier for earlier in said):
+                        continue
                     yield {"content": f" {notice.message}" if wrote_text else notice.message}
                     wrote_text = True
 

@@ -378,27 +378,25 @@ async def test_unknown_llm_api_is_reported(
     assert fake_homemind.chat_requests == []
 
 
-async def test_notices_are_spoken_after_the_answer(
+async def test_notices_are_spoken_once_per_conversation(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
-    fake_homemind.script(
-        [
-            TextDeltaEvent(text="Done."),
-            DoneEvent(
-                response=ChatResponse(
-                    conversation_id="c",
-                    reply="Done.",
-                    notices=[
-                        Notice(code="usage_80", message="You have used 80% of your messages.")
-                    ],
-                )
-            ),
-        ]
+    over = Notice(code="usage_over_allowance", message="You are past your plan's messages.")
+    for reply in ("Done.", "Done again."):
+        fake_homemind.script(
+            [
+                TextDeltaEvent(text=reply),
+                DoneEvent(response=ChatResponse(conversation_id="c", reply=reply, notices=[over])),
+            ]
+        )
+
+    first = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
+    second = await conversation.async_converse(
+        hass, "Again", first.conversation_id, Context(), agent_id=agent_id
     )
 
-    result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
-
-    assert speech(result) == "Done. You have used 80% of your messages."
+    assert speech(first) == "Done. You are past your plan's messages."
+    assert speech(second) == "Done again."
 
 
 async def test_tool_loop_stops_at_the_limit(
