@@ -20,6 +20,15 @@ from .accounts import (
     UserOut,
 )
 from .base import RequestModel, ResponseModel
+from .billing import (
+    CheckoutRequest,
+    SubscriptionResponse,
+    TokenTotals,
+    UrlResponse,
+    UsageDay,
+    UsageInstallation,
+    UsageResponse,
+)
 from .chat import (
     AssistantMessage,
     ChatMessage,
@@ -42,7 +51,15 @@ from .chat import (
     decode_event,
     encode_event,
 )
-from .memory import MemoryCreate, MemoryItem, MemoryUpdate
+from .memory import (
+    MemoryCreate,
+    MemoryExport,
+    MemoryExportItem,
+    MemoryForgetRequest,
+    MemoryForgetResult,
+    MemoryItem,
+    MemoryUpdate,
+)
 from .problem import PROBLEM_CONTENT_TYPE, FieldError, Problem
 
 __all__ = [
@@ -53,6 +70,7 @@ __all__ = [
     "ChatMessage",
     "ChatRequest",
     "ChatResponse",
+    "CheckoutRequest",
     "DoneEvent",
     "ErrorEvent",
     "FieldError",
@@ -63,6 +81,10 @@ __all__ = [
     "LoginRequest",
     "MeResponse",
     "MemoryCreate",
+    "MemoryExport",
+    "MemoryExportItem",
+    "MemoryForgetRequest",
+    "MemoryForgetResult",
     "MemoryItem",
     "MemoryUpdate",
     "Notice",
@@ -77,15 +99,21 @@ __all__ = [
     "Speaker",
     "StopReason",
     "StreamEvent",
+    "SubscriptionResponse",
     "SubscriptionSummary",
     "TextDeltaEvent",
     "Tier",
     "TokenResponse",
+    "TokenTotals",
     "ToolCall",
     "ToolCallEvent",
     "ToolResultMessage",
     "ToolSpec",
+    "UrlResponse",
     "Usage",
+    "UsageDay",
+    "UsageInstallation",
+    "UsageResponse",
     "UsageSummary",
     "UserMessage",
     "UserOut",

@@ -92,13 +92,18 @@ class SubscriptionSummary(ResponseModel):
     status: str = "none"
     tier: Tier = "free"
     current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
     trial_end: datetime | None = None
     grace_until: datetime | None = None
+    payment_failed: bool = False
 
 
 class UsageSummary(ResponseModel):
+    """The account's usage this billing period (`allowance`/`hard_limit` None: unlimited)."""
+
     messages: int = 0
     allowance: int | None = None
+    hard_limit: int | None = None
     period_start: datetime | None = None
     period_end: datetime | None = None
 
