@@ -1,0 +1,1 @@
+"""End to end: HA -> home_mind -> homemind_client -> the real cloud_server -> fake Claude."""
