@@ -169,8 +169,13 @@ def to_anthropic_messages(conversation: Sequence[Message]) -> list[dict[str, Any
     return out
 
 
+# Claude refuses these at the top level of `input_schema`; HA's converter emits them for
+# tools whose arguments are "one of" several shapes. The properties stay and still guide the model.
+_TOP_LEVEL_COMBINATORS = ("oneOf", "anyOf", "allOf")
+
+
 def to_anthropic_tool(tool: ToolSpec) -> dict[str, Any]:
-    schema = dict(tool.parameters)
+    schema = {k: v for k, v in tool.parameters.items() if k not in _TOP_LEVEL_COMBINATORS}
     schema.setdefault("type", "object")
     schema.setdefault("properties", {})
     spec: dict[str, Any] = {"name": tool.name, "input_schema": schema}

@@ -698,3 +698,24 @@ async def test_first_token_timeout_after_text_ends_with_error_event(
     assert events[-1].name == "error"
     assert events[-1].data["code"] == "upstream_unavailable"
     assert len(fake.requests) == 2  # no retry once text was sent
+
+
+async def test_top_level_schema_combinators_are_dropped_for_claude(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    env = await chat_env()
+    tool = {
+        "name": "HassLightSet",
+        "description": "Sets brightness or color",
+        "parameters": {
+            "type": "object",
+            "properties": {"brightness": {"type": "integer"}, "color": {"type": "string"}},
+            "anyOf": [{"required": ["brightness"]}, {"required": ["color"]}],
+        },
+    }
+
+    await env.chat({"message": "Dim the lights", "tools": [tool]})
+
+    sent = fake.last_request.tools[0]["input_schema"]
+    assert "anyOf" not in sent
+    assert set(sent["properties"]) == {"brightness", "color"}
