@@ -15,9 +15,13 @@ Retry policy (voice: a person is waiting, so retries are few and short):
   `upstream_unavailable` (refused before any model output). A connection that broke
   after the request was sent, a timeout, or any stream that has started is never
   retried: the turn may have been processed and counted.
-* `timeout` of `get_installation`/`chat` bounds each attempt (so a GET can take up to
-  three of them plus short backoffs); a stream's `first_event_timeout` is one deadline
-  for all its attempts together, and a backoff that would not fit is not attempted.
+* `remember` and `forget` (POSTs to the installation's memory): like `chat`, retried only
+  when the request never reached the server (connection not made) or it answered 429;
+  `forget` finding nothing raises `HomeMindNotFoundError` (code `memory_not_found`).
+* `timeout` of `get_installation`/`chat`/`remember`/`forget` bounds each attempt (so a
+  GET can take up to three of them plus short backoffs); a stream's `first_event_timeout`
+  is one deadline for all its attempts together, and a backoff that would not fit is not
+  attempted.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ from .models import (
     DoneEvent,
     ErrorEvent,
     InstallationInfo,
+    MemoryCreate,
+    MemoryForgetRequest,
+    MemoryForgetResult,
+    MemoryItem,
     Problem,
     TextDeltaEvent,
     ToolCallEvent,
@@ -280,7 +288,88 @@ class HomeMindClient:
             else:
                 response.close()
 
+    async def remember(
+        self,
+        content: str,
+        *,
+        category: str | None = None,
+        speaker_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
+    ) -> MemoryItem:
+        """`POST /api/installation/memory`: store a fact (the existing one if already known).
+
+        Without `speaker_id` the fact belongs to the whole household.
+        """
+        body = MemoryCreate(content=content, category=category, speaker_id=speaker_id)
+        return await self._post_model(
+            "/api/installation/memory", body, MemoryItem, "memory request", timeout=timeout
+        )
+
+    async def forget(
+        self,
+        query: str,
+        *,
+        speaker_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
+    ) -> list[MemoryItem]:
+        """`POST /api/installation/memory/forget`: delete the best match(es) for `query`.
+
+        Raises `HomeMindNotFoundError` (code `memory_not_found`) when nothing matches.
+        """
+        body = MemoryForgetRequest(query=query, speaker_id=speaker_id)
+        result = await self._post_model(
+            "/api/installation/memory/forget",
+            body,
+            MemoryForgetResult,
+            "memory request",
+            timeout=timeout,
+        )
+        return result.forgotten
+
     # --- internals ----------------------------------------------------------------------
+
+    async def _post_model[M: BaseModel](
+        self,
+        path: str,
+        body: BaseModel,
+        model: type[M],
+        what: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
+    ) -> M:
+        """POST a JSON body and parse a 200/201 answer; retried only if never processed."""
+        payload = body.model_dump_json(exclude_none=True).encode()
+        attempt_timeout = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
+
+        async def attempt() -> M:
+            try:
+                async with self._session.post(
+                    self._url(path),
+                    data=payload,
+                    headers=self._headers("application/json", json_body=True),
+                    timeout=attempt_timeout,
+                    allow_redirects=False,
+                ) as response:
+                    raw = await response.read()
+                    if response.status not in (200, 201):
+                        error = self._error_from_response(response, raw)
+                        if response.status == 429:
+                            raise _Retry(error, error.retry_after)
+                        raise error
+                    return self._parse_model(response, raw, model)
+            except HomeMindError:
+                raise
+            except TimeoutError as err:
+                raise self._timeout_error(what) from err
+            except aiohttp.ClientConnectorCertificateError as err:
+                raise self._connection_error(err) from err
+            except aiohttp.ClientConnectorError as err:
+                # Never connected: the server cannot have seen the request.
+                raise _Retry(self._connection_error(err)) from err
+            except aiohttp.ClientError as err:
+                raise self._connection_error(err) from err
+
+        return await self._with_retries(attempt, self.chat_retry)
 
     def _url(self, path: str) -> URL:
         return self._base.with_path(self._base.path.rstrip("/") + path)
@@ -375,9 +464,14 @@ class HomeMindClient:
     def _parse_ok[M: BaseModel](
         self, response: aiohttp.ClientResponse, body: bytes, model: type[M]
     ) -> M:
-        request_id = _request_id(response)
         if response.status != 200:
             raise self._error_from_response(response, body)
+        return self._parse_model(response, body, model)
+
+    def _parse_model[M: BaseModel](
+        self, response: aiohttp.ClientResponse, body: bytes, model: type[M]
+    ) -> M:
+        request_id = _request_id(response)
         try:
             return model.model_validate_json(body)
         except ValidationError as err:
