@@ -112,6 +112,8 @@ def _load_or_create_file(data_dir: Path) -> dict[str, str]:
 
 def load_server_secrets(settings: Settings) -> ServerSecrets:
     """The key rings for this server, or `ConfigError` naming the variable to fix."""
+    if settings.billing_enabled and settings.stripe_webhook_secret is None:
+        raise ConfigError("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set")
     enc = settings.encryption_key.get_secret_value() if settings.encryption_key else None
     jwt = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     if settings.hosted:

@@ -79,3 +79,14 @@ def test_serve_refuses_to_start_naming_the_variable(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "ENCRYPTION_KEY" in err
     assert base64.b64encode(b"x" * 31).decode() not in err
+
+
+def test_billing_without_webhook_secret_refuses_to_start(tmp_path):
+    settings = hosted(
+        tmp_path,
+        encryption_key=SecretStr(GOOD_ENC),
+        jwt_secret=SecretStr(GOOD_JWT),
+        stripe_secret_key=SecretStr("sk_test_fake"),
+    )
+    with pytest.raises(ConfigError, match="STRIPE_WEBHOOK_SECRET"):
+        load_server_secrets(settings)
