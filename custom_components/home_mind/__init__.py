@@ -8,12 +8,12 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_TOKEN, CONF_URL, Platform
 from homeassistant.const import __version__ as HA_VERSION
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
 
 from homemind_client.client import HomeMindClient
-from homemind_client.errors import HomeMindAuthenticationError, HomeMindError
 from homemind_client.models import InstallationInfo
 
 from .const import (
@@ -22,10 +22,11 @@ from .const import (
     IDLE_TIMEOUT,
     LOGGER,
     REQUEST_TIMEOUT,
-    SETUP_TIMEOUT,
 )
+from .coordinator import HomeMindCoordinator, async_delete_issues
+from .services import async_setup_services
 
-PLATFORMS: list[Platform] = [Platform.CONVERSATION]
+PLATFORMS: list[Platform] = [Platform.CONVERSATION, Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 INTEGRATION_VERSION = "0.1.0"
@@ -33,10 +34,15 @@ INTEGRATION_VERSION = "0.1.0"
 
 @dataclass(slots=True)
 class HomeMindData:
-    """What the entry's platforms share: the API client and the installation it serves."""
+    """What the entry's platforms share: the API client and the installation's coordinator."""
 
     client: HomeMindClient
-    installation: InstallationInfo
+    coordinator: HomeMindCoordinator
+
+    @property
+    def installation(self) -> InstallationInfo:
+        """The installation as of the last successful poll."""
+        return self.coordinator.data
 
 
 type HomeMindConfigEntry = ConfigEntry[HomeMindData]
@@ -55,23 +61,26 @@ def create_client(hass: HomeAssistant, url: str, token: str) -> HomeMindClient:
     )
 
 
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the memory actions, once for all entries (quality rule action-setup)."""
+    async_setup_services(hass)
+    return True
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: HomeMindConfigEntry) -> bool:
-    """Check the token with the server, then set up the conversation agent."""
+    """Check the token with the server, then set up the agent and the sensors."""
     client = create_client(hass, entry.data[CONF_URL], entry.data[CONF_TOKEN])
+    coordinator = HomeMindCoordinator(hass, entry, client)
     try:
-        installation = await client.get_installation(timeout=SETUP_TIMEOUT)
-    except HomeMindAuthenticationError as err:
-        # Covers a revoked installation too: both need a new token from the user.
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN, translation_key="invalid_token"
-        ) from err
-    except HomeMindError as err:
-        LOGGER.debug("Home Mind is not reachable yet: %s", err)
+        # A refused token raises ConfigEntryAuthFailed from here (reauth).
+        await coordinator.async_config_entry_first_refresh()
+    except ConfigEntryNotReady as err:
+        LOGGER.debug("Home Mind is not reachable yet: %s", err.__cause__)
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN, translation_key="cannot_connect"
-        ) from err
+        ) from err.__cause__
 
-    entry.runtime_data = HomeMindData(client=client, installation=installation)
+    entry.runtime_data = HomeMindData(client=client, coordinator=coordinator)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
     # HA 2025.4 requires a bool here; 2026.11 still accepts it from custom integrations.
@@ -86,3 +95,8 @@ async def _async_update_listener(hass: HomeAssistant, entry: HomeMindConfigEntry
 async def async_unload_entry(hass: HomeAssistant, entry: HomeMindConfigEntry) -> bool:
     """Unload the conversation agent."""
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: HomeMindConfigEntry) -> None:
+    """The installation is gone from HA: so are its subscription issues."""
+    async_delete_issues(hass, entry.entry_id)

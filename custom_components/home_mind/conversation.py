@@ -15,7 +15,6 @@ from homeassistant.components import conversation
 from homeassistant.const import CONF_LLM_HASS_API, MATCH_ALL
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, TemplateError
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import llm, template
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -26,6 +25,7 @@ from homemind_client.models import (
     AssistantMessage,
     ChatRequest,
     DoneEvent,
+    Notice,
     Speaker,
     TextDeltaEvent,
     ToolCall,
@@ -41,17 +41,22 @@ from .const import (
     CONF_INSTRUCTIONS,
     DOMAIN,
     LOGGER,
-    MANUFACTURER,
     MAX_TOOL_ITERATIONS,
     NO_LLM_API,
     TOTAL_TIMEOUT,
 )
-from .errors import REAUTH_KEYS, async_spoken_error, translation_key_for
+from .entity import installation_device_info
+from .errors import REAUTH_KEYS, async_localized_message, async_spoken_error, translation_key_for
 
 # Requests go to a cloud service that scales on its own: no limit on parallel turns.
 PARALLEL_UPDATES = 0
 
 _MAX_TOOL_DESCRIPTION = 8_000
+
+# Server notices we speak in the user's language (`exceptions.notice_<code>` strings).
+NOTICE_CODES = frozenset(
+    {"usage_warning", "usage_allowance_reached", "usage_over_allowance", "payment_failed"}
+)
 
 type WireMessage = UserMessage | AssistantMessage | ToolResultMessage
 
@@ -181,14 +186,9 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
     def __init__(self, entry: HomeMindConfigEntry) -> None:
         """Set up the agent of a config entry."""
         self.entry = entry
-        installation = entry.runtime_data.installation
         self._attr_unique_id = entry.entry_id
-        self._attr_device_info = dr.DeviceInfo(
-            identifiers={(DOMAIN, entry.entry_id)},
-            name=installation.name,
-            manufacturer=MANUFACTURER,
-            model=f"{installation.tier} plan",
-            entry_type=dr.DeviceEntryType.SERVICE,
+        self._attr_device_info = installation_device_info(
+            entry.entry_id, entry.runtime_data.installation
         )
         if llm_api_ids(entry.options):
             # Tells the pipeline this agent controls devices (affects local-intent filtering).
@@ -229,7 +229,7 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
             for _iteration in range(MAX_TOOL_ITERATIONS):
                 request = ChatRequest(messages=chat_messages(chat_log.content), **base)
                 async for _content in chat_log.async_add_delta_content_stream(
-                    self.entity_id, self._async_deltas(chat_log, request)
+                    self.entity_id, self._async_deltas(chat_log, request, user_input.language)
                 ):
                     pass
                 if not chat_log.unresponded_tool_results:
@@ -248,7 +248,7 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
         return compat.result_from_chat_log(user_input, chat_log)
 
     async def _async_deltas(
-        self, chat_log: conversation.ChatLog, request: ChatRequest
+        self, chat_log: conversation.ChatLog, request: ChatRequest, language: str | None
     ) -> AsyncGenerator[conversation.AssistantContentDeltaDict]:
         """The cloud's stream as chat-log deltas (text and tool calls, nothing else)."""
         yield {"role": "assistant"}
@@ -278,10 +278,17 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
                     if isinstance(content, conversation.AssistantContent) and content.content
                 ]
                 for notice in event.response.notices:
-                    if any(notice.message in earlier for earlier in said):
+                    message = await self._async_notice_text(notice, language)
+                    if any(message in earlier for earlier in said):
                         continue
-                    yield {"content": f" {notice.message}" if wrote_text else notice.message}
+                    yield {"content": f" {message}" if wrote_text else message}
                     wrote_text = True
+
+    async def _async_notice_text(self, notice: Notice, language: str | None) -> str:
+        """A notice in the user's language; the server's (English) text for unknown codes."""
+        if notice.code not in NOTICE_CODES:
+            return notice.message
+        return await async_localized_message(self.hass, language, f"notice_{notice.code}")
 
     async def _async_spoken_client_error(
         self, user_input: conversation.ConversationInput, err: HomeMindError

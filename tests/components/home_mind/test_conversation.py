@@ -395,8 +395,64 @@ async def test_notices_are_spoken_once_per_conversation(
         hass, "Again", first.conversation_id, Context(), agent_id=agent_id
     )
 
-    assert speech(first) == "Done. You are past your plan's messages."
+    # Known codes are spoken in our own words (translated), not the server's text.
+    assert speech(first) == (
+        "Done. You are past the messages included in your Home Mind plan this period."
+    )
     assert speech(second) == "Done again."
+
+
+@pytest.mark.parametrize(
+    ("language", "code", "sentence"),
+    [
+        (
+            "de",
+            "usage_warning",
+            "Du hast 80 Prozent der Nachrichten deines Home-Mind-Tarifs in diesem "
+            "Zeitraum verbraucht.",
+        ),
+        (
+            "fr-CA",
+            "payment_failed",
+            "Votre dernier paiement pour Home Mind a échoué. Veuillez mettre à jour votre "
+            "moyen de paiement pour garder votre formule.",
+        ),
+        (
+            "es",
+            "usage_allowance_reached",
+            "Has usado todos los mensajes incluidos en tu plan de Home Mind en este periodo. "
+            "Por ahora las respuestas continúan.",
+        ),
+        (
+            "nl",
+            "usage_over_allowance",
+            "Je zit deze periode boven het aantal berichten in je Home Mind-abonnement.",
+        ),
+        # A code this version does not know: the server's own sentence.
+        ("de", "maintenance_tonight", "Home Mind is down for maintenance at 2 am."),
+    ],
+)
+async def test_notices_are_spoken_in_the_users_language(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    language: str,
+    code: str,
+    sentence: str,
+) -> None:
+    notice = Notice(code=code, message="Home Mind is down for maintenance at 2 am.")
+    fake_homemind.script(
+        [
+            TextDeltaEvent(text="OK."),
+            DoneEvent(response=ChatResponse(conversation_id="c", reply="OK.", notices=[notice])),
+        ]
+    )
+
+    result = await conversation.async_converse(
+        hass, "Hi", None, Context(), agent_id=agent_id, language=language
+    )
+
+    assert speech(result) == f"OK. {sentence}"
 
 
 async def test_tool_loop_stops_at_the_limit(
