@@ -30,6 +30,12 @@ answers those calls at once with `{"decisions": []}` (and counts them), and at
 concurrency 1 a short think time between turns lets each extraction finish before the
 next turn starts. At concurrency 50 extractions overlap other turns, as in production.
 
+Pacing: 2 ms between tokens at concurrency 1 (so 200 interleaved turns per path fit the time
+budget; each hop's per-delta work is far below it) and 10 ms (a realistic rate) at
+concurrency 50, where the token rate sets the load. At concurrency 50 the workers' starts
+are spread over one turn (steady state); the "burst" rows start all 50 at once. CPU per turn
+of each process and the TCP connections the server accepted are printed too.
+
 Timings are printed, never asserted. "Added" figures are differences of percentiles
 (p99(b) - p99(a)), not percentiles of per-turn differences.
 """
@@ -152,6 +158,19 @@ async def serve_server() -> None:
     configure_logging(settings.log_level)
     load_server_secrets(settings)
     app = create_app(settings)
+    peers: set[Any] = set()
+    requests = Counter[str]()
+
+    @web.middleware
+    async def count_connections(request: web.Request, handler: Any) -> web.StreamResponse:
+        # Reused keep-alive connections keep their peer address; a new one gets a new port.
+        if request.transport is not None:
+            peers.add(request.transport.get_extra_info("peername"))
+        requests[request.path] += 1
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app.middlewares.append(count_connections)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -166,7 +185,7 @@ async def serve_server() -> None:
     print(json.dumps(ready), flush=True)
     await stdin_closed()
     await runner.cleanup()
-    print(json.dumps({"stopped": True}), flush=True)
+    print(json.dumps({"connections": len(peers), "requests": dict(requests)}), flush=True)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -583,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples (under ~40 s)")
     parser.add_argument("--ttft", type=float, default=0.1, help="fake time to first token, s")
     parser.add_argument(
-        "--token-delay", type=float, default=0.003, help="s between tokens at concurrency 1"
+        "--token-delay", type=float, default=0.002, help="s between tokens at concurrency 1"
     )
     parser.add_argument(
         "--load-token-delay",
@@ -696,6 +715,12 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
             fake.stop()
     print(report(cfg, results, cpu, fake.final))
+    if server.final:
+        print(
+            f"Server saw {server.final['connections']} TCP connections for "
+            + ", ".join(f"{n} {path}" for path, n in server.final["requests"].items())
+            + " (one connection per turn means the client's keep-alive is not reused)"
+        )
     return 0
 
 
