@@ -1,16 +1,20 @@
 """A scripted Home Mind server on 127.0.0.1 (the network edge of the integration).
 
-It serves `GET /api/installation` and `POST /api/chat/stream` like the real server does
-(bearer token, problem+json errors, SSE produced with the shared `encode_event`) and
-records every chat request body, so tests assert on what the integration sent.
+It serves `GET /api/installation`, `POST /api/chat/stream` and the installation's memory
+(`POST /api/installation/memory`, `.../forget`) like the real server does (bearer token,
+problem+json errors, SSE produced with the shared `encode_event`) and records every chat
+and memory request body, so tests assert on what the integration sent. `away = True`
+makes it hang up on every request, as a server whose host went down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +25,10 @@ from homemind_client.models import (
     DoneEvent,
     ErrorEvent,
     InstallationInfo,
+    MemoryCreate,
+    MemoryForgetRequest,
+    MemoryForgetResult,
+    MemoryItem,
     ResponseToolCall,
     StreamEvent,
     TextDeltaEvent,
@@ -115,13 +123,21 @@ class FakeHomeMind:
         self.default_script: Script | None = None
         self.chat_requests: list[dict[str, Any]] = []
         self.chat_headers: list[dict[str, str]] = []
+        self.memories: list[MemoryItem] = []
+        self.memory_requests: list[dict[str, Any]] = []
+        self.memory_problem: Problem | None = None
+        self.installation_requests = 0
+        self.away = False
+        self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._stalled = asyncio.Event()
         self.base_url = ""
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._hang_up_when_away])
         app.router.add_get("/api/installation", self._installation)
+        app.router.add_post("/api/installation/memory", self._remember)
+        app.router.add_post("/api/installation/memory/forget", self._forget)
         app.router.add_post("/api/chat/stream", self._chat_stream)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -146,7 +162,64 @@ class FakeHomeMind:
         token = header.removeprefix("Bearer ")
         return self.installations.get(token) if header.startswith("Bearer ") else None
 
+    @web.middleware
+    async def _hang_up_when_away(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.away:
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _remember(self, request: web.Request) -> web.Response:
+        self.memory_requests.append(await request.json())
+        if self._installation_for(request) is None:
+            return _problem(Problem("invalid_token"))
+        if self.memory_problem is not None:
+            return _problem(self.memory_problem)
+        body = MemoryCreate.model_validate_json(await request.read())
+        for item in self.memories:
+            if item.content == body.content and item.speaker_id == body.speaker_id:
+                return web.Response(body=item.model_dump_json(), content_type="application/json")
+        now = datetime.now(UTC)
+        item = MemoryItem(
+            id=f"mem-{next(self._ids)}",
+            content=body.content,
+            category=body.category,
+            speaker_id=body.speaker_id,
+            created_at=now,
+            updated_at=now,
+        )
+        self.memories.append(item)
+        return web.Response(
+            status=201, body=item.model_dump_json(), content_type="application/json"
+        )
+
+    async def _forget(self, request: web.Request) -> web.Response:
+        self.memory_requests.append(await request.json())
+        if self._installation_for(request) is None:
+            return _problem(Problem("invalid_token"))
+        if self.memory_problem is not None:
+            return _problem(self.memory_problem)
+        body = MemoryForgetRequest.model_validate_json(await request.read())
+        # Enough matching for tests: every word of the query occurs in the fact.
+        words = body.query.lower().split()
+        gone = [
+            item
+            for item in self.memories
+            if all(word in item.content.lower() for word in words)
+            and (body.speaker_id is None or item.speaker_id in (None, body.speaker_id))
+        ]
+        if not gone:
+            return _problem(Problem("memory_not_found", status=404))
+        self.memories = [item for item in self.memories if item not in gone]
+        return web.Response(
+            body=MemoryForgetResult(forgotten=gone).model_dump_json(),
+            content_type="application/json",
+        )
+
     async def _installation(self, request: web.Request) -> web.Response:
+        self.installation_requests += 1
         if self.installation_problem is not None:
             return _problem(self.installation_problem)
         installation = self._installation_for(request)
