@@ -295,7 +295,9 @@ async def test_billing_errors_are_spoken(
 ) -> None:
     # A hosted server with billing: the sign-up trial allows 1 message, refuses past 2.
     monkeypatch.setenv("HOMEMIND_MANAGED_ALLOWANCE", "1")
-    cloud = await start_cloud(stripe_secret_key=SecretStr("sk_test_fake"))
+    cloud = await start_cloud(
+        stripe_secret_key=SecretStr("sk_test_fake"), stripe_webhook_secret=SecretStr("whsec_fake")
+    )
     await cloud.mint()
     agent_id = await setup_agent(cloud)
     script(text("One."), text("Two."))
