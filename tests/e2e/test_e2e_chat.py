@@ -311,10 +311,12 @@ async def test_billing_errors_are_spoken(
     gate.cache.invalidate()
     later = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
 
-    # The server's usage notices are spoken after the answer.
+    # The server's usage notices are spoken after the answer, in the integration's words.
     assert speech(first).startswith("One. ")
-    assert "You have used all messages included in your plan" in speech(first)
-    assert speech(second).startswith("Two. You are past the messages included in your plan")
+    assert "You have used all messages included in your Home Mind plan" in speech(first)
+    assert speech(second) == (
+        "Two. You are past the messages included in your Home Mind plan this period."
+    )
     assert speech(third) == SPOKEN_EN["usage_limit_reached"]
     assert speech(later) == SPOKEN_EN["subscription_required"]
 
