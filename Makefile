@@ -37,7 +37,7 @@ typecheck: $(VENV)/.stamp-test
 # (it disables sockets and checks for HA-specific leftovers); the HA-harness tests
 # (integration and end to end) run with it.
 pytest: $(VENV)/.stamp-test
-	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/fakes tests/client tests/server
+	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/fakes tests/client tests/contract tests/server
 	$(VENV)/bin/pytest -p no:cacheprovider tests/components tests/e2e
 
 test: lint typecheck pytest
