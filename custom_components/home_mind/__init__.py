@@ -81,6 +81,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeMindConfigEntry) -> 
         ) from err.__cause__
 
     entry.runtime_data = HomeMindData(client=client, coordinator=coordinator)
+    # A disabled or removed entry leaves no issue behind; the next setup raises them again.
+    entry.async_on_unload(lambda: async_delete_issues(hass, entry.entry_id))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
     # HA 2025.4 requires a bool here; 2026.11 still accepts it from custom integrations.

@@ -197,3 +197,13 @@ async def test_removing_the_entry_removes_its_issues(
     await hass.async_block_till_done()
 
     assert issues(hass, mock_config_entry) == {}
+
+
+async def test_unloading_the_entry_removes_its_issues(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, mock_config_entry: MockConfigEntry
+) -> None:
+    await setup(hass, fake_homemind, mock_config_entry, installation("free", status="canceled"))
+
+    assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
+
+    assert issues(hass, mock_config_entry) == {}

@@ -209,3 +209,13 @@ async def test_blank_content_is_invalid(
         await _call(hass, "remember", {"content": "   "})
 
     assert fake_homemind.memory_requests == []
+
+
+async def test_unknown_person_is_refused(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_homemind: FakeHomeMind
+) -> None:
+    with pytest.raises(ServiceValidationError) as caught:
+        await _call(hass, "forget", {"query": "jazz", "person": "person.nobody"})
+
+    assert caught.value.translation_key == "person_not_found"
+    assert fake_homemind.memory_requests == []
