@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -102,6 +103,38 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL", "redis_url"))
+    # Every key this server writes to Redis starts with it (several deployments, tests).
+    redis_key_prefix: str = Field(
+        default="homemind:", validation_alias=_env("HOMEMIND_REDIS_PREFIX", "redis_key_prefix")
+    )
+    # Chat rate limits (GCRA): sustained rate per minute and burst, per installation and per
+    # user; tool round trips count, so they are generous. None: the mode's default (hosted:
+    # 30/10 and 60/20; self-hosted: off, it is the owner's own server); 0 switches one off.
+    chat_rate_per_minute: float | None = Field(
+        default=None,
+        ge=0,
+        validation_alias=_env("HOMEMIND_CHAT_RATE_PER_MINUTE", "chat_rate_per_minute"),
+    )
+    chat_burst: int | None = Field(
+        default=None, ge=1, validation_alias=_env("HOMEMIND_CHAT_BURST", "chat_burst")
+    )
+    chat_user_rate_per_minute: float | None = Field(
+        default=None,
+        ge=0,
+        validation_alias=_env("HOMEMIND_CHAT_USER_RATE_PER_MINUTE", "chat_user_rate_per_minute"),
+    )
+    chat_user_burst: int | None = Field(
+        default=None, ge=1, validation_alias=_env("HOMEMIND_CHAT_USER_BURST", "chat_user_burst")
+    )
+    # Chat requests one installation may have in flight at once (None: hosted 4,
+    # self-hosted no cap; 0: no cap).
+    chat_concurrency: int | None = Field(
+        default=None, ge=0, validation_alias=_env("HOMEMIND_CHAT_CONCURRENCY", "chat_concurrency")
+    )
+    # Comma-separated CIDRs whose X-Forwarded-For is believed (the load balancer); none by default.
+    trusted_proxies: str = Field(
+        default="", validation_alias=_env("HOMEMIND_TRUSTED_PROXIES", "trusted_proxies")
+    )
     shodh_url: str | None = Field(default=None, validation_alias=_env("SHODH_URL", "shodh_url"))
     shodh_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("SHODH_API_KEY", "shodh_api_key")
@@ -126,6 +159,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
+        return value
 
     @property
     def hosted(self) -> bool:

@@ -27,10 +27,12 @@ from homemind_client.models import (
 )
 
 from ..bodies import json_model, read_model
+from ..client_ip import client_ip
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import Installation, User
 from ..errors import ApiError
 from ..keys import SETTINGS
+from ..ratelimit import setup_ratelimit
 from ..secrets import load_server_secrets
 from . import installations as inst
 from . import service
@@ -40,8 +42,8 @@ from .mailer import Mailer
 from .passwords import PasswordPolicyError
 from .principal import require_installation, require_user
 from .service import RefreshOutcome
-from .state import BACKGROUND, MAILER, SERVER_SECRETS, THROTTLE, client_ip, spawn
-from .throttle import InMemoryThrottle
+from .state import BACKGROUND, MAILER, SERVER_SECRETS, THROTTLE, spawn
+from .throttle import make_throttle
 
 LOGGER = logging.getLogger(__name__)
 
@@ -298,7 +300,8 @@ def setup_accounts(app: web.Application) -> None:
     settings = app[SETTINGS]
     # Fails fast (ConfigError naming the variable) before any request is served.
     app[SERVER_SECRETS] = load_server_secrets(settings)
-    app[THROTTLE] = InMemoryThrottle()
+    # Shared with chat; with REDIS_URL, one budget across instances.
+    app[THROTTLE] = make_throttle(setup_ratelimit(app))
     app[MAILER] = Mailer(settings)
     app[BACKGROUND] = set()
     app[CONTRIBUTORS] = []

@@ -11,16 +11,30 @@ Policy (ASVS 6.1.1/6.3.1, and ASVS 4's "≤ 100 failures per hour per account"):
 - per IP: 20 login attempts a minute and 100 an hour.
 - per IP on register / password reset, and per email on password reset: a few per hour.
 Every refusal carries a whole number of seconds for `Retry-After`.
+
+With `REDIS_URL`, `RedisThrottle` keeps the same counters in Redis (atomic Lua scripts on
+the shared limiter's connection), so the per-account and per-IP budgets are one budget
+across all instances. When Redis is down it fails CLOSED: login, registration and reset
+requests get 503 `temporarily_unavailable` with `Retry-After` (checklist §5: an outage
+must not multiply an attacker's guesses by the number of instances). Signed-in sessions,
+installation tokens and chat are unaffected (chat fails open, see `ratelimit.py`).
+IP buckets key IPv6 clients by /64.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from ..client_ip import ip_rate_key
+from ..errors import ApiError
+from ..ratelimit import REDIS_DOWN_ERRORS, Limiter, RedisLimiter
 
 Clock = Callable[[], float]
 
@@ -54,6 +68,15 @@ class Throttle(Protocol):
         """Count one action in a named bucket ("register", "reset_ip", "reset_email")."""
 
 
+def _bucket_limits(policy: ThrottlePolicy, bucket: str) -> tuple[Limit, ...]:
+    return {
+        "login_ip": policy.ip_login,
+        "register": policy.ip_register,
+        "reset_ip": policy.ip_reset,
+        "reset_email": policy.email_reset,
+    }[bucket]
+
+
 @dataclass(slots=True)
 class _Account:
     failures: int = 0
@@ -69,17 +92,15 @@ class InMemoryThrottle:
     _events: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
 
     def _limits(self, bucket: str) -> tuple[Limit, ...]:
-        return {
-            "login_ip": self.policy.ip_login,
-            "register": self.policy.ip_register,
-            "reset_ip": self.policy.ip_reset,
-            "reset_email": self.policy.email_reset,
-        }[bucket]
+        return _bucket_limits(self.policy, bucket)
+
+    def _key(self, bucket: str, key: str) -> str:
+        return key if bucket == "reset_email" else ip_rate_key(key)
 
     def _window_hit(self, bucket: str, key: str) -> int | None:
         now = self.clock()
         limits = self._limits(bucket)
-        events = self._events.setdefault((bucket, key), deque())
+        events = self._events.setdefault((bucket, self._key(bucket, key)), deque())
         longest = max(limit.window for limit in limits)
         while events and events[0] <= now - longest:
             events.popleft()
@@ -125,3 +146,165 @@ class InMemoryThrottle:
 
     async def hit(self, bucket: str, key: str) -> int | None:
         return self._window_hit(bucket, key)
+
+
+# --------------------------------------------------------------------------- Redis
+
+# Times in milliseconds; ARGV[1] "now" is empty in production (Redis's clock).
+_NOW = """
+local now
+if ARGV[1] ~= '' then now = tonumber(ARGV[1]) else
+  local t = redis.call('TIME'); now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+"""
+
+# Moving window, as `InMemoryThrottle._window_hit`. KEYS[1] sorted set of event times;
+# ARGV: now, unique member, then (count, window_ms) pairs -> '' allowed / wait_ms refused.
+WINDOW_SCRIPT = (
+    _NOW
+    + """
+local longest = 0
+for i = 3, #ARGV, 2 do
+  local w = tonumber(ARGV[i + 1]); if w > longest then longest = w end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.3f', now - longest))
+local wait = 0
+for i = 3, #ARGV, 2 do
+  local count = tonumber(ARGV[i]); local window = tonumber(ARGV[i + 1])
+  local recent = redis.call('ZRANGEBYSCORE', KEYS[1],
+    '(' .. string.format('%.3f', now - window), '+inf', 'WITHSCORES')
+  local n = #recent / 2
+  if n >= count then
+    local w = tonumber(recent[(n - count) * 2 + 2]) + window - now
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return string.format('%.3f', wait) end
+redis.call('ZADD', KEYS[1], string.format('%.3f', now), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], math.ceil(longest))
+return ''
+"""
+)
+
+# KEYS[1] account hash; ARGV: now, window_ms, free failures, max delay ms.
+FAILED_SCRIPT = (
+    _NOW
+    + """
+local window = tonumber(ARGV[2]); local free = tonumber(ARGV[3])
+local max_delay = tonumber(ARGV[4])
+local h = redis.call('HMGET', KEYS[1], 'failures', 'last')
+local failures = tonumber(h[1]) or 0
+local last = tonumber(h[2]) or 0
+if now - last > window then failures = 0 end
+failures = failures + 1
+local locked = 0
+if failures - free >= 0 then locked = now + math.min(2 ^ (failures - free) * 1000, max_delay) end
+redis.call('HSET', KEYS[1], 'failures', failures, 'last', string.format('%.3f', now),
+  'locked', string.format('%.3f', locked))
+redis.call('PEXPIRE', KEYS[1], math.ceil(window + max_delay))
+return 1
+"""
+)
+
+# KEYS[1] account hash; ARGV: now -> ms the account must still wait ('' for none).
+LOCKED_SCRIPT = (
+    _NOW
+    + """
+local locked = tonumber(redis.call('HGET', KEYS[1], 'locked') or 0)
+if locked > now then return string.format('%.3f', locked - now) end
+return ''
+"""
+)
+
+
+def _unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "temporarily_unavailable",
+        "Signing in is briefly unavailable; try again in a moment.",
+        retry_after=5,
+    )
+
+
+def _seconds(wait_ms: str | None) -> int | None:
+    if not wait_ms:
+        return None
+    return max(1, math.ceil(float(wait_ms) / 1000))
+
+
+class RedisThrottle:
+    """`InMemoryThrottle`'s policy on the shared Redis of `RedisLimiter` (one budget)."""
+
+    def __init__(
+        self, store: RedisLimiter, policy: ThrottlePolicy | None = None, clock: Clock | None = None
+    ) -> None:
+        self.store = store
+        self.policy = policy or ThrottlePolicy()
+        # None: Redis's clock. Tests set one (seconds), as with `InMemoryThrottle.clock`.
+        self.clock = clock
+        self._scripts: dict[str, Any] = {}
+
+    def _now(self) -> str:
+        return "" if self.clock is None else f"{self.clock() * 1000:.3f}"
+
+    def _account_key(self, account: str) -> str:
+        # No email addresses in Redis keys.
+        digest = hashlib.sha256(account.encode()).hexdigest()[:32]
+        return self.store.key("th", "acct", digest)
+
+    async def _run(self, script: str, key: str, *args: Any) -> Any:
+        if not self.store.available:
+            raise _unavailable()
+        try:
+            redis = self.store.redis
+            registered = self._scripts.get(script)
+            if registered is None or registered.registered_client is not redis:
+                registered = self._scripts[script] = redis.register_script(script)
+            return await registered(keys=[key], args=[self._now(), *args])
+        except REDIS_DOWN_ERRORS as err:
+            self.store.report_failure(err)
+            raise _unavailable() from err
+
+    async def _window_hit(self, bucket: str, key: str) -> int | None:
+        if bucket != "reset_email":
+            key = ip_rate_key(key)
+        else:
+            key = hashlib.sha256(key.encode()).hexdigest()[:32]
+        pairs: list[str] = []
+        for limit in _bucket_limits(self.policy, bucket):
+            pairs += [str(limit.count), f"{limit.window * 1000:.0f}"]
+        member = secrets.token_hex(8)  # one event; the score holds its time
+        result = await self._run(WINDOW_SCRIPT, self.store.key("th", bucket, key), member, *pairs)
+        return _seconds(result)
+
+    async def login_retry_after(self, account: str, ip: str) -> int | None:
+        wait = _seconds(await self._run(LOCKED_SCRIPT, self._account_key(account)))
+        if wait is not None:
+            return wait
+        return await self._window_hit("login_ip", ip)
+
+    async def login_failed(self, account: str) -> None:
+        await self._run(
+            FAILED_SCRIPT,
+            self._account_key(account),
+            f"{self.policy.account_window * 1000:.0f}",
+            self.policy.account_free_failures,
+            f"{self.policy.account_max_delay * 1000:.0f}",
+        )
+
+    async def login_succeeded(self, account: str) -> None:
+        try:
+            await self.store.redis.delete(self._account_key(account))
+        except REDIS_DOWN_ERRORS as err:
+            # Not worth failing a successful login: the counter expires on its own.
+            self.store.report_failure(err)
+
+    async def hit(self, bucket: str, key: str) -> int | None:
+        return await self._window_hit(bucket, key)
+
+
+def make_throttle(limiter: Limiter) -> Throttle:
+    """The throttle matching the app's limiter: shared in Redis, or in this process."""
+    if isinstance(limiter, RedisLimiter):
+        return RedisThrottle(limiter)
+    return InMemoryThrottle()

@@ -34,6 +34,7 @@ from ..accounts.principal import InstallationPrincipal, require_installation
 from ..bodies import json_model, read_model
 from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
 from ..keys import SETTINGS
+from ..ratelimit import chat_limits, setup_ratelimit
 from .conversation import conversation_of, counts_as_message
 from .gate import DefaultChatGate
 from .hooks import CHAT_GATE, MEMORY_PROVIDER, ChatAccess, ChatGate, ChatOutcome
@@ -85,11 +86,14 @@ class SseSink:
 
 
 async def post_chat(request: web.Request) -> web.StreamResponse:
-    return await _handle(request, streaming=False)
+    # Rate and concurrency limits come before the usage gate and any call to Claude.
+    async with chat_limits(request, await require_installation(request)):
+        return await _handle(request, streaming=False)
 
 
 async def post_chat_stream(request: web.Request) -> web.StreamResponse:
-    return await _handle(request, streaming=True)
+    async with chat_limits(request, await require_installation(request)):
+        return await _handle(request, streaming=True)
 
 
 async def _handle(request: web.Request, *, streaming: bool) -> web.StreamResponse:
@@ -245,6 +249,7 @@ def setup_chat(app: web.Application) -> None:
     """Register the chat routes and resources on the application."""
     if CHAT_GATE not in app:
         app[CHAT_GATE] = DefaultChatGate()
+    setup_ratelimit(app)  # no-op when accounts already did it
     app.cleanup_ctx.append(claude_clients_ctx)
     app.router.add_post("/api/chat", post_chat)
     app.router.add_post("/api/chat/stream", post_chat_stream)
