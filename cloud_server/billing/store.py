@@ -207,6 +207,10 @@ async def load_account_state(
                 state.trial_end = grant.ends_at
                 state.current_period_end = grant.ends_at
                 start, end = grant.started_at, grant.ends_at
+            elif grant.user_id == user_id and now >= grant.ends_at:
+                # Tells clients (HA's repair issue) that the account needs a plan now,
+                # which "none" cannot: a self-hosted server says "none" too.
+                state.status = "trial_expired"
     state.period_start, state.period_end = start, end
     state.messages = await count_messages(session, user_id, start)
     return state

@@ -41,7 +41,9 @@ ISSUE_KINDS: Final = (ISSUE_PAYMENT_FAILED, ISSUE_TRIAL_ENDING, ISSUE_SUBSCRIPTI
 TRIAL_ENDING_WITHIN: Final = timedelta(days=3)
 # Statuses after which a paid plan fell back to free. Only a server with billing reports
 # them; a self-hosted server always says "none".
-ENDED_STATUSES: Final = frozenset({"canceled", "unpaid", "paused", "incomplete_expired"})
+ENDED_STATUSES: Final = frozenset(
+    {"canceled", "unpaid", "paused", "incomplete_expired", "trial_expired"}
+)
 
 
 def subscription_issues(info: InstallationInfo, now: datetime) -> dict[str, dict[str, str]]:

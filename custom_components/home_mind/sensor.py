@@ -38,6 +38,7 @@ SUBSCRIPTION_STATUSES = [
     "incomplete",
     "incomplete_expired",
     "paused",
+    "trial_expired",
 ]
 
 

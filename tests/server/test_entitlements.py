@@ -147,6 +147,8 @@ async def test_new_account_chats_on_the_trial_then_needs_a_subscription(
     assert status == 402
     assert body["code"] == "subscription_required"
     assert len(claude.requests) == 1
+    sub = await (await env.client.get("/api/subscription", headers=env.user_headers)).json()
+    assert (sub["tier"], sub["status"]) == ("free", "trial_expired")
 
 
 @pytest.mark.parametrize("status", ["unpaid", "canceled", "incomplete_expired", "paused"])

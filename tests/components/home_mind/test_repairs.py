@@ -96,6 +96,12 @@ async def poll(hass: HomeAssistant) -> None:
             "subscription_ended",
             ir.IssueSeverity.ERROR,
         ),
+        # The hosted sign-up trial ran out and no plan was chosen.
+        (
+            installation("free", status="trial_expired"),
+            "subscription_ended",
+            ir.IssueSeverity.ERROR,
+        ),
     ],
 )
 async def test_issue_raised_and_removed_when_resolved(
