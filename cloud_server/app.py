@@ -16,6 +16,7 @@ from .db.engine import setup_database
 from .errors import problem_middleware
 from .keys import SETTINGS
 from .memory.routes import setup_memory
+from .ratelimit import setup_ratelimit
 from .settings import Settings
 
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     # Order matters: the database is opened first and closed last.
     setup_database(app)
+    setup_ratelimit(app)
     setup_accounts(app)
     setup_billing(app)
     setup_memory(app)

@@ -24,8 +24,3 @@ def spawn(app: web.Application, coro: Coroutine[Any, Any, None]) -> None:
     task = asyncio.ensure_future(coro)
     tasks.add(task)
     task.add_done_callback(tasks.discard)
-
-
-def client_ip(request: web.Request) -> str:
-    """The peer address (trusted-proxy handling belongs to the rate-limit component)."""
-    return request.remote or "unknown"
