@@ -113,6 +113,8 @@ ERRORS_BY_CODE: dict[str, type[HomeMindError]] = {
     "unsupported_media_type": HomeMindValidationError,
     "not_found": HomeMindNotFoundError,
     "internal_error": HomeMindServerError,
+    "temporarily_unavailable": HomeMindServerError,
+    "memory_not_found": HomeMindNotFoundError,
 }
 
 
