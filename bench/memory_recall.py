@@ -9,6 +9,17 @@ Run: `.venv/bin/python bench/memory_recall.py [--sizes 1000,10000,100000] [--que
   that run here (SQLite, PostgreSQL on 127.0.0.1:5432 when reachable), and the cost of an
   add. The Shodh row uses the fake server from the tests: quality only, not a latency
   target (the real Shodh server cannot run on these machines).
+- Two distributions of the filler facts (`--data`): `uniform60`, the original synthetic
+  facts (60 words drawn uniformly, so every query word matches ~10 % of the household: a
+  worst case for a ranked OR query), and `varied`, closer to a real household: a few
+  family names that recur everywhere, a Zipf-distributed vocabulary of real household
+  words and a long tail of rare ones (names, brands, places). Both are reported.
+- `search` is the backend call at limit 10 (as before); `recall` is the call the chat
+  makes on every turn (`MemoryService.recall`: the size check plus a search at limit 50).
+- Quality at scale: the evaluation facts inside a household filled with 10k facts of each
+  distribution, recall@5 of the same questions.
+Each latency figure is over `--rounds` rounds of all queries; "p95 range" is the lowest and
+highest per-round p95 (the machine is shared; one loaded round should not decide).
 Prints tables; asserts nothing. Bounded: each phase has a fixed amount of work.
 """
 
@@ -31,14 +42,18 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert  # noqa: E402
 
+from cloud_server.accounts.principal import InstallationPrincipal  # noqa: E402
 from cloud_server.db.base import new_id, utcnow  # noqa: E402
 from cloud_server.db.engine import create_engine, make_sessionmaker, upgrade_database  # noqa: E402
 from cloud_server.db.models import User  # noqa: E402
 from cloud_server.memory import text as memtext  # noqa: E402
 from cloud_server.memory.backend import MemoryBackend  # noqa: E402
 from cloud_server.memory.models import Memory  # noqa: E402
+from cloud_server.memory.provider import MemoryService  # noqa: E402
 from cloud_server.memory.shodh import ShodhClient, ShodhMemoryBackend  # noqa: E402
 from cloud_server.memory.sql_backend import SqlMemoryBackend, sql_backend_for  # noqa: E402
+from cloud_server.settings import Settings  # noqa: E402
+from homemind_client.models import ChatRequest  # noqa: E402
 
 EVAL_SET = ROOT / "bench" / "memory_eval_set.json"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -55,6 +70,97 @@ def synthetic_fact(rng: random.Random, n: int) -> str:
         f"{rng.choice(PEOPLE)} {rng.choice(VERBS)} the {rng.choice(ROOMS)} "
         f"{rng.choice(THINGS)} {rng.choice(WHEN)} (note {n})"
     )
+
+
+# The `varied` distribution. Words a household really uses, most common first (Zipf
+# weights), and a long tail of made-up rare words (names, brands, places).
+V_PEOPLE = [*PEOPLE[:6], "grandma", "grandpa", "the neighbour", "the babysitter"]
+V_VERBS = (  # noqa: SIM905
+    "likes prefers wants uses needs cleans checks moves waters opens closes locks charges "
+    "feeds walks visits calls watches plays reads cooks orders fixes tidies buys drinks eats "
+    "borrows returns repaints sorts hangs"
+).split()
+V_NOUNS = (  # noqa: SIM905
+    "lamp blinds heater speaker fan plant shelf clock rug kettle oven fridge freezer "
+    "dishwasher window door gate bike car charger router printer laptop tablet phone piano "
+    "guitar sofa table chair desk bed pillow blanket towel mirror curtain sink tap shower "
+    "bath toilet bin recycling compost hose lawn hedge roses tomatoes basil coffee tea milk "
+    "bread cheese pasta rice soup cereal juice wine beer cake cookies medicine vitamins "
+    "passport keys wallet umbrella jacket boots shoes backpack lunchbox homework violin "
+    "football tennis swimming yoga dentist doctor vet school office gym library bakery"
+).split()
+V_PLACES = (  # noqa: SIM905
+    "kitchen bedroom office hallway garage attic basement porch garden balcony bathroom "
+    "nursery cellar loft shed driveway terrace pantry study playroom"
+).split()
+V_WHEN = [
+    "on Mondays",
+    "every morning",
+    "at night",
+    "on weekends",
+    "after school",
+    "in winter",
+    "before dinner",
+    "after lunch",
+    "on Sundays",
+    "once a month",
+    "in summer",
+    "at 7 am",
+    "every other Friday",
+    "on holidays",
+    "when it rains",
+    "before bed",
+]
+_SYLLABLES = (  # noqa: SIM905
+    "ka lo mi ren tas vel dor pin sua bek tor lin mar zo fen gri hal ost yun cre"
+).split()
+
+
+def _zipf(n: int, s: float = 1.1) -> list[float]:
+    return [1 / (rank**s) for rank in range(1, n + 1)]
+
+
+class VariedFacts:
+    """Facts from templates; words drawn Zipf-weighted from real pools plus a rare tail."""
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(seed)
+        tail = sorted({"".join(rng.choices(_SYLLABLES, k=3)) for _ in range(6000)})
+        rng.shuffle(tail)
+        self.nouns = V_NOUNS + tail[:4000]
+        self.names = V_PEOPLE + [t.capitalize() for t in tail[4000:4400]]
+        self.w_nouns = _zipf(len(self.nouns))
+        self.w_names = _zipf(len(self.names), 1.3)
+        self.w_verbs = _zipf(len(V_VERBS), 0.9)
+        self.w_places = _zipf(len(V_PLACES), 0.9)
+
+    def fact(self, rng: random.Random, n: int) -> str:
+        def pick(pool: list[str], weights: list[float]) -> str:
+            return rng.choices(pool, weights)[0]
+
+        who = pick(self.names, self.w_names)
+        verb = pick(V_VERBS, self.w_verbs)
+        noun = pick(self.nouns, self.w_nouns)
+        other = pick(self.nouns, self.w_nouns)
+        place = pick(V_PLACES, self.w_places)
+        when = rng.choice(V_WHEN)
+        template = n % 5
+        if template == 0:
+            return f"{who} {verb} the {noun} in the {place} {when}"
+        if template == 1:
+            return f"The {noun} is kept in the {place} next to the {other}"
+        if template == 2:
+            return f"{who}'s favourite {noun} is the {other}"
+        if template == 3:
+            return f"{who} {verb} {noun} {when}"
+        return f"Remember that the {place} {noun} needs {other} {when}"
+
+
+def filler(kind: str, seed: int) -> Any:
+    """fact(rng, n) for the filler distribution `kind`."""
+    if kind == "varied":
+        return VariedFacts(seed).fact
+    return synthetic_fact
 
 
 async def new_user(sessionmaker: Any) -> str:
@@ -114,14 +220,17 @@ async def quality(
     }
 
 
-async def bulk_load(store: SqlMemoryBackend, sessionmaker: Any, user: str, count: int) -> float:
+async def bulk_load(
+    store: SqlMemoryBackend, sessionmaker: Any, user: str, count: int, kind: str = "uniform60"
+) -> float:
     rng = random.Random(count)
+    make = filler(kind, count)
     start = time.perf_counter()
     chunk = 5_000
     for offset in range(0, count, chunk):
         rows = []
         for n in range(offset, min(count, offset + chunk)):
-            content = synthetic_fact(rng, n)
+            content = make(rng, n)
             now = utcnow()
             rows.append(
                 {
@@ -147,28 +256,70 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def word_stats(store_kind: str, count: int) -> str:
+    """How skewed a distribution is: distinct words, and the share of facts with the top word."""
+    rng = random.Random(count)
+    make = filler(store_kind, count)
+    seen: dict[str, int] = {}
+    for n in range(count):
+        for word in set(memtext.content_terms(make(rng, n))):
+            if not word.isdigit():  # the "(note n)" numbers
+                seen[word] = seen.get(word, 0) + 1
+    top = max(seen.values()) if seen else 0
+    return f"{len(seen)} distinct words, the most common in {top / count:.0%} of facts"
+
+
+async def timed(calls: list[Any], rounds: int) -> tuple[list[float], list[float]]:
+    """All samples (ms) and the p95 of each round."""
+    samples: list[float] = []
+    per_round: list[float] = []
+    for _ in range(rounds):
+        times = []
+        for call in calls:
+            start = time.perf_counter()
+            await call()
+            times.append((time.perf_counter() - start) * 1000)
+        samples.extend(times)
+        per_round.append(pct(times, 0.95))
+    return samples, per_round
+
+
 async def latency(
-    store: SqlMemoryBackend, sessionmaker: Any, sizes: list[int], queries: list[str]
+    store: SqlMemoryBackend,
+    sessionmaker: Any,
+    sizes: list[int],
+    queries: list[str],
+    kind: str,
+    rounds: int,
 ) -> list[dict[str, Any]]:
     rows = []
+    settings = Settings(data_dir=Path(tempfile.gettempdir()))
     for size in sizes:
+        service = MemoryService(store, settings)
         user = await new_user(sessionmaker)
-        load = await bulk_load(store, sessionmaker, user, size)
+        load = await bulk_load(store, sessionmaker, user, size, kind)
         # The household's real facts among the noise, so queries have true matches.
         for q in queries[:20]:
             await store.add(user, f"Remembered: {q}")
         for q in queries[:10]:  # warm-up
             await store.search(user, q, limit=10)
-        times = []
-        for q in queries:
-            start = time.perf_counter()
-            await store.search(user, q, limit=10)
-            times.append((time.perf_counter() - start) * 1000)
+        principal = InstallationPrincipal("bench", user, "Bench", True)
+
+        def search_call(q: str, user: str = user) -> Any:
+            return lambda: store.search(user, q, limit=10)
+
+        def recall_call(q: str, service: MemoryService = service, who: Any = principal) -> Any:
+            return lambda: service.recall(who, ChatRequest(message=q), q)
+
+        times, p95s = await timed([search_call(q) for q in queries], rounds)
+        recall_times, _ = await timed([recall_call(q) for q in queries], rounds)
+        await service.drain()  # the use counts recall schedules in the background
         adds = []
         rng = random.Random(7)
+        make = filler(kind, 7)
         for n in range(100):
             start = time.perf_counter()
-            await store.add(user, synthetic_fact(rng, 10_000_000 + n))
+            await store.add(user, make(rng, 10_000_000 + n))
             adds.append((time.perf_counter() - start) * 1000)
         rows.append(
             {
@@ -176,11 +327,29 @@ async def latency(
                 "load_s": load,
                 "p50": statistics.median(times),
                 "p95": pct(times, 0.95),
+                "p95_range": (min(p95s), max(p95s)),
+                "recall_p50": statistics.median(recall_times),
+                "recall_p95": pct(recall_times, 0.95),
                 "add_p50": statistics.median(adds),
                 "add_p95": pct(adds, 0.95),
             }
         )
     return rows
+
+
+async def quality_at_scale(
+    backend: MemoryBackend, sessionmaker: Any, data: dict[str, Any], kind: str, size: int
+) -> float:
+    """recall@5 of the evaluation questions with their facts among `size` filler facts."""
+    user = await new_user(sessionmaker)
+    assert isinstance(backend, SqlMemoryBackend)
+    await bulk_load(backend, sessionmaker, user, size, kind)
+    ids = {f["id"]: (await backend.add(user, f["content"])).record.id for f in data["facts"]}
+    found = 0
+    for question in data["questions"]:
+        hits = [r.id for r in await backend.search(user, question["q"], limit=5)]
+        found += ids[question["fact"]] in hits
+    return found / len(data["questions"])
 
 
 async def pg_database() -> str | None:
@@ -205,12 +374,13 @@ async def drop_pg(name: str) -> None:
     await connection.close()
 
 
-async def run(sizes: list[int], n_queries: int) -> None:
+async def run(sizes: list[int], n_queries: int, kinds: list[str], rounds: int, scale: int) -> None:
     data = json.loads(EVAL_SET.read_text())
     queries = [q["q"] for q in data["questions"]]
     queries = (queries * (n_queries // len(queries) + 1))[:n_queries]
     quality_rows: list[tuple[str, dict[str, Any]]] = []
-    latency_rows: list[tuple[str, list[dict[str, Any]]]] = []
+    scale_rows: list[tuple[str, str, float]] = []
+    latency_rows: list[tuple[str, str, list[dict[str, Any]]]] = []
 
     with tempfile.TemporaryDirectory() as tmp:
         targets = [("sqlite", f"sqlite+aiosqlite:///{tmp}/bench.db")]
@@ -236,7 +406,12 @@ async def run(sizes: list[int], n_queries: int) -> None:
                     quality_rows.append(("shodh (fake)", await quality(shodh, sessionmaker, data)))
                     await shodh.close()
                     await fake.close()
-                latency_rows.append((name, await latency(store, sessionmaker, sizes, queries)))
+                for kind in kinds:
+                    if scale:
+                        at = await quality_at_scale(store, sessionmaker, data, kind, scale)
+                        scale_rows.append((name, kind, at))
+                    rows = await latency(store, sessionmaker, sizes, queries, kind, rounds)
+                    latency_rows.append((name, kind, rows))
                 await engine.dispose()
         finally:
             if pg_name:
@@ -256,16 +431,32 @@ async def run(sizes: list[int], n_queries: int) -> None:
     if misses:
         print(f"\nMissed at 5 ({quality_rows[0][0]}): " + "; ".join(misses))
 
-    print(f"\nSearch latency, one household, {n_queries} queries (ms), and the cost of an add")
+    if scale_rows:
+        print(f"\nRecall@5 of the same questions among {scale} filler facts")
+        print(f"{'backend':<12} {'data':<10} {'recall@5':>9}")
+        for name, kind, at in scale_rows:
+            print(f"{name:<12} {kind:<10} {at:>9.3f}")
+
+    print("\nFiller data:")
+    for kind in kinds:
+        print(f"  {kind:<10} {word_stats(kind, 10_000)} (at 10k)")
+
     print(
-        f"{'backend':<12} {'facts':>8} {'load s':>7} {'p50':>7} {'p95':>7} "
-        f"{'add p50':>8} {'add p95':>8}"
+        f"\nSearch latency, one household, {n_queries} queries x {rounds} rounds (ms); "
+        "recall = the chat's call; the cost of an add"
     )
-    for name, rows in latency_rows:
+    print(
+        f"{'backend':<11} {'data':<10} {'facts':>7} {'load s':>7} {'p50':>6} {'p95':>6} "
+        f"{'p95 range':>12} {'recall p50':>10} {'recall p95':>10} {'add p50':>8} {'add p95':>8}"
+    )
+    for name, kind, rows in latency_rows:
         for r in rows:
+            low, high = r["p95_range"]
+            spread = f"{low:.2f}-{high:.2f}"
             print(
-                f"{name:<12} {r['size']:>8} {r['load_s']:>7.1f} {r['p50']:>7.2f} {r['p95']:>7.2f} "
-                f"{r['add_p50']:>8.2f} {r['add_p95']:>8.2f}"
+                f"{name:<11} {kind:<10} {r['size']:>7} {r['load_s']:>7.1f} {r['p50']:>6.2f} "
+                f"{r['p95']:>6.2f} {spread:>12} {r['recall_p50']:>10.2f} "
+                f"{r['recall_p95']:>10.2f} {r['add_p50']:>8.2f} {r['add_p95']:>8.2f}"
             )
     print("\nShodh: quality through the test fake only; not a latency target.")
 
@@ -274,9 +465,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--data", default="uniform60,varied", help="filler distributions")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=10_000, help="0: skip quality at scale")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    asyncio.run(run(sizes, args.queries))
+    kinds = [k for k in args.data.split(",") if k]
+    asyncio.run(run(sizes, args.queries, kinds, args.rounds, args.scale))
 
 
 if __name__ == "__main__":

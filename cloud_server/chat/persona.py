@@ -59,7 +59,9 @@ TIME_NOTE = (
 SPEAKER_NOTE = "The person speaking is {name} (Home Assistant user id {id})."
 SPEAKER_UNNAMED_NOTE = "The person speaking has Home Assistant user id {id}."
 MEMORY_HEADER = (
-    "What you remember about this household (use it when relevant; do not recite it unprompted):"
+    "What you remember about this household (use it when relevant; do not recite it unprompted). "
+    "Each fact starts with its [id]: give that id to memory_update or memory_forget to change "
+    "or forget exactly that fact. Never mention the ids to the user."
 )
 MEMORY_SPEAKER_TAG = " (about the person speaking)"
 
@@ -99,8 +101,9 @@ def dynamic_system_text(chat: ChatRequest, now: datetime, memories: Sequence[Rec
         lines = [MEMORY_HEADER]
         for fact in memories:
             own = chat.speaker is not None and fact.speaker_id == chat.speaker.id
-            category = f"[{fact.category}] " if fact.category else ""
-            lines.append(f"- {category}{fact.content}{MEMORY_SPEAKER_TAG if own else ''}")
+            category = f"({fact.category}) " if fact.category else ""
+            tag = MEMORY_SPEAKER_TAG if own else ""
+            lines.append(f"- [{fact.id}] {category}{fact.content}{tag}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 

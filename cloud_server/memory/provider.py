@@ -94,14 +94,18 @@ TOOLS = [
         name=UPDATE_TOOL,
         description=(
             "Replace a remembered fact that has changed or was wrong, e.g. 'actually, make it "
-            "20 degrees' after a remembered preference for 19. Identify the old fact by its `id` "
-            "when you know it, otherwise by `old` (words of the old fact), and give the complete "
-            "new sentence as `content`. The old version is never recalled again."
+            "20 degrees' after a remembered preference for 19. Identify the old fact by its `id`: "
+            "the [id] shown before each remembered fact in the system prompt (or returned by "
+            "memory_remember). Only when no id is shown, give `old` (words of the old fact). "
+            "Give the complete new sentence as `content`. The old version is never recalled again."
         ),
         parameters={
             "type": "object",
             "properties": {
-                "id": {"type": "string"},
+                "id": {
+                    "type": "string",
+                    "description": "The [id] of the remembered fact to replace.",
+                },
                 "old": {"type": "string", "description": "Words identifying the old fact."},
                 "content": {"type": "string", "maxLength": MAX_TOOL_FACT_CHARS},
             },
@@ -112,12 +116,20 @@ TOOLS = [
         name=FORGET_TOOL,
         description=(
             "Forget remembered facts, only when the user asks you to forget or delete something "
-            "('forget what I told you about the garage'). Give the fact's `id`, or a `query` with "
-            "the words describing what to forget; the best matching facts are deleted."
+            "('forget what I told you about the garage'). Give the fact's `id` (the [id] shown "
+            "before each remembered fact in the system prompt); call once per fact to forget "
+            "several. Only when no id is shown, give a `query` with the words describing what to "
+            "forget; the best matching facts are deleted."
         ),
         parameters={
             "type": "object",
-            "properties": {"id": {"type": "string"}, "query": {"type": "string"}},
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "description": "The [id] of the remembered fact to forget.",
+                },
+                "query": {"type": "string"},
+            },
         },
     ),
 ]
@@ -373,7 +385,8 @@ class MemoryService:
         reply: str,
         access: ChatAccess,
     ) -> None:
-        if self._closing:
+        # HOMEMIND_MEMORY_EXTRACTION=false: only the tools write to the memory.
+        if self._closing or not self.settings.memory_extraction:
             return
         self._spawn(self.extract(principal, chat, reply, access.api_key))
 

@@ -8,13 +8,14 @@ only break exact ties.
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, delete, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..db.base import new_id, utcnow
 from . import text as memtext
@@ -22,8 +23,6 @@ from .backend import AddResult, MemoryBackendError, MemoryNotFoundError, MemoryR
 from .models import Memory
 
 LOGGER = logging.getLogger(__name__)
-
-_COLUMNS = ", ".join(f"m.{c.name}" for c in Memory.__table__.columns)
 
 
 def to_record(row: Memory) -> MemoryRecord:
@@ -42,6 +41,21 @@ def to_record(row: Memory) -> MemoryRecord:
         last_used_at=row.last_used_at,
         index_ref=row.index_ref,
     )
+
+
+_TABLE = Memory.__table__
+_FIELDS = tuple(c.name for c in _TABLE.columns if c.name in MemoryRecord.__dataclass_fields__)
+
+
+def row_record(row: Any) -> MemoryRecord:
+    """A record straight from a Core row (no ORM object: searches build many of them)."""
+    mapping = row._mapping
+    return MemoryRecord(**{name: mapping[name] for name in _FIELDS})
+
+
+def _typed(sql: str) -> Any:
+    """A constant text statement whose result columns get the table's types (UTC datetimes)."""
+    return text(sql).columns(*(_TABLE.c[name] for name in _FIELDS))
 
 
 def _scope(stmt: Select[Any], speaker_id: str | None, all_speakers: bool) -> Select[Any]:
@@ -205,11 +219,21 @@ class SqlMemoryBackend:
     async def mark_used(self, user_id: str, memory_ids: list[str]) -> None:
         if not memory_ids:
             return
-        async with self._sessionmaker() as session, session.begin():
-            await session.execute(
-                update(Memory)
-                .where(Memory.user_id == user_id, Memory.id.in_(memory_ids))
-                .values(use_count=Memory.use_count + 1, last_used_at=utcnow())
+        ids = sorted(set(memory_ids))
+        async with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Concurrent turns count overlapping facts: lock the rows in one order first,
+                # or two UPDATEs that lock them in different orders deadlock.
+                await connection.execute(
+                    select(_TABLE.c.id)
+                    .where(_TABLE.c.user_id == user_id, _TABLE.c.id.in_(ids))
+                    .order_by(_TABLE.c.id)
+                    .with_for_update()
+                )
+            await connection.execute(
+                update(_TABLE)
+                .where(_TABLE.c.user_id == user_id, _TABLE.c.id.in_(ids))
+                .values(use_count=_TABLE.c.use_count + 1, last_used_at=utcnow())
             )
 
     async def set_index_ref(self, user_id: str, memory_id: str, ref: str | None) -> None:
@@ -229,13 +253,10 @@ class SqlMemoryBackend:
     async def get_many(self, user_id: str, memory_ids: Sequence[str]) -> list[MemoryRecord]:
         if not memory_ids:
             return []
-        async with self._sessionmaker() as session:
-            rows = (
-                await session.scalars(
-                    select(Memory).where(Memory.user_id == user_id, Memory.id.in_(memory_ids))
-                )
-            ).all()
-        by_id = {row.id: to_record(row) for row in rows}
+        stmt = select(_TABLE).where(_TABLE.c.user_id == user_id, _TABLE.c.id.in_(memory_ids))
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(stmt)).all()
+        by_id = {row.id: row_record(row) for row in rows}
         return [by_id[i] for i in memory_ids if i in by_id]
 
     async def list(
@@ -248,15 +269,16 @@ class SqlMemoryBackend:
         limit: int | None = 50,
         offset: int = 0,
     ) -> builtins.list[MemoryRecord]:
-        stmt = select(Memory).where(Memory.user_id == user_id)
+        stmt = select(_TABLE).where(Memory.user_id == user_id)
         if not include_superseded:
             stmt = stmt.where(Memory.superseded_by.is_(None))
         stmt = _scope(stmt, speaker_id, all_speakers)
         stmt = stmt.order_by(Memory.created_at.desc(), Memory.id.desc()).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
-        async with self._sessionmaker() as session:
-            return [to_record(row) for row in (await session.scalars(stmt)).all()]
+        # Core rows, not ORM objects: the chat lists up to 201 facts on every turn.
+        async with self._engine.connect() as connection:
+            return [row_record(row) for row in (await connection.execute(stmt)).all()]
 
     async def count(self, user_id: str, *, include_superseded: bool = False) -> int:
         stmt = select(func.count()).select_from(Memory).where(Memory.user_id == user_id)
@@ -275,23 +297,25 @@ class SqlMemoryBackend:
         limit: int = 10,
     ) -> builtins.list[MemoryRecord]:
         limit = max(1, min(limit, 200))
+        plan = memtext.SearchPlan(query, keep_accents=self.keep_accents)
+        if not plan.own:
+            return []
+        # Enough candidates for the relevance rerank below to have a choice.
+        params: dict[str, Any] = {"user": user_id, "k": limit * 3 + 10}
+        scope = self._scope_key(speaker_id, all_speakers, params)
         try:
-            async with self._sessionmaker() as session:
-                rows = await self._search_rows(
-                    session,
-                    user_id,
-                    query,
-                    speaker_id=speaker_id,
-                    all_speakers=all_speakers,
-                    limit=limit,
-                )
+            async with self._engine.connect() as connection:
+                # Matching is cheap, ranking is not (BM25 per matched fact): in a large
+                # household a common word would make thousands of facts candidates.
+                hits = await self._hits(connection, plan.terms, params)
+                terms, together = memtext.candidate_terms(plan.own, plan.extra, hits)
+                rows = await self._ranked(connection, terms, together, scope, params)
         except SQLAlchemyError as err:
             raise MemoryBackendError("memory search failed") from err
         # Facts matching more of the user's own words (not just expansions) come first;
         # the sort is stable, so the engine's ranking decides among equals.
-        records = [to_record(row) for row in rows]
-        records.sort(key=lambda r: -memtext.relevance(query, r.content))
-        return records[:limit]
+        order = plan.rerank([row.content for row in rows])
+        return [row_record(rows[i]) for i in order[:limit]]
 
     async def health(self) -> bool:
         try:
@@ -315,26 +339,58 @@ class SqlMemoryBackend:
             raise MemoryNotFoundError(memory_id)
         return row
 
-    @staticmethod
-    def _scope_sql(speaker_id: str | None, all_speakers: bool, params: dict[str, Any]) -> str:
-        if all_speakers:
-            return ""
-        if speaker_id is None:
-            return " AND m.speaker_id IS NULL"
-        params["speaker"] = speaker_id
-        return " AND (m.speaker_id IS NULL OR m.speaker_id = :speaker)"
+    # Searches use constant SQL texts (one per speaker scope), compiled once and cached.
+    keep_accents = False
 
-    async def _search_rows(
-        self,
-        session: AsyncSession,
-        user_id: str,
-        query: str,
-        *,
-        speaker_id: str | None,
-        all_speakers: bool,
-        limit: int,
-    ) -> Sequence[Memory]:
+    @staticmethod
+    def _scope_key(speaker_id: str | None, all_speakers: bool, params: dict[str, Any]) -> str:
+        if all_speakers:
+            return "all"
+        if speaker_id is None:
+            return "household"
+        params["speaker"] = speaker_id
+        return "speaker"
+
+    # Per-term counts stop at this many facts: "common" is all the search needs to know.
+    _HITS_CAP = memtext.COMMON_HITS + 1
+
+    async def _hits(
+        self, connection: AsyncConnection, terms: list[str], params: dict[str, Any]
+    ) -> dict[str, int]:
+        """How many of the household's active facts each term matches (capped)."""
+        if not terms:
+            return {}
+        statement = self._hits_sql(len(terms))
+        values = {**params, "cap": self._HITS_CAP}
+        values.update({f"t{n}": self._term_param(params, term) for n, term in enumerate(terms)})
+        rows = (await connection.execute(statement, values)).all()
+        return {terms[int(row[0])]: int(row[1]) for row in rows}
+
+    def _hits_sql(self, n: int) -> Any:
         raise NotImplementedError
+
+    def _term_param(self, params: dict[str, Any], term: str) -> str:
+        raise NotImplementedError
+
+    async def _ranked(
+        self,
+        connection: AsyncConnection,
+        terms: list[str],
+        together: list[str],
+        scope: str,
+        params: dict[str, Any],
+    ) -> Sequence[Any]:
+        """Up to `k` active facts of the household in scope matching any of `terms` (or all
+        of `together`), best first."""
+        raise NotImplementedError
+
+
+_SCOPES = {
+    "all": "",
+    "household": " AND m.speaker_id IS NULL",
+    "speaker": " AND (m.speaker_id IS NULL OR m.speaker_id = :speaker)",
+}
+_SELECT = "SELECT " + ", ".join(f"m.{name}" for name in _FIELDS)
 
 
 class SqliteMemoryBackend(SqlMemoryBackend):
@@ -342,82 +398,110 @@ class SqliteMemoryBackend(SqlMemoryBackend):
 
     name = "sqlite"
 
-    async def _search_rows(
-        self,
-        session: AsyncSession,
-        user_id: str,
-        query: str,
-        *,
-        speaker_id: str | None,
-        all_speakers: bool,
-        limit: int,
-    ) -> Sequence[Memory]:
-        terms = memtext.fts5_query(memtext.query_terms(query))
-        if terms is None:
-            return []
-        owner = '"u' + user_id.replace('"', "") + '"'
-        # Step 1: the index alone (active facts of this household), BM25 order.
-        ids_sql = text(
-            "SELECT memory_id FROM memories_fts WHERE memories_fts MATCH :match "
-            "ORDER BY rank LIMIT :k"
+    # FTS5 ranks and limits inside the index (`ORDER BY rank` is its fast path: BM25 on
+    # the body column, see the migrations); only the best `k` rows are joined. Scope and
+    # state are checked on the row (superseded facts are not indexed at all).
+    _SQL = {
+        scope: _typed(
+            f"{_SELECT} FROM (SELECT memory_id, rank AS score FROM memories_fts "  # noqa: S608
+            "WHERE memories_fts MATCH :match ORDER BY rank LIMIT :k) AS f "
+            "JOIN memories AS m ON m.id = f.memory_id "
+            f"WHERE m.user_id = :user AND m.superseded_by IS NULL{where} "
+            "ORDER BY f.score, m.use_count DESC, m.updated_at DESC"
         )
-        match = f"owner : {owner} AND body : ({terms})"
-        ids = list((await session.scalars(ids_sql, {"match": match, "k": limit * 3 + 10})).all())
-        if not ids:
-            return []
-        # Step 2: the rows, in index order; scope and state are checked on the row.
-        rows = (
-            await session.scalars(
-                select(Memory).where(
-                    Memory.user_id == user_id,
-                    Memory.id.in_(ids),
-                    Memory.superseded_by.is_(None),
-                )
+        for scope, where in _SCOPES.items()
+    }
+
+    @staticmethod
+    @functools.cache
+    def _hits_sql(n: int) -> Any:
+        # One round trip for all terms; `n` only numbers constant placeholders.
+        return text(
+            " UNION ALL ".join(
+                f"SELECT {i} AS term, count(*) AS hits FROM (SELECT 1 FROM memories_fts "  # noqa: S608
+                f"WHERE memories_fts MATCH :t{i} LIMIT :cap)"
+                for i in range(n)
             )
-        ).all()
-        position = {memory_id: n for n, memory_id in enumerate(ids)}
-        kept = [
-            row
-            for row in rows
-            if all_speakers or row.speaker_id is None or row.speaker_id == speaker_id
-        ]
-        # Ties of BM25 are rare; the index order is kept, use and recency come after.
-        kept.sort(key=lambda row: (position[row.id], -row.use_count, -row.updated_at.timestamp()))
-        return kept
+        )
+
+    def _term_param(self, params: dict[str, Any], term: str) -> str:
+        return f"owner : {self._owner(params)} AND body : {memtext.fts5_term(term)}"
+
+    @staticmethod
+    def _owner(params: dict[str, Any]) -> str:
+        return '"u' + str(params["user"]).replace('"', "") + '"'
+
+    async def _ranked(
+        self,
+        connection: AsyncConnection,
+        terms: list[str],
+        together: list[str],
+        scope: str,
+        params: dict[str, Any],
+    ) -> Sequence[Any]:
+        expression = memtext.fts5_query(terms, together)
+        if expression is None:
+            return []
+        match = f"owner : {self._owner(params)} AND body : ({expression})"
+        result = await connection.execute(self._SQL[scope], {**params, "match": match})
+        return result.all()
 
 
 class PostgresMemoryBackend(SqlMemoryBackend):
     """A generated tsvector ('simple' configuration) with a GIN index; ts_rank_cd."""
 
     name = "postgresql"
+    # 'simple' keeps accents; the terms are searched with and without them.
+    keep_accents = True
 
-    async def _search_rows(
-        self,
-        session: AsyncSession,
-        user_id: str,
-        query: str,
-        *,
-        speaker_id: str | None,
-        all_speakers: bool,
-        limit: int,
-    ) -> Sequence[Memory]:
-        plain = memtext.query_terms(query)
-        accented = memtext.query_terms(query, keep_accents=True)
-        merged = list(dict.fromkeys(plain + accented))
-        expression = memtext.tsquery(merged)
-        if expression is None:
-            return []
-        params: dict[str, Any] = {"q": expression, "user": user_id, "limit": limit * 3 + 10}
-        scope = self._scope_sql(speaker_id, all_speakers, params)
-        # Only constant fragments are interpolated; the user's words are a bound parameter.
-        sql = text(
-            f"SELECT {_COLUMNS} FROM memories m, to_tsquery('simple', :q) AS query "  # noqa: S608
+    # Only constant fragments are interpolated; the user's words are a bound parameter.
+    _SQL = {
+        scope: _typed(
+            f"{_SELECT} FROM memories m, to_tsquery('simple', :q) AS query "
             "WHERE m.search_vector @@ query AND m.user_id = :user "
-            f"AND m.superseded_by IS NULL{scope} "
+            f"AND m.superseded_by IS NULL{where} "
             "ORDER BY ts_rank_cd(m.search_vector, query, 1) DESC, m.use_count DESC, "
-            "m.updated_at DESC LIMIT :limit"
+            "m.updated_at DESC LIMIT :k"
         )
-        result = await session.scalars(select(Memory).from_statement(sql), params)
+        for scope, where in _SCOPES.items()
+    }
+
+    @staticmethod
+    @functools.cache
+    def _hits_sql(n: int) -> Any:
+        return text(
+            " UNION ALL ".join(
+                f"SELECT {i} AS term, count(*) AS hits FROM (SELECT 1 FROM memories m "  # noqa: S608
+                f"WHERE m.user_id = :user AND m.superseded_by IS NULL "
+                f"AND m.search_vector @@ to_tsquery('simple', :t{i}) LIMIT :cap) AS x{i}"
+                for i in range(n)
+            )
+        )
+
+    def _term_param(self, params: dict[str, Any], term: str) -> str:
+        return self._either(term) or "''"
+
+    @staticmethod
+    def _either(term: str) -> str | None:
+        # 'simple' keeps accents: a term matches with or without them.
+        return memtext.tsquery(list(dict.fromkeys([term, memtext.fold(term)])))
+
+    async def _ranked(
+        self,
+        connection: AsyncConnection,
+        terms: list[str],
+        together: list[str],
+        scope: str,
+        params: dict[str, Any],
+    ) -> Sequence[Any]:
+        parts = [p for p in map(self._either, terms) if p]
+        group = [p for p in map(self._either, together) if p]
+        if group:
+            parts.append("(" + " & ".join(f"({p})" for p in group) + ")")
+        if not parts:
+            return []
+        expression = " | ".join(f"({p})" for p in parts)
+        result = await connection.execute(self._SQL[scope], {**params, "q": expression})
         return result.all()
 
 

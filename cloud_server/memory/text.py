@@ -244,6 +244,8 @@ def fold(word: str, *, keep_accents: bool = False) -> str:
 
     PostgreSQL's 'simple' configuration keeps accents, so its terms keep them too.
     """
+    if word.isascii():  # the common case: nothing to decompose (casefold == lower here)
+        return word.lower()
     if keep_accents:
         return unicodedata.normalize("NFC", word.casefold())
     decomposed = unicodedata.normalize("NFKD", word.casefold())
@@ -320,37 +322,106 @@ def query_terms(
 MIN_PREFIX = 3
 
 
-def fts5_query(terms: list[str]) -> str | None:
-    """An FTS5 MATCH expression: quoted terms (prefix when long enough) OR-ed together."""
-    parts = []
-    for term in terms:
-        quoted = '"' + term.replace('"', "") + '"'
-        parts.append(quoted + "*" if len(term) >= MIN_PREFIX else quoted)
+def fts5_term(term: str) -> str:
+    quoted = '"' + term.replace('"', "") + '"'
+    return quoted + "*" if len(term) >= MIN_PREFIX else quoted
+
+
+def fts5_query(terms: list[str], together: list[str] | None = None) -> str | None:
+    """An FTS5 MATCH expression: quoted terms (prefix when long enough) OR-ed together,
+    and optionally one more alternative: all of `together` in the same fact."""
+    parts = [fts5_term(term) for term in terms]
+    if together:
+        parts.append("(" + " AND ".join(fts5_term(term) for term in together) + ")")
     return " OR ".join(parts) if parts else None
 
 
-def tsquery(terms: list[str]) -> str | None:
-    """A PostgreSQL `to_tsquery('simple', ...)` expression built only from `\\w` terms."""
-    parts = []
-    for term in terms:
-        safe = "".join(ch for ch in term if ch.isalnum() or ch == "_")
-        if not safe:
-            continue
-        parts.append(f"{safe}:*" if len(safe) >= MIN_PREFIX else safe)
+def ts_term(term: str) -> str | None:
+    safe = "".join(ch for ch in term if ch.isalnum() or ch == "_")
+    if not safe:
+        return None
+    return f"{safe}:*" if len(safe) >= MIN_PREFIX else safe
+
+
+def tsquery(terms: list[str], together: list[str] | None = None) -> str | None:
+    """A PostgreSQL `to_tsquery('simple', ...)` expression built only from `\\w` terms
+    (OR-ed; optionally one more alternative: all of `together`)."""
+    parts = [p for p in map(ts_term, terms) if p]
+    group = [p for p in map(ts_term, together or []) if p]
+    if group:
+        parts.append("(" + " & ".join(group) + ")")
     return " | ".join(parts) if parts else None
+
+
+class Relevance:
+    """`relevance` with the query's side computed once (a search scores many facts)."""
+
+    __slots__ = ("_wanted",)
+
+    def __init__(self, query: str) -> None:
+        self._wanted = [stem(w) for w in content_terms(query, drop_meta=True)]
+
+    def __call__(self, content: str) -> float:
+        wanted = self._wanted
+        if not wanted:
+            return 0.0
+        have = {stem(w) for w in words(content)}
+        hits = 0
+        for term in wanted:
+            if term in have or any(
+                h.startswith(term) or (len(h) >= MIN_PREFIX and term.startswith(h)) for h in have
+            ):
+                hits += 1
+        return hits / len(wanted)
 
 
 def relevance(query: str, content: str) -> float:
     """Share of the query's own words (no expansions, no meta words) found in `content`."""
-    wanted = [stem(w) for w in content_terms(query, drop_meta=True)]
-    if not wanted:
-        return 0.0
-    have = [stem(w) for w in words(content)]
-    hits = 0
-    for term in wanted:
-        if any(h.startswith(term) or (len(h) >= MIN_PREFIX and term.startswith(h)) for h in have):
-            hits += 1
-    return hits / len(wanted)
+    return Relevance(query)(content)
+
+
+# A term matching more facts of a household than this is "common": ranking every fact
+# it matches costs more than the term tells (BM25 gives it little weight anyway).
+COMMON_HITS = 300
+
+
+def candidate_terms(
+    own: list[str], extra: list[str], hits: dict[str, int], common: int = COMMON_HITS
+) -> tuple[list[str], list[str]]:
+    """(terms to OR, common own terms to AND) for the candidate query of a large household.
+
+    Selective terms (own words and synonyms) are OR-ed; common synonyms are dropped; common
+    own words only count together (all of them in one fact), so a fact with just one of
+    them is not a candidate unless nothing else is left to search for.
+    """
+    selective = [t for t in own + extra if 0 < hits.get(t, 0) <= common]
+    frequent = [t for t in own if hits.get(t, 0) > common]
+    if not selective and len(frequent) == 1:
+        return frequent, []
+    return selective, frequent if len(frequent) > 1 else []
+
+
+class SearchPlan:
+    """The terms of one search: the user's own words (with known phrases rewritten) and
+    the synonym expansions, plus the relevance scorer for the final order."""
+
+    __slots__ = ("extra", "own", "relevance")
+
+    def __init__(self, query: str, *, keep_accents: bool = False) -> None:
+        self.own = query_terms(query, expand=False, keep_accents=keep_accents)
+        own = set(self.own)
+        wide = query_terms(query, keep_accents=keep_accents)
+        self.extra = [t for t in wide if t not in own]
+        self.relevance = Relevance(query)
+
+    @property
+    def terms(self) -> list[str]:
+        return self.own + self.extra
+
+    def rerank(self, contents: list[str]) -> list[int]:
+        """Indexes of `contents` (in engine order) sorted by relevance; stable among equals."""
+        scores = [self.relevance(c) for c in contents]
+        return sorted(range(len(contents)), key=lambda i: -scores[i])
 
 
 def estimate_tokens(text: str) -> int:

@@ -93,11 +93,37 @@ async def test_a_fact_told_in_one_chat_is_in_the_prompt_of_the_next(env: Env) ->
         "/api/chat", json={"message": "What's my daughter's name?"}, headers=env.headers
     )
     assert second.status == 200
-    assert "The user's daughter is called Ana" in env.fake.requests[0].system_text
+    # The recalled fact carries its id, so Claude can update or forget exactly that one.
+    assert (
+        f"- [{facts[0].id}] The user's daughter is called Ana" in env.fake.requests[0].system_text
+    )
     # Claude sees the server tools with descriptions that say when to use them.
     names = {t["name"]: t for t in env.fake.requests[0].tools}
     assert {"memory_remember", "memory_update", "memory_forget"} <= set(names)
     assert "lasting" in names["memory_remember"]["description"]
+    assert "[id]" in names["memory_update"]["description"]
+    assert "[id]" in names["memory_forget"]["description"]
+
+
+async def test_claude_forgets_exactly_the_fact_whose_id_it_was_shown(env: Env) -> None:
+    garage = (await env.backend.add(env.user_id, "The garage door code is 4321")).record
+    other = (await env.backend.add(env.user_id, "The garage bin goes out on Tuesday")).record
+    env.fake.script(text("Noted."), extraction_answer())
+    await env.client.post("/api/chat", json={"message": "What's the code?"}, headers=env.headers)
+    shown = env.fake.requests[0].system_text
+    assert f"- [{garage.id}] The garage door code is 4321" in shown
+    await env.service.drain()
+
+    env.fake.reset()
+    env.fake.script(
+        tool_use("memory_forget", {"id": garage.id}), text("Forgotten."), extraction_answer()
+    )
+    response = await env.client.post(
+        "/api/chat", json={"message": "Forget the garage code"}, headers=env.headers
+    )
+    assert response.status == 200, await response.text()
+    await env.service.drain()
+    assert [f.id for f in await env.backend.list(env.user_id)] == [other.id]
 
 
 async def test_update_tool_replaces_and_the_old_value_is_never_recalled(env: Env) -> None:
@@ -242,3 +268,43 @@ async def test_after_turn_runs_in_the_background_and_is_drained(env: Env) -> Non
     )
     await env.service.drain()
     assert await env.backend.count(env.user_id) == 1
+
+
+@pytest.mark.parametrize("extraction", [True, False])
+async def test_extraction_switch_decides_whether_a_chat_is_mined_for_facts(
+    fake: FakeClaude,
+    make_app: Callable[..., Awaitable[TestClient[Any, Any]]],
+    server_settings: Settings,
+    create_user: Callable[..., Awaitable[tuple[str, str]]],
+    create_installation: Callable[..., Awaitable[tuple[str, str]]],
+    auth_headers: Callable[[str], dict[str, str]],
+    extraction: bool,
+) -> None:
+    settings = server_settings.model_copy(
+        update={
+            "anthropic_base_url": fake.base_url,
+            "anthropic_api_key": SecretStr(KEY),
+            "memory_extraction": extraction,
+        }
+    )
+    client = await make_app(settings)
+    user_id, _ = await create_user(client=client)
+    _, token = await create_installation(user_id=user_id, client=client)
+    # Claude answers without a memory tool; only the extraction could store the fact.
+    fake.script(
+        text("Nice to meet Tom!"),
+        extraction_answer({"action": "add", "content": "The cat is called Tom"}),
+    )
+    response = await client.post(
+        "/api/chat", json={"message": "Our cat is called Tom"}, headers=auth_headers(token)
+    )
+    assert response.status == 200, await response.text()
+    await client.app[MEMORY_SERVICE].drain()
+    facts = [f.content for f in await client.app[MEMORY_BACKEND].list(user_id)]
+    if extraction:
+        assert facts == ["The cat is called Tom"]
+        assert [r.model for r in fake.requests][-1] == settings.extraction_model
+    else:
+        # HOMEMIND_MEMORY_EXTRACTION=false: no extraction call is made, nothing is stored.
+        assert facts == []
+        assert len(fake.requests) == 1
