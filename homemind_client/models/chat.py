@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import RequestModel, ResponseModel
 
@@ -75,6 +76,20 @@ class ChatRequest(RequestModel):
     tools: list[ToolSpec] = Field(default_factory=list, max_length=MAX_TOOLS)
     home_prompt: str | None = Field(default=None, max_length=200_000)
     instructions: str | None = Field(default=None, max_length=20_000)
+    # The home's IANA time zone: the server states the local time in its per-turn prompt
+    # block, so HA's own (ever-changing) time line can stay out of the cached prompt.
+    time_zone: str | None = Field(default=None, max_length=64)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> ChatRequest:
