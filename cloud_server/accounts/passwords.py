@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -35,16 +36,47 @@ def check_password_policy(password: str) -> None:
         raise PasswordPolicyError("This password is too common; choose another one.")
 
 
+# The only two places argon2 work is done; always called on `_POOL`, never on the event loop.
+def _argon2_hash(hasher: PasswordHasher, password: str) -> str:
+    return hasher.hash(password)
+
+
+def _argon2_verify(hasher: PasswordHasher, stored: str, password: str) -> bool:
+    return hasher.verify(stored, password)
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    # Computed in a pool thread (by `prepare` at start-up, or lazily by the first verify).
+    return _argon2_hash(HASHER, "not-a-real-password: timing equaliser")
+
+
+async def prepare() -> None:
+    """Compute the dummy hash at start-up, off the event loop, before any login needs it."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(_POOL, _dummy_hash)
+
+
 async def hash_password(password: str, hasher: PasswordHasher = HASHER) -> str:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_POOL, hasher.hash, password)
+    return await loop.run_in_executor(_POOL, _argon2_hash, hasher, password)
 
 
 def _verify(hasher: PasswordHasher, stored: str, password: str) -> bool:
+    if not stored.startswith("$argon2"):
+        # No argon2 hash at all (an account created without a password, `NO_PASSWORD`):
+        # refuse, but only after the same work as a real check, so the timing matches.
+        return _verify_dummy(hasher, password)
     try:
-        return hasher.verify(stored, password)
+        return _argon2_verify(hasher, stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def _verify_dummy(hasher: PasswordHasher, password: str) -> bool:
+    with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
+        _argon2_verify(hasher, _dummy_hash(), password)
+    return False
 
 
 async def verify_password(stored: str, password: str, hasher: PasswordHasher = HASHER) -> bool:
@@ -52,14 +84,14 @@ async def verify_password(stored: str, password: str, hasher: PasswordHasher = H
     return await loop.run_in_executor(_POOL, _verify, hasher, stored, password)
 
 
+async def verify_dummy(password: str, hasher: PasswordHasher = HASHER) -> bool:
+    """Always False, after a full argon2 verify (unknown email): both paths cost the same."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_POOL, _verify_dummy, hasher, password)
+
+
 def needs_rehash(stored: str, hasher: PasswordHasher = HASHER) -> bool:
     try:
         return hasher.check_needs_rehash(stored)
     except InvalidHashError:
         return True
-
-
-@lru_cache(maxsize=1)
-def dummy_hash() -> str:
-    """A hash to verify against when the email is unknown, so both paths cost the same."""
-    return HASHER.hash("not-a-real-password: timing equaliser")

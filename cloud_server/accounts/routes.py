@@ -35,7 +35,7 @@ from ..keys import SETTINGS
 from ..ratelimit import setup_ratelimit
 from ..secrets import load_server_secrets
 from . import installations as inst
-from . import service
+from . import passwords, service
 from .audit import audit
 from .installation_info import CONTRIBUTORS, build_installation_info
 from .mailer import Mailer
@@ -287,6 +287,9 @@ async def get_installation(request: web.Request) -> web.Response:
 
 
 async def _accounts_ctx(app: web.Application) -> AsyncIterator[None]:
+    # The dummy hash for unknown-email logins, made now in the argon2 pool: the first
+    # such login then costs the same as the others, and the event loop never hashes.
+    await passwords.prepare()
     yield
     background: set[asyncio.Task[None]] = app[BACKGROUND]
     tasks = list(background)

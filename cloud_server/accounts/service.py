@@ -83,10 +83,14 @@ async def create_user(
     normalized = normalize_email(email)
     if password is not None:
         passwords.check_password_policy(password)
+    # Hashed before the existence check, so a taken address costs the same argon2 work as
+    # a new one. The answer itself still differs (409 vs 201 with tokens: the design returns
+    # tokens at registration, so without e-mail verification the status cannot be the same);
+    # that residual disclosure is documented in SECURITY.md and bounded by the per-IP limit.
+    password_hash = await passwords.hash_password(password) if password else NO_PASSWORD
     existing = await session.execute(select(User.id).where(User.email_normalized == normalized))
     if existing.first() is not None:
         raise EmailTakenError
-    password_hash = await passwords.hash_password(password) if password else NO_PASSWORD
     user = User(
         email=email.strip(), email_normalized=normalized, name=name, password_hash=password_hash
     )
@@ -122,9 +126,10 @@ async def authenticate(
     """The user when the password matches; the same work is done for unknown emails."""
     user = await find_user_by_email(session, email)
     if user is None or not user.is_active:
-        await passwords.verify_password(passwords.dummy_hash(), password)
+        await passwords.verify_dummy(password)
         await audit(session, "login_failed", user_id=user.id if user else None, ip=ip)
         return None
+    # An account without a password (`NO_PASSWORD`) is verified against the dummy hash.
     if not await passwords.verify_password(user.password_hash, password):
         await audit(session, "login_failed", user_id=user.id, ip=ip)
         return None
@@ -275,6 +280,13 @@ async def confirm_password_reset(session: AsyncSession, token: str, password: st
     if user is None:
         return False
     user.password_hash = await passwords.hash_password(password)
+    # Every other link sent before this one dies too: a leaked older mail is worthless.
+    await session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
     await revoke_all_sessions(session, user_id, "password_reset")
     await audit(session, "password_reset_completed", user_id=user_id)
     return True

@@ -524,3 +524,144 @@ async def test_expired_reset_token_is_refused(make_app):
         "/api/auth/password-reset/confirm", json={"token": token, "password": DEFAULT_PASSWORD}
     )
     assert response.status == 400
+
+
+# --- argon2 work on every path (rows 1 and 3): counted through the passwords seam ------
+
+
+class Argon2Calls:
+    """Every argon2 hash / verify the server does, with the thread it ran on."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def of(self, kind: str) -> list[str]:
+        return [thread for k, thread in self.calls if k == kind]
+
+
+@pytest.fixture
+def argon2_calls(monkeypatch: pytest.MonkeyPatch) -> Argon2Calls:
+    import threading
+
+    from cloud_server.accounts import passwords
+
+    spy = Argon2Calls()
+    real_hash, real_verify = passwords._argon2_hash, passwords._argon2_verify
+
+    def counted_hash(hasher: Any, password: str) -> str:
+        spy.calls.append(("hash", threading.current_thread().name))
+        return real_hash(hasher, password)
+
+    def counted_verify(hasher: Any, stored: str, password: str) -> bool:
+        spy.calls.append(("verify", threading.current_thread().name))
+        return real_verify(hasher, stored, password)
+
+    monkeypatch.setattr(passwords, "_argon2_hash", counted_hash)
+    monkeypatch.setattr(passwords, "_argon2_verify", counted_verify)
+    return spy
+
+
+def _in_pool(threads: list[str]) -> bool:
+    return bool(threads) and all(name.startswith("argon2") for name in threads)
+
+
+async def test_taken_email_costs_the_same_argon2_work_as_a_new_one(make_app, argon2_calls):
+    client = await make_app()
+    email = unique_email()
+    argon2_calls.calls.clear()
+    assert (await register(client, email)).status == 201
+    new_account = argon2_calls.of("hash")
+    argon2_calls.calls.clear()
+    taken = await register(client, email.upper(), "another long passphrase")
+    assert taken.status == 409 and (await taken.json())["code"] == "email_taken"
+    assert len(argon2_calls.of("hash")) == len(new_account) == 1
+    assert _in_pool(argon2_calls.of("hash"))
+    # The refused password was hashed, not stored: the owner's still works.
+    assert (await login(client, email)).status == 200
+
+
+async def test_registration_probes_share_the_per_ip_limit(make_app):
+    client = await make_app()
+    client.app[THROTTLE].clock = FakeClock()  # type: ignore[attr-defined]
+    email = unique_email()
+    statuses = [(await register(client, email)).status for _ in range(20)]
+    assert statuses == [201] + [409] * 19
+    # Probing taken addresses and signing up new ones use up one budget per IP.
+    for probe in (email, unique_email("new")):
+        refused = await register(client, probe)
+        assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+        assert (await refused.json())["code"] == "rate_limited"
+
+
+async def test_account_without_password_is_verified_against_the_dummy_hash(make_app, argon2_calls):
+    from cloud_server.accounts import service
+
+    client = await make_app()
+    async with client.app[DB_SESSIONMAKER].begin() as session:
+        owner = await service.local_owner(session)
+        assert owner.password_hash == service.NO_PASSWORD
+    argon2_calls.calls.clear()
+    refused = await login(client, service.LOCAL_OWNER_EMAIL, "any long passphrase")
+    assert refused.status == 401
+    unknown = await login(client, unique_email("nobody"), "any long passphrase")
+    assert unknown.status == 401
+    assert (await refused.json())["code"] == (await unknown.json())["code"]
+    # One full argon2 verify (in the pool) for each, as for a wrong password.
+    assert len(argon2_calls.of("verify")) == 2 and _in_pool(argon2_calls.of("verify"))
+    assert argon2_calls.of("hash") == []
+
+
+async def test_dummy_hash_is_made_at_start_up_in_the_pool(make_app, argon2_calls):
+    from cloud_server.accounts import passwords
+
+    passwords._dummy_hash.cache_clear()
+    client = await make_app()  # start-up
+    made_at_start = argon2_calls.of("hash")
+    assert len(made_at_start) == 1 and _in_pool(made_at_start)
+    argon2_calls.calls.clear()
+    assert (await login(client, unique_email("nobody"), "any long passphrase")).status == 401
+    assert argon2_calls.of("hash") == []  # nothing left to compute on a login
+    assert len(argon2_calls.of("verify")) == 1 and _in_pool(argon2_calls.of("verify"))
+
+
+async def test_dummy_hash_made_lazily_is_made_in_the_pool(make_app, argon2_calls):
+    from cloud_server.accounts import passwords, service
+
+    client = await make_app()
+    passwords._dummy_hash.cache_clear()  # as if start-up had not made it
+    argon2_calls.calls.clear()
+    async with client.app[DB_SESSIONMAKER].begin() as session:
+        assert (
+            await service.authenticate(session, unique_email("nobody"), "some passphrase") is None
+        )
+    assert len(argon2_calls.of("hash")) == 1 and _in_pool(argon2_calls.of("hash"))
+    assert _in_pool(argon2_calls.of("verify"))
+
+
+async def test_completed_reset_voids_the_other_reset_links(engine_settings, make_app, auth_headers):
+    from cloud_server.accounts import service
+
+    client = await make_app(engine_settings)
+    email = unique_email()
+    old = await (await register(client, email)).json()
+    tokens = []
+    for _ in range(2):
+        async with client.app[DB_SESSIONMAKER].begin() as session:
+            found = await service.request_password_reset(session, email)
+        assert found is not None
+        tokens.append(found[1])
+    first = await client.post(
+        "/api/auth/password-reset/confirm",
+        json={"token": tokens[0], "password": "a brand new passphrase"},
+    )
+    assert first.status == 204
+    second = await client.post(
+        "/api/auth/password-reset/confirm",
+        json={"token": tokens[1], "password": "an attacker's passphrase"},
+    )
+    assert second.status == 400 and (await second.json())["code"] == "invalid_reset_token"
+    assert (await login(client, email, "a brand new passphrase")).status == 200
+    # And every earlier session ended (row 8).
+    assert (
+        await client.get("/api/auth/me", headers=auth_headers(old["access_token"]))
+    ).status == 401
