@@ -18,6 +18,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .settings import Settings
 
@@ -125,7 +126,22 @@ def load_server_secrets(settings: Settings) -> ServerSecrets:
         stored = _load_or_create_file(settings.data_dir)
         enc = enc or stored["encryption_key"]
         jwt = jwt or stored["jwt_secret"]
-    return ServerSecrets(encryption=parse_encryption_keys(enc), jwt=parse_jwt_keys(jwt))
+    found = ServerSecrets(encryption=parse_encryption_keys(enc), jwt=parse_jwt_keys(jwt))
+    if settings.hosted:
+        _check_public_url(settings.public_url)
+    return found
+
+
+def _check_public_url(value: str | None) -> None:
+    """Hosted links (password reset) need the public address, never the bind address."""
+    if not value:
+        raise ConfigError(
+            "HOMEMIND_PUBLIC_URL is required in hosted mode (the address in password-reset "
+            "links, e.g. https://homemind.example)"
+        )
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError("HOMEMIND_PUBLIC_URL must be an http(s) address such as https://host")
 
 
 def _write_secrets_file(path: Path, data: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ GOOD_JWT = "j" * 32
 
 
 def hosted(tmp_path, **values) -> Settings:
+    values.setdefault("public_url", "https://homemind.example")
     return Settings(data_dir=tmp_path, mode="hosted", **values)
 
 
@@ -72,6 +73,7 @@ def test_self_hosted_generates_keys_once_with_mode_0600(tmp_path):
 
 def test_serve_refuses_to_start_naming_the_variable(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOMEMIND_MODE", "hosted")
+    monkeypatch.setenv("HOMEMIND_PUBLIC_URL", "https://homemind.example")
     monkeypatch.setenv("HOMEMIND_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("JWT_SECRET", GOOD_JWT)
     monkeypatch.setenv("ENCRYPTION_KEY", base64.b64encode(b"x" * 31).decode())
@@ -90,3 +92,33 @@ def test_billing_without_webhook_secret_refuses_to_start(tmp_path):
     )
     with pytest.raises(ConfigError, match="STRIPE_WEBHOOK_SECRET"):
         load_server_secrets(settings)
+
+
+@pytest.mark.parametrize("public_url", [None, "", "homemind.example", "ftp://homemind.example"])
+def test_hosted_refuses_to_start_without_a_public_url(tmp_path, public_url):
+    # Reset links would otherwise point at the bind address (http://0.0.0.0:8080).
+    settings = hosted(
+        tmp_path,
+        encryption_key=SecretStr(GOOD_ENC),
+        jwt_secret=SecretStr(GOOD_JWT),
+        public_url=public_url,
+    )
+    with pytest.raises(ConfigError, match="HOMEMIND_PUBLIC_URL"):
+        load_server_secrets(settings)
+
+
+def test_serve_refuses_hosted_mode_without_public_url(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOMEMIND_MODE", "hosted")
+    monkeypatch.delenv("HOMEMIND_PUBLIC_URL", raising=False)
+    monkeypatch.setenv("HOMEMIND_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("JWT_SECRET", GOOD_JWT)
+    monkeypatch.setenv("ENCRYPTION_KEY", GOOD_ENC)
+    assert main(["serve", "--port", "0"]) == 2
+    assert "HOMEMIND_PUBLIC_URL" in capsys.readouterr().err
+
+
+def test_self_hosted_needs_no_public_url(tmp_path):
+    settings = Settings(
+        data_dir=tmp_path, mode="self-hosted", encryption_key=None, jwt_secret=None, public_url=None
+    )
+    assert load_server_secrets(settings).jwt.active
