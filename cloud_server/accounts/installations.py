@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ..crypto import decrypt_api_key, encrypt_api_key, envelope_kid, key_hint, reencrypt_api_key
-from ..db.base import utcnow
+from ..db.base import UTCDateTime, utcnow
 from ..db.models import Installation, User
 from ..secrets import KeyRing
 from .audit import audit
@@ -165,6 +165,78 @@ async def authenticate_installation(
     if installation.revoked_at is not None or not user.is_active:
         return TokenCheck.REVOKED, None
     return TokenCheck.OK, AuthenticatedInstallation(installation, user)
+
+
+@dataclass(frozen=True, slots=True)
+class InstallationAuth:
+    """The columns a request needs about the installation behind its token (no ORM object)."""
+
+    installation_id: str
+    user_id: str
+    name: str
+    # Still encrypted: decrypted only by the code that needs the key.
+    encrypted_api_key: str | None
+    last_seen_at: datetime | None
+
+
+# One statement for the hot path (built once: its compiled form is cached by SQLAlchemy).
+_AUTH_QUERY = (
+    select(
+        Installation.id,
+        Installation.user_id,
+        Installation.name,
+        Installation.encrypted_api_key,
+        Installation.last_seen_at,
+        Installation.revoked_at,
+        User.is_active,
+    )
+    .join(User, User.id == Installation.user_id)
+    .where(Installation.token_hash == bindparam("token_hash"))
+)
+_TOUCH_LAST_SEEN = (
+    update(Installation)
+    .where(
+        Installation.id == bindparam("installation_id"),
+        or_(
+            Installation.last_seen_at.is_(None),
+            Installation.last_seen_at < bindparam("stale_before", type_=UTCDateTime()),
+        ),
+    )
+    .values(last_seen_at=bindparam("now", type_=UTCDateTime()))
+)
+
+
+async def authenticate_token(
+    connection: AsyncConnection, token: str
+) -> tuple[TokenCheck, InstallationAuth | None]:
+    """`authenticate_installation` in one Core query on a plain connection (the chat path)."""
+    if not is_well_formed_installation_token(token):
+        return TokenCheck.INVALID, None
+    row = (await connection.execute(_AUTH_QUERY, {"token_hash": hash_token(token)})).first()
+    if row is None:
+        return TokenCheck.INVALID, None
+    installation_id, user_id, name, encrypted, last_seen_at, revoked_at, is_active = row
+    if revoked_at is not None or not is_active:
+        return TokenCheck.REVOKED, None
+    return TokenCheck.OK, InstallationAuth(installation_id, user_id, name, encrypted, last_seen_at)
+
+
+def last_seen_due(last_seen_at: datetime | None, now: datetime) -> bool:
+    return last_seen_at is None or now - last_seen_at >= LAST_SEEN_RESOLUTION
+
+
+async def touch_last_seen_by_id(
+    connection: AsyncConnection, installation_id: str, now: datetime
+) -> None:
+    """The conditional UPDATE of `touch_last_seen` (call it only when `last_seen_due`)."""
+    await connection.execute(
+        _TOUCH_LAST_SEEN,
+        {
+            "installation_id": installation_id,
+            "stale_before": now - LAST_SEEN_RESOLUTION,
+            "now": now,
+        },
+    )
 
 
 async def touch_last_seen(session: AsyncSession, installation: Installation) -> None:

@@ -9,12 +9,13 @@ design (`invalid_token`, `installation_revoked`, ...).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from ..crypto import DecryptionError
-from ..db.engine import DB_SESSIONMAKER
+from ..crypto import DecryptionError, decrypt_api_key
+from ..db.base import utcnow
+from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError
 from .access_tokens import InvalidAccessToken, decode_access_token
 from .state import SERVER_SECRETS
@@ -23,6 +24,7 @@ LOGGER = logging.getLogger(__name__)
 
 _PRINCIPAL_KEY = "homemind_installation_principal"
 _USER_KEY = "homemind_user_principal"
+_STORED_KEY = "homemind_installation_stored_key"
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="homemind"'}
 
 
@@ -56,8 +58,18 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def require_installation(request: web.Request) -> InstallationPrincipal:
-    """The installation behind `Authorization: Bearer <installation token>`."""
-    from .installations import TokenCheck, authenticate_installation, touch_last_seen
+    """The installation behind `Authorization: Bearer <installation token>`.
+
+    Checked against the database on every request (never cached across requests: a
+    revoked token is refused at once), in one query on a plain connection; the stored
+    key comes along still encrypted, for `installation_api_key` to decrypt if asked.
+    """
+    from .installations import (
+        TokenCheck,
+        authenticate_token,
+        last_seen_due,
+        touch_last_seen_by_id,
+    )
 
     cached = request.get(_PRINCIPAL_KEY)
     if isinstance(cached, InstallationPrincipal):
@@ -65,8 +77,8 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
     token = bearer_token(request)
     if token is None:
         raise invalid_token()
-    async with request.app[DB_SESSIONMAKER].begin() as session:
-        check, found = await authenticate_installation(session, token)
+    async with request.app[DB_ENGINE].connect() as connection:
+        check, found = await authenticate_token(connection, token)
         if check is TokenCheck.REVOKED:
             raise ApiError(
                 401,
@@ -76,16 +88,28 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
             )
         if found is None:
             raise invalid_token()
-        await touch_last_seen(session, found.installation)
-        installation = found.installation
-        principal = InstallationPrincipal(
-            installation_id=installation.id,
-            user_id=installation.user_id,
-            name=installation.name,
-            has_api_key=installation.encrypted_api_key is not None,
-        )
+        now = utcnow()
+        if last_seen_due(found.last_seen_at, now):
+            await touch_last_seen_by_id(connection, found.installation_id, now)
+            await connection.commit()
+    principal = InstallationPrincipal(
+        installation_id=found.installation_id,
+        user_id=found.user_id,
+        name=found.name,
+        has_api_key=found.encrypted_api_key is not None,
+    )
     request[_PRINCIPAL_KEY] = principal
+    request[_STORED_KEY] = _StoredKey(found.installation_id, found.user_id, found.encrypted_api_key)
     return principal
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredKey:
+    """The encrypted key read with the token, kept on the request only."""
+
+    installation_id: str
+    user_id: str
+    encrypted: str | None = field(repr=False)
 
 
 async def installation_api_key(
@@ -95,18 +119,29 @@ async def installation_api_key(
     from .installations import installation_key
 
     ring = request.app[SERVER_SECRETS].encryption
-    async with request.app[DB_SESSIONMAKER]() as session:
-        try:
-            return await installation_key(session, ring, principal.installation_id)
-        except DecryptionError as err:
-            # The stored key cannot be used (its master key is gone or the row was
-            # tampered with): behave as if none were stored, and tell the operator.
-            LOGGER.error(
-                "Stored API key of installation %s cannot be decrypted: %s",
-                principal.installation_id,
-                err,
+    stored = request.get(_STORED_KEY)
+    try:
+        if isinstance(stored, _StoredKey) and stored.installation_id == principal.installation_id:
+            # Read by `require_installation` in this request: no second query.
+            if stored.encrypted is None:
+                return None
+            return decrypt_api_key(
+                ring,
+                stored.encrypted,
+                user_id=stored.user_id,
+                installation_id=stored.installation_id,
             )
-            return None
+        async with request.app[DB_SESSIONMAKER]() as session:
+            return await installation_key(session, ring, principal.installation_id)
+    except DecryptionError as err:
+        # The stored key cannot be used (its master key is gone or the row was
+        # tampered with): behave as if none were stored, and tell the operator.
+        LOGGER.error(
+            "Stored API key of installation %s cannot be decrypted: %s",
+            principal.installation_id,
+            err,
+        )
+        return None
 
 
 async def require_user(request: web.Request) -> UserPrincipal:
