@@ -38,7 +38,7 @@ from homemind_client.models import Notice
 from ..accounts.principal import InstallationPrincipal
 from ..chat.gate import DefaultChatGate
 from ..chat.hooks import ChatAccess, ChatGate, ChatOutcome
-from ..db.engine import DB_SESSIONMAKER
+from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError
 from ..keys import SETTINGS
 from .config import BillingConfig
@@ -285,8 +285,8 @@ class BillingGate:
             "key_source": access.key_source,
             "created_at": self.now(),
         }
-        async with self._app[DB_SESSIONMAKER].begin() as session:
-            inserted = await insert_usage(session, values)
+        async with self._app[DB_ENGINE].begin() as connection:
+            inserted = await insert_usage(connection, values)
         if inserted and counts:
             self.cache.bump(principal.user_id)
         return inserted

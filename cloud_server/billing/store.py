@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, func, select
+from sqlalchemy import Integer, Table, func, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ..db.models import Installation, User
 from .config import BillingConfig
@@ -216,14 +216,25 @@ async def load_account_state(
     return state
 
 
-async def insert_usage(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert one usage row; False when this request id was recorded already."""
-    stmt = (
-        insert_for(session, UsageRecord)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["id"])
-    )
-    result = await session.execute(stmt)
+# The usage INSERT per dialect, built once: the hot path only binds its values.
+_USAGE_INSERTS: dict[str, Any] = {}
+
+
+def _usage_insert(dialect: str) -> Any:
+    stmt = _USAGE_INSERTS.get(dialect)
+    if stmt is None:
+        table = UsageRecord.__table__
+        assert isinstance(table, Table)
+        stmt = (
+            postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        ).on_conflict_do_nothing(index_elements=["id"])
+        _USAGE_INSERTS[dialect] = stmt
+    return stmt
+
+
+async def insert_usage(connection: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert one usage row (Core, no ORM unit of work); False when its id was recorded already."""
+    result = await connection.execute(_usage_insert(connection.dialect.name), values)
     return bool(cast(Any, result).rowcount == 1)
 
 
