@@ -92,7 +92,8 @@ def parse_jwt_keys(value: str, variable: str = "JWT_SECRET") -> KeyRing:
 
 def _load_or_create_file(data_dir: Path) -> dict[str, str]:
     path = data_dir / SECRETS_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # 0700 when we create it: it also holds the SQLite database (household facts).
+    data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
     if path.exists():
         loaded: dict[str, str] = json.loads(path.read_text())
         return loaded

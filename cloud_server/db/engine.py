@@ -7,6 +7,8 @@ SQLite every connection gets WAL, a busy timeout and enforced foreign keys.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -56,12 +58,38 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """The database (household facts, audit log) readable by this user only.
+
+    A folder we create is 0700; a new database file is created empty with 0600 before
+    SQLite opens it, and SQLite gives its -wal/-shm/-journal files the database file's
+    mode. An existing database that others can read is tightened to 0600 (logged).
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+            if mode & 0o077:
+                candidate.chmod(0o600)
+                LOGGER.warning("Made %s readable by its owner only (was %o)", candidate, mode)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            LOGGER.warning("%s can be read by other users; run chmod 600 on it", candidate)
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An AsyncEngine for `url` (already with its async driver), configured per dialect."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(parsed.database))
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sqlite3
+import stat
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -203,3 +206,66 @@ def test_utc_is_the_only_zone_stored():
     column = models.User.__table__.c.created_at
     assert column.type.impl.timezone is True  # type: ignore[attr-defined]
     assert datetime.now(UTC).tzinfo is UTC
+
+
+# --- the SQLite files hold household facts and the audit log: owner only --------------
+
+
+@pytest.fixture
+def permissive_umask():
+    """The common default umask (022), so only our own code can make the files private."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_new_data_folder_and_database_are_private(
+    tmp_path, make_app, server_settings, permissive_umask
+):
+    data = tmp_path / "fresh" / "data"
+    settings = server_settings.model_copy(update={"data_dir": data, "database_url": None})
+    client = await make_app(settings)
+    register = await client.post(
+        "/api/auth/register",
+        json={"email": "perm@example.test", "password": "a long and quiet river"},
+    )
+    assert register.status == 201
+    db = data / "homemind.db"
+    assert _mode(data) == 0o700
+    files = [db, db.with_name("homemind.db-wal"), db.with_name("homemind.db-shm")]
+    assert all(f.exists() for f in files)  # WAL mode, connections still open
+    assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
+async def test_existing_readable_database_is_tightened(tmp_path, permissive_umask):
+    path = tmp_path / "old.db"
+    sqlite3.connect(path).close()
+    path.chmod(0o644)
+    existing_folder_mode = _mode(tmp_path)
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("CREATE TABLE t (x INTEGER)"))
+            await connection.commit()
+            assert _mode(path) == 0o600
+            assert _mode(path.with_name("old.db-wal")) == 0o600
+    finally:
+        await engine.dispose()
+    assert _mode(tmp_path) == existing_folder_mode  # a folder we did not create is left alone
+
+
+async def test_database_folder_created_by_the_engine_is_private(tmp_path, permissive_umask):
+    path = tmp_path / "elsewhere" / "homemind.db"  # DATABASE_URL outside the data folder
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+    assert _mode(path.parent) == 0o700 and _mode(path) == 0o600
