@@ -7,6 +7,7 @@ can be exercised against fakes. See ha-compat.md section 1.3.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -14,6 +15,84 @@ from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.helpers import intent, llm
 from homeassistant.util.json import JsonObjectType
+
+# HA's date/time sentence as of 2025.4-2026.11, for a release that has neither constant.
+_DATE_TIME_FALLBACK = (
+    'Current time is {{ now().strftime("%H:%M:%S") }}. '
+    'Today\'s date is {{ now().strftime("%Y-%m-%d") }}.\n'
+)
+
+# Jinja expressions, statements and comments: the parts of a template that vary by render.
+_JINJA_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+def date_time_prompt() -> str:
+    """HA's template of the "Current time is ..." sentence it puts in the system prompt.
+
+    `llm.DATE_TIME_PROMPT` on HA 2025.11+, `llm.BASE_PROMPT` before (renamed, no alias).
+    """
+    for name in ("DATE_TIME_PROMPT", "BASE_PROMPT"):
+        value = getattr(llm, name, None)
+        if isinstance(value, str) and value.strip():
+            return value
+    return _DATE_TIME_FALLBACK
+
+
+def default_instructions_prompt() -> str | None:
+    """HA's default instructions, which it adds when the agent gives no prompt of its own."""
+    value = getattr(llm, "DEFAULT_INSTRUCTIONS_PROMPT", None)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def rendered_template_pattern(template: str) -> re.Pattern[str] | None:
+    """A regex matching any render of `template` as one part of HA's system prompt.
+
+    The template's fixed words must appear as they are (any whitespace between them);
+    each Jinja expression may render to anything on the same line. HA strips each
+    rendered part and joins the parts with newlines, so a match starts at a line start
+    and ends at a line end. None when the template has no fixed words to anchor on.
+    """
+    tokens: list[str] = []
+    kinds: list[str] = []  # "word", "space" or "var", one per token
+    for index, literal in enumerate(_JINJA_PART.split(template)):
+        if index:
+            tokens.append(r"[^\n]*?")
+            kinds.append("var")
+        for chunk in re.split(r"(\s+)", literal):
+            if chunk:
+                tokens.append(r"\s+" if chunk.isspace() else re.escape(chunk))
+                kinds.append("space" if chunk.isspace() else "word")
+    if "word" not in kinds:
+        return None
+    # HA strips each rendered part: whitespace at either end is not part of the match.
+    while kinds[0] == "space":
+        tokens.pop(0)
+        kinds.pop(0)
+    while kinds[-1] == "space":
+        tokens.pop()
+        kinds.pop()
+    return re.compile(r"^" + "".join(tokens) + r"[ \t]*(?=\n|\Z)", re.MULTILINE)
+
+
+def stable_system_prompt(prompt: str) -> str:
+    """HA's system prompt without its clock and without its default instructions.
+
+    HA puts the current time in the prompt (first on 2025.4, after the API prompt from
+    2025.5), which would change the cached part of our prompt every turn; the server
+    states the time in its per-turn part instead. HA's default instructions ("a voice
+    assistant ... plain text") contradict our own persona and style rules. Everything else
+    HA says (the LLM API's prompt with the exposed entities, the extra system prompt) stays.
+    """
+    for template in (date_time_prompt(), default_instructions_prompt()):
+        pattern = rendered_template_pattern(template) if template else None
+        match = pattern.search(prompt) if pattern else None
+        if match is None:
+            continue
+        before = prompt[: match.start()].rstrip("\n")
+        after = prompt[match.end() :].lstrip("\n")
+        # Drop the removed part's joining newline too, so no blank part is left behind.
+        prompt = f"{before}\n{after}" if before and after else before or after
+    return prompt.strip()
 
 
 def supports_multiple_llm_apis() -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from homeassistant.components import conversation
 from homeassistant.const import CONF_LLM_HASS_API, MATCH_ALL
@@ -162,6 +163,18 @@ def is_voice_turn(hass: HomeAssistant, user_input: conversation.ConversationInpu
     return False
 
 
+def home_time_zone(hass: HomeAssistant) -> str | None:
+    """The home's IANA time zone, for the local time in the server's per-turn prompt."""
+    name = hass.config.time_zone
+    try:
+        # HA loaded this zone at startup, so the lookup is served from zoneinfo's cache.
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        # The request model refuses unknown zones; the server then falls back to UTC.
+        return None
+    return name
+
+
 async def async_speaker(hass: HomeAssistant, user_id: str | None) -> Speaker | None:
     """The HA user behind the turn, named after their person entity when there is one."""
     if not user_id:
@@ -223,6 +236,7 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
             "tools": tool_specs(chat_log.llm_api) if chat_log.llm_api else [],
             "home_prompt": self._home_prompt(chat_log),
             "instructions": self._instructions(speaker),
+            "time_zone": home_time_zone(self.hass),
         }
 
         try:
@@ -306,10 +320,16 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
 
     @staticmethod
     def _home_prompt(chat_log: conversation.ChatLog) -> str | None:
-        """What HA's LLM API says about the home (the system prompt HA built)."""
+        """What HA says about the home: its system prompt minus the clock and its defaults.
+
+        The server caches the prompt up to and including this text, so it must stay the
+        same from turn to turn; the local time reaches the model through `time_zone`.
+        """
         # HA keeps its system prompt in the first content of every chat log.
         first = chat_log.content[0]
-        return first.content or None if isinstance(first, conversation.SystemContent) else None
+        if not isinstance(first, conversation.SystemContent):
+            return None
+        return compat.stable_system_prompt(first.content) or None
 
     def _instructions(self, speaker: Speaker | None) -> str | None:
         """The user's own instructions, a template rendered for this turn."""

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import voluptuous as vol
 import voluptuous_openapi
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import intent, llm
+from homeassistant.helpers import intent, llm, template
 
 from custom_components.home_mind import compat
 
@@ -282,3 +283,108 @@ def test_multiple_llm_apis_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     assert compat.supports_multiple_llm_apis() is False
     monkeypatch.setattr(llm, "MergedAPI", object, raising=False)
     assert compat.supports_multiple_llm_apis() is True
+
+
+# The system prompt HA builds, as each release lays it out (see ha-compat.md 1.1 and 1.2).
+API_PROMPT = (
+    "When controlling Home Assistant always call the intent tools.\n"
+    "Static Context:\n- names: Kitchen Lights\n  domain: light"
+)
+EXTRA = "The guest room is called the blue room."
+NEW_DEFAULTS = """You are a voice assistant for Home Assistant.
+Answer questions about the world truthfully.
+Respond simply and to the point in plain text.
+"""
+NEW_DATE_TIME = "Current time is {{ now().strftime('%H:%M') }}. Today's date is {{ now().day }}.\n"
+
+
+def _render(hass: HomeAssistant, text: str) -> str:
+    """A prompt part rendered the way HA's chat log renders it."""
+    return str(template.Template(text, hass).async_render({}, parse_result=False))
+
+
+def _prompt_of_ha_2025_4(hass: HomeAssistant) -> str:
+    """`async_update_llm_data`: clock and default instructions in one template, then the rest."""
+    first = _render(hass, llm.BASE_PROMPT + llm.DEFAULT_INSTRUCTIONS_PROMPT)
+    return "\n".join([first, API_PROMPT, EXTRA])
+
+
+def _prompt_of_ha_2025_11(hass: HomeAssistant) -> str:
+    """`async_provide_llm_data`: instructions, API prompt, clock, extra prompt."""
+    parts = [NEW_DEFAULTS, API_PROMPT, _render(hass, NEW_DATE_TIME), EXTRA]
+    return "\n".join(_render(hass, part) for part in parts)
+
+
+def test_date_time_prompt_on_ha_2025_4() -> None:
+    assert compat.date_time_prompt() == llm.BASE_PROMPT
+    assert "Current time is" in compat.date_time_prompt()
+
+
+def test_date_time_prompt_on_ha_2025_11(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(llm, "BASE_PROMPT")
+    monkeypatch.setattr(llm, "DATE_TIME_PROMPT", NEW_DATE_TIME, raising=False)
+    assert compat.date_time_prompt() == NEW_DATE_TIME
+
+
+def test_date_time_prompt_without_either_constant(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(llm, "BASE_PROMPT")
+    template_text = compat.date_time_prompt()
+    assert template_text.startswith("Current time is {{")
+
+
+def test_default_instructions_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert compat.default_instructions_prompt() == llm.DEFAULT_INSTRUCTIONS_PROMPT
+    monkeypatch.delattr(llm, "DEFAULT_INSTRUCTIONS_PROMPT")
+    assert compat.default_instructions_prompt() is None
+
+
+async def test_stable_prompt_on_ha_2025_4(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    freezer.move_to("2025-04-01 09:15:07+00:00")
+    morning = _prompt_of_ha_2025_4(hass)
+    freezer.move_to("2025-04-02 21:40:59+00:00")
+    evening = _prompt_of_ha_2025_4(hass)
+    assert morning != evening
+    assert "Current time is" in morning
+
+    assert compat.stable_system_prompt(morning) == f"{API_PROMPT}\n{EXTRA}"
+    assert compat.stable_system_prompt(evening) == f"{API_PROMPT}\n{EXTRA}"
+
+
+async def test_stable_prompt_on_ha_2025_11(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(llm, "BASE_PROMPT")
+    monkeypatch.setattr(llm, "DATE_TIME_PROMPT", NEW_DATE_TIME, raising=False)
+    monkeypatch.setattr(llm, "DEFAULT_INSTRUCTIONS_PROMPT", NEW_DEFAULTS)
+    freezer.move_to("2025-11-05 07:00:00+00:00")
+    first = _prompt_of_ha_2025_11(hass)
+    freezer.move_to("2025-11-06 18:30:00+00:00")
+    second = _prompt_of_ha_2025_11(hass)
+    assert first != second
+
+    assert compat.stable_system_prompt(first) == f"{API_PROMPT}\n{EXTRA}"
+    assert compat.stable_system_prompt(second) == f"{API_PROMPT}\n{EXTRA}"
+
+
+async def test_stable_prompt_keeps_a_prompt_without_clock(hass: HomeAssistant) -> None:
+    # HA 2025.11+ leaves the clock out when a GetDateTime tool exists; no defaults either
+    # when the HA release stops adding them.
+    assert compat.stable_system_prompt(f"{API_PROMPT}\n{EXTRA}") == f"{API_PROMPT}\n{EXTRA}"
+    assert compat.stable_system_prompt("") == ""
+
+
+def test_stable_prompt_keeps_other_mentions_of_the_words() -> None:
+    # Only HA's own parts go: a line that merely quotes the words is the user's text.
+    extra = "Never say 'Current time is 5. Today's date is 6.' to guests."
+    assert compat.stable_system_prompt(f"{API_PROMPT}\n{extra}") == f"{API_PROMPT}\n{extra}"
+
+
+def test_rendered_template_pattern() -> None:
+    pattern = compat.rendered_template_pattern("Hello {{ name }}, it is {{ when }}.\n")
+    assert pattern is not None
+    assert pattern.search("intro\nHello Ann, it is 9:00.\nmore")
+    assert pattern.search("Hello   Bob,\tit is noon.")
+    assert not pattern.search("Hello Ann, it is 9:00. And more on this line")
+    assert compat.rendered_template_pattern("{{ only }} {{ variables }}") is None

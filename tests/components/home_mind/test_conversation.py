@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import voluptuous as vol
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_LLM_HASS_API, STATE_OFF, STATE_ON
@@ -64,6 +65,52 @@ async def test_streamed_answer_is_spoken_and_kept(
     assert isinstance(last, conversation.AssistantContent)
     assert last.content == "Hello there, how can I help?"
     assert last.agent_id == agent_id
+
+
+async def test_home_prompt_stays_the_same_between_turns(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    fake_homemind.script(answer("Hi."), answer("Still here."))
+    freezer.move_to("2025-04-01 08:00:01+00:00")
+    first_result = await conversation.async_converse(
+        hass,
+        "hi",
+        None,
+        Context(),
+        agent_id=agent_id,
+        extra_system_prompt="The guest room is called the blue room.",
+    )
+    freezer.move_to("2025-04-01 08:03:59+00:00")
+    await conversation.async_converse(
+        hass, "and now?", first_result.conversation_id, Context(), agent_id=agent_id
+    )
+
+    first, second = fake_homemind.chat_requests
+    # HA's clock would make the server's cached prompt differ every turn.
+    assert first["home_prompt"] == second["home_prompt"]
+    assert "Current time is" not in first["home_prompt"]
+    # HA's default instructions ("plain text") would contradict our own style rules.
+    assert "Answer in plain text" not in first["home_prompt"]
+    assert "Kitchen Lights" in first["home_prompt"]
+    assert "The guest room is called the blue room." in second["home_prompt"]
+    # Instead the server gets the home's zone to tell the model the local time.
+    assert first["time_zone"] == second["time_zone"] == hass.config.time_zone
+
+
+async def test_unknown_time_zone_is_left_out(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+) -> None:
+    # A zone this Python's tz database lacks: the turn still works, without a zone.
+    hass.config.time_zone = "Mars/Olympus_Mons"
+    fake_homemind.script(answer("Hi."))
+
+    result = await conversation.async_converse(hass, "hi", None, Context(), agent_id=agent_id)
+
+    assert speech(result) == "Hi."
+    assert fake_homemind.chat_requests[0].get("time_zone") is None
 
 
 async def test_turn_on_exposed_light_through_ha_tools(
