@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Home Mind server {__version__} ({settings.mode}) on {url}", flush=True)
-    print(f"  open {url}/ · health {url}/healthz · data in {settings.data_dir}", flush=True)
+    print(f"  API {url}/api · health {url}/healthz · data in {settings.data_dir}", flush=True)
     web.run_app(
         app,
         host=settings.host,

@@ -621,7 +621,7 @@ __all__ = [
 # The server finishes its bookkeeping (usage) after `done` and then ends the body; waiting
 # that short moment lets aiohttp keep the connection, which saves a TCP and TLS handshake on
 # the next turn. A server that does not end the body in time only costs the connection.
-_DRAIN_TIMEOUT = 2.0
+_DRAIN_TIMEOUT = 0.5
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:
