@@ -374,7 +374,14 @@ async def drop_pg(name: str) -> None:
     await connection.close()
 
 
-async def run(sizes: list[int], n_queries: int, kinds: list[str], rounds: int, scale: int) -> None:
+async def run(
+    sizes: list[int],
+    n_queries: int,
+    kinds: list[str],
+    rounds: int,
+    scale: int,
+    backends: list[str],
+) -> None:
     data = json.loads(EVAL_SET.read_text())
     queries = [q["q"] for q in data["questions"]]
     queries = (queries * (n_queries // len(queries) + 1))[:n_queries]
@@ -384,7 +391,7 @@ async def run(sizes: list[int], n_queries: int, kinds: list[str], rounds: int, s
 
     with tempfile.TemporaryDirectory() as tmp:
         targets = [("sqlite", f"sqlite+aiosqlite:///{tmp}/bench.db")]
-        pg_name = await pg_database()
+        pg_name = await pg_database() if "postgresql" in backends else None
         if pg_name:
             targets.append(
                 ("postgresql", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}")
@@ -468,10 +475,12 @@ def main() -> None:
     parser.add_argument("--data", default="uniform60,varied", help="filler distributions")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=int, default=10_000, help="0: skip quality at scale")
+    parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [k for k in args.data.split(",") if k]
-    asyncio.run(run(sizes, args.queries, kinds, args.rounds, args.scale))
+    backends = [b for b in args.backends.split(",") if b]
+    asyncio.run(run(sizes, args.queries, kinds, args.rounds, args.scale, backends))
 
 
 if __name__ == "__main__":

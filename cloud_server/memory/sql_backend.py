@@ -305,11 +305,7 @@ class SqlMemoryBackend:
         scope = self._scope_key(speaker_id, all_speakers, params)
         try:
             async with self._engine.connect() as connection:
-                # Matching is cheap, ranking is not (BM25 per matched fact): in a large
-                # household a common word would make thousands of facts candidates.
-                hits = await self._hits(connection, plan.terms, params)
-                terms, together = memtext.candidate_terms(plan.own, plan.extra, hits)
-                rows = await self._ranked(connection, terms, together, scope, params)
+                rows = await self._ranked(connection, plan, scope, params)
         except SQLAlchemyError as err:
             raise MemoryBackendError("memory search failed") from err
         # Facts matching more of the user's own words (not just expansions) come first;
@@ -351,37 +347,14 @@ class SqlMemoryBackend:
         params["speaker"] = speaker_id
         return "speaker"
 
-    # Per-term counts stop at this many facts: "common" is all the search needs to know.
-    _HITS_CAP = memtext.COMMON_HITS + 1
-
-    async def _hits(
-        self, connection: AsyncConnection, terms: list[str], params: dict[str, Any]
-    ) -> dict[str, int]:
-        """How many of the household's active facts each term matches (capped)."""
-        if not terms:
-            return {}
-        statement = self._hits_sql(len(terms))
-        values = {**params, "cap": self._HITS_CAP}
-        values.update({f"t{n}": self._term_param(params, term) for n, term in enumerate(terms)})
-        rows = (await connection.execute(statement, values)).all()
-        return {terms[int(row[0])]: int(row[1]) for row in rows}
-
-    def _hits_sql(self, n: int) -> Any:
-        raise NotImplementedError
-
-    def _term_param(self, params: dict[str, Any], term: str) -> str:
-        raise NotImplementedError
-
     async def _ranked(
         self,
         connection: AsyncConnection,
-        terms: list[str],
-        together: list[str],
+        plan: memtext.SearchPlan,
         scope: str,
         params: dict[str, Any],
     ) -> Sequence[Any]:
-        """Up to `k` active facts of the household in scope matching any of `terms` (or all
-        of `together`), best first."""
+        """Up to `k` active facts of the household in scope matching the plan, best first."""
         raise NotImplementedError
 
 
@@ -414,36 +387,59 @@ class SqliteMemoryBackend(SqlMemoryBackend):
 
     @staticmethod
     @functools.cache
-    def _hits_sql(n: int) -> Any:
-        # One round trip for all terms; `n` only numbers constant placeholders.
-        return text(
-            " UNION ALL ".join(
-                f"SELECT {i} AS term, count(*) AS hits FROM (SELECT 1 FROM memories_fts "  # noqa: S608
-                f"WHERE memories_fts MATCH :t{i} LIMIT :cap)"
-                for i in range(n)
-            )
+    def _sql(n: int, scope: str) -> Any:
+        """One statement (one round trip) for a search with `n` terms.
+
+        Matching is cheap, ranking is not (BM25 per matched fact): in a large household a
+        common word would make thousands of facts candidates. So each term's matches are
+        counted first (stopping at COMMON_HITS + 1), and the MATCH pattern is built from
+        the counts: selective terms (own words and synonyms) are OR-ed, common synonyms are
+        dropped, common own words count only all together in one fact (or alone, when
+        nothing else is left). Only constant fragments are interpolated here (`n` numbers
+        placeholders); the terms are bound parameters.
+        """
+        values = ", ".join(f"({i}, :own{i}, :term{i})" for i in range(n))
+        return _typed(
+            f"WITH terms(i, own, term) AS (VALUES {values}), "  # noqa: S608
+            "hits AS (SELECT i, own, term, (SELECT count(*) FROM (SELECT 1 FROM memories_fts "
+            "WHERE memories_fts MATCH :owner || ' AND body : ' || t.term LIMIT :cap)) AS n "
+            "FROM terms AS t), "
+            "sel AS (SELECT count(*) AS c, group_concat(term, ' OR ') AS s FROM "
+            "(SELECT term FROM hits WHERE n > 0 AND n <= :common ORDER BY i)), "
+            "freq AS (SELECT count(*) AS c, group_concat(term, ' AND ') AS s FROM "
+            "(SELECT term FROM hits WHERE own = 1 AND n > :common ORDER BY i)), "
+            "p AS (SELECT CASE "
+            "WHEN freq.c > 1 AND sel.c > 0 THEN sel.s || ' OR (' || freq.s || ')' "
+            "WHEN freq.c > 1 THEN '(' || freq.s || ')' "
+            "WHEN sel.c > 0 THEN sel.s WHEN freq.c = 1 THEN freq.s END AS pattern "
+            "FROM sel, freq) "
+            f"{_SELECT} FROM (SELECT memory_id, rank AS score FROM p, memories_fts "
+            "WHERE p.pattern IS NOT NULL "
+            "AND memories_fts MATCH :owner || ' AND body : (' || p.pattern || ')' "
+            "ORDER BY rank LIMIT :k) AS f "
+            "JOIN memories AS m ON m.id = f.memory_id "
+            f"WHERE m.user_id = :user AND m.superseded_by IS NULL{_SCOPES[scope]} "
+            "ORDER BY f.score, m.use_count DESC, m.updated_at DESC"
         )
-
-    def _term_param(self, params: dict[str, Any], term: str) -> str:
-        return f"owner : {self._owner(params)} AND body : {memtext.fts5_term(term)}"
-
-    @staticmethod
-    def _owner(params: dict[str, Any]) -> str:
-        return '"u' + str(params["user"]).replace('"', "") + '"'
 
     async def _ranked(
         self,
         connection: AsyncConnection,
-        terms: list[str],
-        together: list[str],
+        plan: memtext.SearchPlan,
         scope: str,
         params: dict[str, Any],
     ) -> Sequence[Any]:
-        expression = memtext.fts5_query(terms, together)
-        if expression is None:
-            return []
-        match = f"owner : {self._owner(params)} AND body : ({expression})"
-        result = await connection.execute(self._SQL[scope], {**params, "match": match})
+        terms = plan.terms
+        values: dict[str, Any] = {
+            **params,
+            "owner": "owner : " + '"u' + str(params["user"]).replace('"', "") + '"',
+            "cap": memtext.COMMON_HITS + 1,
+            "common": memtext.COMMON_HITS,
+        }
+        for n, term in enumerate(terms):
+            values[f"own{n}"] = int(n < len(plan.own))
+            values[f"term{n}"] = memtext.fts5_term(term)
+        result = await connection.execute(self._sql(len(terms), scope), values)
         return result.all()
 
 
@@ -453,6 +449,8 @@ class PostgresMemoryBackend(SqlMemoryBackend):
     name = "postgresql"
     # 'simple' keeps accents; the terms are searched with and without them.
     keep_accents = True
+    # Counting matches per term first (as on SQLite) cost more than it saved here
+    # (measured with bench/memory_recall.py): one OR query of all terms, ts_rank_cd.
 
     # Only constant fragments are interpolated; the user's words are a bound parameter.
     _SQL = {
@@ -467,21 +465,6 @@ class PostgresMemoryBackend(SqlMemoryBackend):
     }
 
     @staticmethod
-    @functools.cache
-    def _hits_sql(n: int) -> Any:
-        return text(
-            " UNION ALL ".join(
-                f"SELECT {i} AS term, count(*) AS hits FROM (SELECT 1 FROM memories m "  # noqa: S608
-                f"WHERE m.user_id = :user AND m.superseded_by IS NULL "
-                f"AND m.search_vector @@ to_tsquery('simple', :t{i}) LIMIT :cap) AS x{i}"
-                for i in range(n)
-            )
-        )
-
-    def _term_param(self, params: dict[str, Any], term: str) -> str:
-        return self._either(term) or "''"
-
-    @staticmethod
     def _either(term: str) -> str | None:
         # 'simple' keeps accents: a term matches with or without them.
         return memtext.tsquery(list(dict.fromkeys([term, memtext.fold(term)])))
@@ -489,15 +472,11 @@ class PostgresMemoryBackend(SqlMemoryBackend):
     async def _ranked(
         self,
         connection: AsyncConnection,
-        terms: list[str],
-        together: list[str],
+        plan: memtext.SearchPlan,
         scope: str,
         params: dict[str, Any],
     ) -> Sequence[Any]:
-        parts = [p for p in map(self._either, terms) if p]
-        group = [p for p in map(self._either, together) if p]
-        if group:
-            parts.append("(" + " & ".join(f"({p})" for p in group) + ")")
+        parts = [p for p in map(self._either, plan.terms) if p]
         if not parts:
             return []
         expression = " | ".join(f"({p})" for p in parts)

@@ -10,6 +10,7 @@ query string.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -252,8 +253,10 @@ def fold(word: str, *, keep_accents: bool = False) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light, language-agnostic stem: enough for 'likes'/'liked'/'liking' to share 'lik'."""
+    # Cached: a search stems the words of every candidate fact, and words repeat.
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             stemmed = word[: -len(suffix)]
@@ -327,13 +330,9 @@ def fts5_term(term: str) -> str:
     return quoted + "*" if len(term) >= MIN_PREFIX else quoted
 
 
-def fts5_query(terms: list[str], together: list[str] | None = None) -> str | None:
-    """An FTS5 MATCH expression: quoted terms (prefix when long enough) OR-ed together,
-    and optionally one more alternative: all of `together` in the same fact."""
-    parts = [fts5_term(term) for term in terms]
-    if together:
-        parts.append("(" + " AND ".join(fts5_term(term) for term in together) + ")")
-    return " OR ".join(parts) if parts else None
+def fts5_query(terms: list[str]) -> str | None:
+    """An FTS5 MATCH expression: quoted terms (prefix when long enough) OR-ed together."""
+    return " OR ".join(fts5_term(term) for term in terms) or None
 
 
 def ts_term(term: str) -> str | None:
@@ -343,14 +342,9 @@ def ts_term(term: str) -> str | None:
     return f"{safe}:*" if len(safe) >= MIN_PREFIX else safe
 
 
-def tsquery(terms: list[str], together: list[str] | None = None) -> str | None:
-    """A PostgreSQL `to_tsquery('simple', ...)` expression built only from `\\w` terms
-    (OR-ed; optionally one more alternative: all of `together`)."""
-    parts = [p for p in map(ts_term, terms) if p]
-    group = [p for p in map(ts_term, together or []) if p]
-    if group:
-        parts.append("(" + " & ".join(group) + ")")
-    return " | ".join(parts) if parts else None
+def tsquery(terms: list[str]) -> str | None:
+    """A PostgreSQL `to_tsquery('simple', ...)` expression built only from `\\w` terms."""
+    return " | ".join(p for p in map(ts_term, terms) if p) or None
 
 
 class Relevance:
@@ -381,24 +375,9 @@ def relevance(query: str, content: str) -> float:
 
 
 # A term matching more facts of a household than this is "common": ranking every fact
-# it matches costs more than the term tells (BM25 gives it little weight anyway).
+# it matches costs more than the term tells (BM25 gives it little weight anyway). See
+# SqliteMemoryBackend._sql for how common terms are searched.
 COMMON_HITS = 300
-
-
-def candidate_terms(
-    own: list[str], extra: list[str], hits: dict[str, int], common: int = COMMON_HITS
-) -> tuple[list[str], list[str]]:
-    """(terms to OR, common own terms to AND) for the candidate query of a large household.
-
-    Selective terms (own words and synonyms) are OR-ed; common synonyms are dropped; common
-    own words only count together (all of them in one fact), so a fact with just one of
-    them is not a candidate unless nothing else is left to search for.
-    """
-    selective = [t for t in own + extra if 0 < hits.get(t, 0) <= common]
-    frequent = [t for t in own if hits.get(t, 0) > common]
-    if not selective and len(frequent) == 1:
-        return frequent, []
-    return selective, frequent if len(frequent) > 1 else []
 
 
 class SearchPlan:
