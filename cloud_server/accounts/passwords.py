@@ -19,7 +19,23 @@ MAX_LENGTH = 128
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
 
 # Bounded: every concurrent hash holds memory_cost KiB; the C code releases the GIL.
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+# Created on first use and shut down with the app (`shutdown`), so no thread outlives it.
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool  # noqa: PLW0603 - one bounded pool per process
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+    return _pool
+
+
+async def shutdown() -> None:
+    """Stop the argon2 threads (after the work in flight); the next use starts new ones."""
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        await asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
 
 
 class PasswordPolicyError(ValueError):
@@ -36,7 +52,7 @@ def check_password_policy(password: str) -> None:
         raise PasswordPolicyError("This password is too common; choose another one.")
 
 
-# The only two places argon2 work is done; always called on `_POOL`, never on the event loop.
+# The only two places argon2 work is done: always on the argon2 pool, never on the event loop.
 def _argon2_hash(hasher: PasswordHasher, password: str) -> str:
     return hasher.hash(password)
 
@@ -54,12 +70,12 @@ def _dummy_hash() -> str:
 async def prepare() -> None:
     """Compute the dummy hash at start-up, off the event loop, before any login needs it."""
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(_POOL, _dummy_hash)
+    await loop.run_in_executor(_executor(), _dummy_hash)
 
 
 async def hash_password(password: str, hasher: PasswordHasher = HASHER) -> str:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_POOL, _argon2_hash, hasher, password)
+    return await loop.run_in_executor(_executor(), _argon2_hash, hasher, password)
 
 
 def _verify(hasher: PasswordHasher, stored: str, password: str) -> bool:
@@ -81,13 +97,13 @@ def _verify_dummy(hasher: PasswordHasher, password: str) -> bool:
 
 async def verify_password(stored: str, password: str, hasher: PasswordHasher = HASHER) -> bool:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_POOL, _verify, hasher, stored, password)
+    return await loop.run_in_executor(_executor(), _verify, hasher, stored, password)
 
 
 async def verify_dummy(password: str, hasher: PasswordHasher = HASHER) -> bool:
     """Always False, after a full argon2 verify (unknown email): both paths cost the same."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_POOL, _verify_dummy, hasher, password)
+    return await loop.run_in_executor(_executor(), _verify_dummy, hasher, password)
 
 
 def needs_rehash(stored: str, hasher: PasswordHasher = HASHER) -> bool:

@@ -296,6 +296,7 @@ async def _accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     if tasks:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
+    await passwords.shutdown()
 
 
 def setup_accounts(app: web.Application) -> None:
