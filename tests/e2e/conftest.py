@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 import custom_components.home_mind  # noqa: F401  # before the harness's custom_components
-from cloud_server.accounts import installations, passwords, service
+from cloud_server.accounts import installations, service
 from cloud_server.app import create_app
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.settings import Settings
@@ -68,21 +68,6 @@ class Cloud:
             assert await installations.revoke_installation(
                 session, self.user_id, self.installation_id
             )
-
-
-@pytest.fixture(scope="session", autouse=True)
-def argon2_pool_started() -> None:
-    """Start the server's password-hashing threads once, before any test's thread check.
-
-    The server starts them at start-up and keeps them for the life of the process (as HA
-    keeps its executor); HA's harness fails the test in which a new thread first appears.
-    Two concurrent jobs make the pool start both its workers.
-    """
-
-    async def start() -> None:
-        await asyncio.gather(passwords.prepare(), passwords.prepare())
-
-    asyncio.run(start())
 
 
 @pytest.fixture(autouse=True)
