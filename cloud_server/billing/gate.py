@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -37,7 +35,7 @@ from homemind_client.models import Notice
 
 from ..accounts.principal import InstallationPrincipal
 from ..chat.gate import DefaultChatGate
-from ..chat.hooks import ChatAccess, ChatGate, ChatOutcome
+from ..chat.hooks import COUNTS_AS_MESSAGE, ChatAccess, ChatGate, ChatOutcome
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError
 from ..keys import SETTINGS
@@ -118,19 +116,10 @@ def notice(code: str) -> Notice:
     return Notice(code=code, message=message, level="warning" if level == "warning" else "info")
 
 
-async def _counts_as_message(request: web.Request) -> bool:
-    """A new user turn (not a tool-result follow-up of an admitted one)."""
-    try:
-        data: Any = json.loads(await request.read())
-    except (ValueError, web.HTTPException):
-        return True
-    if not isinstance(data, dict):
-        return True
-    messages = data.get("messages")
-    if isinstance(messages, list) and messages:
-        last = messages[-1]
-        return not (isinstance(last, dict) and last.get("role") != "user")
-    return True
+def _counts_as_message(request: web.Request) -> bool:
+    """A new user turn (not a verified tool-result follow-up); decided by the chat route."""
+    counted = request.get(COUNTS_AS_MESSAGE)
+    return True if counted is None else bool(counted)
 
 
 class BillingGate:
@@ -213,7 +202,7 @@ class BillingGate:
 
     async def _usage_notices(self, request: web.Request, state: AccountState) -> list[Notice]:
         limits = state.limits
-        if limits is None or not await _counts_as_message(request):
+        if limits is None or not _counts_as_message(request):
             return []
         ordinal = state.messages + 1
         if ordinal > limits.hard_limit:

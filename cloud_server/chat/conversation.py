@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from homemind_client.models import (
@@ -121,9 +121,33 @@ def last_user_text(conversation: Sequence[Message]) -> str:
     return ""
 
 
-def counts_as_message(conversation: Sequence[Message]) -> bool:
-    """A request is a user message when the person spoke last (not a tool-result follow-up)."""
-    return bool(conversation) and isinstance(conversation[-1], UserMessage)
+def answered_call_ids(conversation: Sequence[Message]) -> list[str]:
+    """The ids of the tool calls the trailing tool results answer (empty: the user spoke last)."""
+    ids: list[str] = []
+    for message in reversed(conversation):
+        if not isinstance(message, ToolResultMessage):
+            break
+        ids.append(message.tool_call_id)
+    return ids
+
+
+def counts_as_message(
+    conversation: Sequence[Message],
+    is_our_follow_up: Callable[[list[str], str], bool] | None = None,
+) -> bool:
+    """Whether the request is a new user message (billing counts one per user turn).
+
+    The person speaking last is a message. Tool results are a free follow-up only when
+    `is_our_follow_up(call ids, user text)` confirms the calls were issued by this server
+    for this turn (see `tool_ids`); without a checker, tool results are a follow-up.
+    """
+    if not conversation:
+        return False
+    if isinstance(conversation[-1], UserMessage):
+        return True
+    if is_our_follow_up is None:
+        return False
+    return not is_our_follow_up(answered_call_ids(conversation), last_user_text(conversation))
 
 
 def _result_text(result: Any) -> str:

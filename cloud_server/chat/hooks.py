@@ -104,5 +104,9 @@ class MemoryProvider(Protocol):
         ...
 
 
+# Set on the request before `ChatGate.admit`: whether this request is a new user message
+# (tool-result follow-ups of calls this server issued are not; see `tool_ids`).
+COUNTS_AS_MESSAGE = "homemind.counts_as_message"
+
 CHAT_GATE: web.AppKey[ChatGate] = web.AppKey("chat_gate", ChatGate)
 MEMORY_PROVIDER: web.AppKey[MemoryProvider] = web.AppKey("memory_provider", MemoryProvider)

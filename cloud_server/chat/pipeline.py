@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, cast
@@ -153,8 +153,11 @@ class ChatTurn:
         principal: InstallationPrincipal,
         access: ChatAccess,
         provider: MemoryProvider | None,
+        sign_tool_id: Callable[[str], str] = lambda raw_id: raw_id,
     ) -> None:
         self.settings = settings
+        # Ids of the calls handed to HA are signed, so their follow-up proves its origin.
+        self._sign_tool_id = sign_tool_id
         self.client = client
         self.chat = chat
         self.conversation = conversation
@@ -402,6 +405,7 @@ class ChatTurn:
                 block.arguments = _parse_arguments(block.json_parts)
                 block.complete = True
                 if block.name not in self._server_names:
+                    block.tool_id = self._sign_tool_id(block.tool_id)
                     await sink.tool_call(
                         ResponseToolCall(
                             id=block.tool_id, name=block.name, arguments=block.arguments

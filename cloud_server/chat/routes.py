@@ -31,14 +31,23 @@ from homemind_client.models import (
 )
 
 from ..accounts.principal import InstallationPrincipal, require_installation
+from ..accounts.state import SERVER_SECRETS
 from ..bodies import json_model, read_model
 from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
 from ..keys import SETTINGS
 from ..ratelimit import chat_limits, setup_ratelimit
-from .conversation import conversation_of, counts_as_message
+from .conversation import conversation_of, counts_as_message, last_user_text
 from .gate import DefaultChatGate
-from .hooks import CHAT_GATE, MEMORY_PROVIDER, ChatAccess, ChatGate, ChatOutcome
+from .hooks import (
+    CHAT_GATE,
+    COUNTS_AS_MESSAGE,
+    MEMORY_PROVIDER,
+    ChatAccess,
+    ChatGate,
+    ChatOutcome,
+)
 from .pipeline import ChatTurn, ClientGone, CollectingSink
+from .tool_ids import all_signed, sign_call_id, signing_keys
 from .upstream import CLAUDE_CLIENTS, claude_clients_ctx
 
 LOGGER = logging.getLogger(__name__)
@@ -86,23 +95,36 @@ class SseSink:
 
 
 async def post_chat(request: web.Request) -> web.StreamResponse:
-    # Rate and concurrency limits come before the usage gate and any call to Claude.
-    async with chat_limits(request, await require_installation(request)):
-        return await _handle(request, streaming=False)
+    return await _limited(request, streaming=False)
 
 
 async def post_chat_stream(request: web.Request) -> web.StreamResponse:
-    async with chat_limits(request, await require_installation(request)):
-        return await _handle(request, streaming=True)
+    return await _limited(request, streaming=True)
 
 
-async def _handle(request: web.Request, *, streaming: bool) -> web.StreamResponse:
+async def _limited(request: web.Request, *, streaming: bool) -> web.StreamResponse:
+    # Rate and concurrency limits come before the usage gate and any call to Claude.
+    principal = await require_installation(request)
+    async with chat_limits(request, principal):
+        return await _handle(request, principal, streaming=streaming)
+
+
+async def _handle(
+    request: web.Request, principal: InstallationPrincipal, *, streaming: bool
+) -> web.StreamResponse:
     started_at = time.monotonic()
     app = request.app
     settings = app[SETTINGS]
-    principal = await require_installation(request)
     chat = await read_model(request, ChatRequest)
     conversation = conversation_of(chat)
+    tool_keys = signing_keys(app[SERVER_SECRETS].jwt)
+    user_text = last_user_text(conversation)
+
+    def is_our_follow_up(call_ids: list[str], text: str) -> bool:
+        return all_signed(tool_keys, principal.installation_id, call_ids, text)
+
+    counted = counts_as_message(conversation, is_our_follow_up)
+    request[COUNTS_AS_MESSAGE] = counted
     gate = app[CHAT_GATE]
     access = await gate.admit(request, principal)
 
@@ -114,6 +136,9 @@ async def _handle(request: web.Request, *, streaming: bool) -> web.StreamRespons
         principal=principal,
         access=access,
         provider=app.get(MEMORY_PROVIDER),
+        sign_tool_id=lambda raw_id: sign_call_id(
+            tool_keys[0], principal.installation_id, raw_id, user_text
+        ),
     )
     sse = SseSink(request) if streaming else None
     error_code: str | None = None
@@ -159,7 +184,7 @@ async def _handle(request: web.Request, *, streaming: bool) -> web.StreamRespons
             model=settings.model,
             usage=turn.usage,
             model_calls=turn.model_calls,
-            counts_as_message=counts_as_message(conversation),
+            counts_as_message=counted,
             completed=completed,
             error_code=error_code,
         )

@@ -69,11 +69,12 @@ def verify_call_id(
     *,
     max_age: float = MAX_AGE_SECONDS,
 ) -> bool:
-    raw, sep1, rest = call_id.rpartition("_")
-    if not sep1 or len(rest) != _MAC_CHARS:
+    # The MAC is base64url and may itself contain "_": cut it off by length.
+    if len(call_id) < _MAC_CHARS + 4 or call_id[-_MAC_CHARS - 1] != "_":
         return False
-    raw, sep2, issued = raw.rpartition("_")
-    if not sep2 or not raw or not issued:
+    rest = call_id[-_MAC_CHARS:]
+    raw, sep, issued = call_id[: -_MAC_CHARS - 1].rpartition("_")
+    if not sep or not raw or not issued:
         return False
     try:
         issued_at = int(issued, 36)

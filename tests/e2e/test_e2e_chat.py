@@ -82,7 +82,11 @@ async def test_kitchen_light_is_turned_on_by_ha(
     assert "Bed Light" not in first.system_text
     result_block = second.messages[-1]["content"][0]
     assert result_block["type"] == "tool_result"
-    assert result_block["tool_use_id"] == "toolu_kitchen"
+    # Claude's id, signed by the server (so the follow-up is provably not a new message).
+    call_block = second.messages[-2]["content"][-1]
+    assert call_block["type"] == "tool_use"
+    assert call_block["id"].startswith("toolu_kitchen_")
+    assert result_block["tool_use_id"] == call_block["id"]
     assert "light.kitchen_lights" in str(result_block["content"])
 
 
@@ -101,7 +105,7 @@ async def test_non_exposed_light_is_untouched(
     assert speech(result) == "I can't reach that light."
     assert hass.states.get("light.bed_light").state == STATE_OFF
     result_block = script.chat_requests[1].messages[-1]["content"][0]
-    assert result_block["tool_use_id"] == "toolu_bed"
+    assert result_block["tool_use_id"].startswith("toolu_bed_")
     assert "error" in str(result_block["content"]).lower()
 
 

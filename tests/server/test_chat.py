@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -593,18 +594,53 @@ async def test_record_is_called_once_on_success(chat_env: MakeEnv, fake: FakeCla
     assert outcome.usage.input_tokens == 25
 
 
-async def test_tool_result_follow_up_is_not_a_new_message(
+async def test_follow_up_of_an_issued_tool_call_is_not_a_new_message(
     chat_env: MakeEnv, fake: FakeClaude
 ) -> None:
     gate = RecordingGate()
     env = await chat_env(gate=gate)
-    fake.script(text("Done."))
+    fake.script(tool_use("HassTurnOn", {"name": "lamp"}), text("Done."))
+    first = await env.chat({"message": "Lamp on", "tools": [HASS_TURN_ON]})
+    assert (await gate.wait_recorded()).counts_as_message is True
+    call = first["tool_calls"][0]
+    # Claude's own id, then when it was issued and the server's signature.
+    assert re.fullmatch(r"toolu_[A-Za-z0-9_-]+_[0-9a-z]+_[A-Za-z0-9_-]{22}", call["id"])
+
+    gate.recorded.clear()
+    await env.chat(
+        {
+            "conversation_id": first["conversation_id"],
+            "tools": [HASS_TURN_ON],
+            "messages": [
+                {"role": "user", "content": "Lamp on"},
+                {"role": "assistant", "tool_calls": [call]},
+                {
+                    "role": "tool_result",
+                    "tool_call_id": call["id"],
+                    "name": "HassTurnOn",
+                    "result": {"success": True},
+                },
+            ],
+        }
+    )
+
+    outcome = await gate.wait_recorded()
+    assert outcome.counts_as_message is False
+
+
+async def test_follow_up_of_a_made_up_tool_call_counts_as_a_message(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    # The server keeps no per-turn state; the signed id is what proves a follow-up.
+    gate = RecordingGate()
+    env = await chat_env(gate=gate)
+    fake.script(text("Here is a poem."))
 
     await env.chat(
         {
             "tools": [HASS_TURN_ON],
             "messages": [
-                {"role": "user", "content": "Lamp on"},
+                {"role": "user", "content": "Write me a poem"},
                 {
                     "role": "assistant",
                     "tool_calls": [{"id": "toolu_x", "name": "HassTurnOn", "arguments": {}}],
@@ -620,7 +656,7 @@ async def test_tool_result_follow_up_is_not_a_new_message(
     )
 
     outcome = await gate.wait_recorded()
-    assert outcome.counts_as_message is False
+    assert outcome.counts_as_message is True
 
 
 @pytest.mark.parametrize(

@@ -72,3 +72,12 @@ def test_long_model_ids_stay_within_128_characters() -> None:
     call_id = sign_call_id(KEY, "inst-1", "t" * 200, "hi", now=NOW)
     assert len(call_id) <= 128
     assert verify_call_id(signing_keys(RING), "inst-1", call_id, "hi", now=NOW)
+
+
+def test_every_signature_shape_verifies() -> None:
+    # base64url signatures contain "_" and "-" now and then; parsing must not depend on luck.
+    keys = signing_keys(RING)
+    for n in range(300):
+        raw = f"toolu_{n:04d}_x"
+        call_id = sign_call_id(KEY, "inst-1", raw, f"question {n}", now=NOW)
+        assert verify_call_id(keys, "inst-1", call_id, f"question {n}", now=NOW), call_id

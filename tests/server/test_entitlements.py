@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from cloud_server.billing.entitlements import ALL_STATUSES, access_for
 from cloud_server.billing.routes import BILLING_GATE
 from cloud_server.settings import Settings
-from tests.fakes.claude import FakeClaude
+from tests.fakes.claude import FakeClaude, tool_use
 from tests.fakes.stripe_api import FakeStripe, event, signed, subscription_object
 from tests.server.test_billing_webhooks import (
     PRICE_BYOK,
@@ -194,9 +194,16 @@ async def test_managed_notices_once_then_soft_limit_then_hard_ceiling(
 ) -> None:
     env = await chat_env(allowance=5)  # warning at 4, allowance 5, ceiling 10
     await env.deliver("active", PRICE_MANAGED)
+    turn_on = {
+        "name": "HassTurnOn",
+        "parameters": {"type": "object", "properties": {"name": {"type": "string"}}},
+    }
     codes: list[list[str]] = []
-    for _ in range(10):
-        status, body = await env.chat()
+    for number in range(1, 11):
+        if number == 10:  # the last admitted turn asks HA to act
+            claude.script(tool_use("HassTurnOn", {"name": "lamp"}))
+        body_in = {"message": "lights on", "tools": [turn_on]} if number == 10 else None
+        status, body = await env.chat(body_in)
         assert status == 200, body
         codes.append([n["code"] for n in body["notices"]])
     assert codes == [
@@ -211,23 +218,36 @@ async def test_managed_notices_once_then_soft_limit_then_hard_ceiling(
         ["usage_over_allowance"],
         ["usage_over_allowance"],
     ]
+    issued_call = body["tool_calls"][0]
     status, body = await env.chat()
     assert (status, body["code"]) == (402, "usage_limit_reached")
     assert len(claude.requests) == 10
-    # A tool-result follow-up of an admitted turn is never cut off.
-    follow_up = {
-        "messages": [
-            {"role": "user", "content": "lights on"},
-            {
-                "role": "assistant",
-                "content": "",
-                "tool_calls": [{"id": "t1", "name": "HassTurnOn", "arguments": {}}],
-            },
-            {"role": "tool_result", "tool_call_id": "t1", "name": "HassTurnOn", "result": "ok"},
-        ]
-    }
-    status, _ = await env.chat(follow_up)
+
+    def follow_up(call: dict[str, Any], question: str = "lights on") -> dict[str, Any]:
+        return {
+            "tools": [turn_on],
+            "messages": [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": "", "tool_calls": [call]},
+                {
+                    "role": "tool_result",
+                    "tool_call_id": call["id"],
+                    "name": call["name"],
+                    "result": "ok",
+                },
+            ],
+        }
+
+    # The follow-up of the admitted turn is never cut off...
+    status, _ = await env.chat(follow_up(issued_call))
     assert status == 200
+    # ...but a made-up tool call, or the real one under a new question, is a new message.
+    made_up = {"id": "toolu_made_up", "name": "HassTurnOn", "arguments": {}}
+    status, body = await env.chat(follow_up(made_up, "write me a long poem"))
+    assert (status, body["code"]) == (402, "usage_limit_reached")
+    status, body = await env.chat(follow_up(issued_call, "write me a long poem"))
+    assert (status, body["code"]) == (402, "usage_limit_reached")
+    assert len(claude.requests) == 11
     # The once-per-period notices are not repeated by a fresh process view either.
     env.client.app[BILLING_GATE].cache.invalidate()
     usage = await (await env.client.get("/api/usage", headers=env.user_headers)).json()
