@@ -11,8 +11,9 @@ The second block holds what changes per turn (time, speaker, recalled memories).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from homemind_client.models import ChatRequest
 
@@ -52,7 +53,8 @@ INSTRUCTIONS_HEADER = (
     "rules above):"
 )
 
-TIME_NOTE = (
+TIME_NOTE = "Current local date and time at the home: {now} ({zone})."
+TIME_NOTE_UTC = (
     "Current date and time (UTC): {now}. When Home Assistant's context gives a local time or "
     "date, prefer it."
 )
@@ -89,9 +91,17 @@ def stable_system_text(chat: ChatRequest) -> str:
     return "\n\n".join(parts)
 
 
+def time_note(chat: ChatRequest, now: datetime) -> str:
+    """The time in the home's zone when HA sent it (it is no longer in HA's prompt), else UTC."""
+    if chat.time_zone:
+        local = now.astimezone(ZoneInfo(chat.time_zone))
+        return TIME_NOTE.format(now=local.strftime("%A %Y-%m-%d %H:%M"), zone=chat.time_zone)
+    return TIME_NOTE_UTC.format(now=now.astimezone(UTC).strftime("%A %Y-%m-%d %H:%M"))
+
+
 def dynamic_system_text(chat: ChatRequest, now: datetime, memories: Sequence[RecalledFact]) -> str:
     """Time, speaker and recalled memories: the part that may change every turn."""
-    parts = [TIME_NOTE.format(now=now.strftime("%A %Y-%m-%d %H:%M"))]
+    parts = [time_note(chat, now)]
     if chat.speaker is not None:
         if chat.speaker.name:
             parts.append(SPEAKER_NOTE.format(name=chat.speaker.name, id=chat.speaker.id))

@@ -61,3 +61,7 @@ async def test_cached_prompt_is_the_same_every_turn(
     # ...without HA's clock and without HA's default instructions.
     assert "Current time is" not in stable
     assert "Answer in plain text" not in stable
+    # The time now comes from the server, in the home's zone (HA's test zone is US/Pacific).
+    dynamic = system_blocks(requests[2])[1]["text"]
+    assert "2025-04-01 08:09" in dynamic
+    assert hass.config.time_zone in dynamic

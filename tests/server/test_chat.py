@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -306,6 +308,32 @@ async def test_system_prompt_has_a_stable_cached_block_and_a_dynamic_block(
     assert "Rex" in second[1]["text"]
     assert "UTC" in first[1]["text"]
     assert "Anna" in first[1]["text"]
+
+
+async def test_the_homes_local_time_is_in_the_dynamic_block(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    env = await chat_env()
+    before = datetime.now(UTC)
+    await env.chat({"message": "What time is it?", "time_zone": "Asia/Kathmandu"})
+    after = datetime.now(UTC)
+
+    stable, dynamic = (block["text"] for block in fake.last_request.body["system"])
+    # Kathmandu is UTC+05:45: a zone whose local clock no UTC-based guess would produce.
+    expected = {
+        moment.astimezone(ZoneInfo("Asia/Kathmandu")).strftime("%Y-%m-%d %H:%M")
+        for moment in (before, after)
+    }
+    assert any(value in dynamic for value in expected)
+    assert "Asia/Kathmandu" in dynamic
+    assert "UTC" not in dynamic
+    assert "Asia/Kathmandu" not in stable
+
+
+async def test_an_unknown_time_zone_is_a_validation_error(chat_env: MakeEnv) -> None:
+    env = await chat_env()
+    body = await env.chat({"message": "hi", "time_zone": "Mars/Olympus_Mons"}, status=422)
+    assert body["code"] == "validation_error"
 
 
 async def test_language_and_voice_reach_claude(chat_env: MakeEnv, fake: FakeClaude) -> None:
