@@ -324,15 +324,7 @@ async def installation_billing(
     return info.model_copy(
         update={
             "tier": state.tier,
-            "subscription": SubscriptionSummary(
-                status=sub.status,
-                tier=sub.tier,
-                current_period_end=sub.current_period_end,
-                cancel_at_period_end=sub.cancel_at_period_end,
-                trial_end=sub.trial_end,
-                grace_until=sub.grace_until,
-                payment_failed=sub.payment_failed,
-            ),
+            "subscription": SubscriptionSummary.model_validate(sub.model_dump()),
             "usage": UsageSummary(
                 messages=state.messages,
                 allowance=state.limits.allowance if state.limits else None,

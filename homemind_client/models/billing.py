@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from .accounts import Tier
+from .accounts import SubscriptionSummary, UsageSummary
 from .base import RequestModel, ResponseModel
+from .chat import Usage
 
 Plan = Literal["byok", "managed"]
 
@@ -25,28 +26,19 @@ class UrlResponse(ResponseModel):
     url: str
 
 
-class SubscriptionResponse(ResponseModel):
+class SubscriptionResponse(SubscriptionSummary):
     """`GET /api/subscription`: what the account may use now and why.
 
     `tier` is the effective tier (after the status table and the grace period);
-    `status` is Stripe's subscription status, `trialing` for the sign-up trial, or `none`.
+    `status` is Stripe's subscription status, `trialing` for the sign-up trial,
+    `trial_expired` when that trial ran out without a plan, or `none`.
     """
 
-    tier: Tier = "free"
-    status: str = "none"
-    current_period_end: datetime | None = None
-    cancel_at_period_end: bool = False
-    trial_end: datetime | None = None
-    grace_until: datetime | None = None
     plan: Plan | None = None
-    payment_failed: bool = False
 
 
-class TokenTotals(ResponseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
+# The same four token counts as a chat answer's `usage`.
+TokenTotals = Usage
 
 
 class UsageDay(ResponseModel):
@@ -64,7 +56,7 @@ class UsageInstallation(ResponseModel):
     estimated_cost_usd: float = 0.0
 
 
-class UsageResponse(ResponseModel):
+class UsageResponse(UsageSummary):
     """`GET /api/usage`: the current billing period of the account.
 
     `allowance` is the number of messages included (managed tier), `null` when unlimited;
@@ -73,9 +65,6 @@ class UsageResponse(ResponseModel):
 
     period_start: datetime
     period_end: datetime
-    messages: int = 0
-    allowance: int | None = None
-    hard_limit: int | None = None
     tokens: TokenTotals = Field(default_factory=TokenTotals)
     estimated_cost_usd: float = 0.0
     per_day: list[UsageDay] = Field(default_factory=list)
