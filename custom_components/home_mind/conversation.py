@@ -19,7 +19,6 @@ from homeassistant.exceptions import HomeAssistantError, TemplateError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import llm, template
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from pydantic import ValidationError
 
 from homemind_client.errors import HomeMindError
 from homemind_client.models import (
@@ -34,6 +33,7 @@ from homemind_client.models import (
     ToolResultMessage,
     ToolSpec,
     UserMessage,
+    ValidationError,
 )
 from homemind_client.models.chat import MAX_MESSAGES, MAX_TOOLS
 

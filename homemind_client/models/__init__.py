@@ -1,5 +1,9 @@
 """The wire models of the Home Mind API: one definition used by client and server."""
 
+# Raised when a model refuses a value (e.g. building a ChatRequest); re-exported so
+# users of the client need not import pydantic themselves.
+from pydantic import ValidationError
+
 from .accounts import (
     ApiKeyStatus,
     ApiKeyUpdate,
@@ -117,6 +121,7 @@ __all__ = [
     "UsageSummary",
     "UserMessage",
     "UserOut",
+    "ValidationError",
     "decode_event",
     "encode_event",
 ]
