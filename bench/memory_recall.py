@@ -201,11 +201,11 @@ async def quality(
         new = await backend.supersede(user, old, update["content"])
         ids[update["fact"]] = new.id
     for update in data["updates"]:
-        hits = await backend.search(user, update["question"], limit=5)
-        hit_ids = [r.id for r in hits]
+        found = await backend.search(user, update["question"], limit=5)
+        hit_ids = [r.id for r in found]
         stale += any(
             update["stale"].lower() in r.content.lower() and r.id != ids[update["fact"]]
-            for r in hits
+            for r in found
         )
         found_new += ids[update["fact"]] in hit_ids
     n, u = len(data["questions"]), len(data["updates"])

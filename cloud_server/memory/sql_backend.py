@@ -11,9 +11,9 @@ import builtins
 import functools
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, or_, select, text, update
+from sqlalchemy import Select, Table, delete, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -43,7 +43,7 @@ def to_record(row: Memory) -> MemoryRecord:
     )
 
 
-_TABLE = Memory.__table__
+_TABLE = cast(Table, Memory.__table__)
 _FIELDS = tuple(c.name for c in _TABLE.columns if c.name in MemoryRecord.__dataclass_fields__)
 
 
