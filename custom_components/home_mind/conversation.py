@@ -48,6 +48,7 @@ from .const import (
 )
 from .entity import installation_device_info
 from .errors import REAUTH_KEYS, async_localized_message, async_spoken_error, translation_key_for
+from .tool_names import ToolNames
 
 # Requests go to a cloud service that scales on its own: no limit on parallel turns.
 PARALLEL_UPDATES = 0
@@ -81,8 +82,14 @@ def llm_api_ids(options: Mapping[str, Any]) -> list[str]:
     return [api_id for api_id in value if isinstance(api_id, str) and api_id != NO_LLM_API]
 
 
-def chat_messages(contents: Iterable[conversation.Content]) -> list[WireMessage]:
-    """The chat log in the neutral wire form (HA's system prompt travels separately)."""
+def chat_messages(
+    contents: Iterable[conversation.Content], names: ToolNames | None = None
+) -> list[WireMessage]:
+    """The chat log in the neutral wire form (HA's system prompt travels separately).
+
+    Tool names are the wire names of `names`, as in the request's `tools`.
+    """
+    names = names or ToolNames()
     messages: list[WireMessage] = []
     for content in contents:
         if isinstance(content, conversation.UserContent):
@@ -90,7 +97,7 @@ def chat_messages(contents: Iterable[conversation.Content]) -> list[WireMessage]
                 messages.append(UserMessage(content=content.content))
         elif isinstance(content, conversation.AssistantContent):
             tool_calls = [
-                ToolCall(id=call.id, name=call.tool_name, arguments=call.tool_args)
+                ToolCall(id=call.id, name=names.to_wire(call.tool_name), arguments=call.tool_args)
                 for call in content.tool_calls or ()
                 # Provider-executed tools (2025.9+) never reach us; skip them if present.
                 if not getattr(call, "external", False)
@@ -103,7 +110,7 @@ def chat_messages(contents: Iterable[conversation.Content]) -> list[WireMessage]
             messages.append(
                 ToolResultMessage(
                     tool_call_id=content.tool_call_id,
-                    name=content.tool_name,
+                    name=names.to_wire(content.tool_name),
                     result=compat.tool_result_data(content),
                 )
             )
@@ -121,8 +128,9 @@ def _trim_history(messages: list[WireMessage]) -> list[WireMessage]:
     return kept[-1:]
 
 
-def tool_specs(api: llm.APIInstance) -> list[ToolSpec]:
-    """The schemas of HA's tools for this turn; the tools themselves run in HA."""
+def tool_specs(api: llm.APIInstance, names: ToolNames | None = None) -> list[ToolSpec]:
+    """The schemas of HA's tools for this turn, under their wire names; they run in HA."""
+    names = names or ToolNames.for_tools(tool.name for tool in api.tools)
     tools = api.tools
     if len(tools) > MAX_TOOLS:
         LOGGER.warning(
@@ -133,7 +141,7 @@ def tool_specs(api: llm.APIInstance) -> list[ToolSpec]:
         tools = tools[:MAX_TOOLS]
     return [
         ToolSpec(
-            name=tool.name,
+            name=names.to_wire(tool.name),
             description=(tool.description or "")[:_MAX_TOOL_DESCRIPTION],
             parameters=compat.tool_parameters_schema(tool.parameters, api.custom_serializer),
         )
@@ -227,13 +235,17 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
 
         context_user_id = user_input.context.user_id if user_input.context else None
         speaker = await async_speaker(self.hass, context_user_id)
+        # Names Claude accepts for HA's tools (HA 2025.5-2025.7 puts dots in some).
+        names = ToolNames.for_tools(
+            tool.name for tool in (chat_log.llm_api.tools if chat_log.llm_api else ())
+        )
         base = {
             "conversation_id": chat_log.conversation_id,
             "language": user_input.language,
             "is_voice": is_voice_turn(self.hass, user_input),
             "speaker": speaker,
             "device_id": user_input.device_id,
-            "tools": tool_specs(chat_log.llm_api) if chat_log.llm_api else [],
+            "tools": tool_specs(chat_log.llm_api, names) if chat_log.llm_api else [],
             "home_prompt": self._home_prompt(chat_log),
             "instructions": self._instructions(speaker),
             "time_zone": home_time_zone(self.hass),
@@ -241,9 +253,10 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
 
         try:
             for _iteration in range(MAX_TOOL_ITERATIONS):
-                request = ChatRequest(messages=chat_messages(chat_log.content), **base)
+                request = ChatRequest(messages=chat_messages(chat_log.content, names), **base)
+                deltas = self._async_deltas(chat_log, request, names, user_input.language)
                 async for _content in chat_log.async_add_delta_content_stream(
-                    self.entity_id, self._async_deltas(chat_log, request, user_input.language)
+                    self.entity_id, deltas
                 ):
                     pass
                 if not chat_log.unresponded_tool_results:
@@ -262,7 +275,11 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
         return compat.result_from_chat_log(user_input, chat_log)
 
     async def _async_deltas(
-        self, chat_log: conversation.ChatLog, request: ChatRequest, language: str | None
+        self,
+        chat_log: conversation.ChatLog,
+        request: ChatRequest,
+        names: ToolNames,
+        language: str | None,
     ) -> AsyncGenerator[conversation.AssistantContentDeltaDict]:
         """The cloud's stream as chat-log deltas (text and tool calls, nothing else)."""
         yield {"role": "assistant"}
@@ -280,7 +297,12 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
                     continue
                 yield {
                     "tool_calls": [
-                        llm.ToolInput(tool_name=event.name, tool_args=event.arguments, id=event.id)
+                        # HA's own name, so HA finds and runs the tool.
+                        llm.ToolInput(
+                            tool_name=names.to_ha(event.name),
+                            tool_args=event.arguments,
+                            id=event.id,
+                        )
                     ]
                 }
             elif isinstance(event, DoneEvent) and event.response.stop_reason != "tool_use":

@@ -258,9 +258,13 @@ async def test_rejected_own_key_is_spoken(
 class _DottedAPI(llm.API):
     """Tool names as HA 2025.5-2025.7 namespaced them (`api.tool`), which Claude refuses."""
 
+    def __init__(self, hass: HomeAssistant, id: str, name: str) -> None:
+        super().__init__(hass=hass, id=id, name=name)
+        self.added: list[str] = []
+
     async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
         return llm.APIInstance(
-            api=self, api_prompt="", llm_context=llm_context, tools=[_DottedTool()]
+            api=self, api_prompt="", llm_context=llm_context, tools=[_DottedTool(self.added)]
         )
 
 
@@ -269,25 +273,43 @@ class _DottedTool(llm.Tool):
     description = "Add to the shopping list"
     parameters = vol.Schema({vol.Required("item"): str})
 
+    def __init__(self, added: list[str]) -> None:
+        self.added = added
+
     async def async_call(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        self.added.append(tool_input.tool_args["item"])
+        return {"added": tool_input.tool_args["item"]}
 
 
-async def test_refused_request_is_spoken(
+async def test_dotted_tool_names_reach_claude_and_run_in_ha(
     hass: HomeAssistant, script: ClaudeScript, agent_id: str
 ) -> None:
-    unregister = llm.async_register_api(hass, _DottedAPI(hass=hass, id="dotted", name="Dotted"))
+    api = _DottedAPI(hass=hass, id="dotted", name="Dotted")
+    unregister = llm.async_register_api(hass, api)
     config_entry = entry(hass)
     hass.config_entries.async_update_entry(config_entry, options={CONF_LLM_HASS_API: ["dotted"]})
     await hass.async_block_till_done()
+    script(
+        tool_use("shopping_add_item", {"item": "milk"}, id="toolu_milk"),
+        text("Milk is on the list."),
+    )
 
     result = await conversation.async_converse(hass, "Add milk", None, Context(), agent_id=agent_id)
     unregister()
 
-    assert speech(result) == SPOKEN_EN["validation_error"]
-    assert script.chat_requests == []
+    assert speech(result) == "Milk is on the list."
+    # HA ran its own dotted tool, although Claude only ever saw the safe name.
+    assert api.added == ["milk"]
+    first, second = script.chat_requests
+    # Besides the server's own memory tools, HA's one tool under its safe name.
+    names = {tool["name"] for tool in first.tools}
+    assert {name for name in names if not name.startswith("memory_")} == {"shopping_add_item"}
+    call_block = second.messages[-2]["content"][-1]
+    assert call_block["type"] == "tool_use"
+    assert call_block["name"] == "shopping_add_item"
+    assert "milk" in str(second.messages[-1]["content"])
 
 
 async def test_billing_errors_are_spoken(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -407,6 +409,117 @@ async def test_tools_of_any_llm_api_are_relayed(
     ]
     assert "You can add to the shopping list." in first["home_prompt"]
     assert second["messages"][2]["result"] == {"added": "milk"}
+
+
+@dataclass(kw_only=True)
+class _NamedToolsAPI(llm.API):
+    """Tools named like HA 2025.5-2025.7's namespaced ones; every other turn in reverse."""
+
+    tool_names: list[str]
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    instances: int = 0
+
+    async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
+        self.instances += 1
+        names = self.tool_names if self.instances % 2 else self.tool_names[::-1]
+        return llm.APIInstance(
+            api=self,
+            api_prompt="",
+            llm_context=llm_context,
+            tools=[_NamedTool(name, self.calls) for name in names],
+        )
+
+
+class _NamedTool(llm.Tool):
+    def __init__(self, name: str, calls: list[tuple[str, str]]) -> None:
+        self.name = name
+        self.description = f"Tool {name}"
+        self.parameters = vol.Schema({vol.Required("item"): str})
+        self.calls = calls
+
+    async def async_call(
+        self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
+    ) -> dict[str, Any]:
+        self.calls.append((self.name, tool_input.tool_args["item"]))
+        return {"done_by": self.name}
+
+
+async def _use_named_tools(
+    hass: HomeAssistant, entry: MockConfigEntry, tool_names: list[str]
+) -> tuple[_NamedToolsAPI, Any]:
+    api = _NamedToolsAPI(hass=hass, id="myapi", name="My API", tool_names=tool_names)
+    unregister = llm.async_register_api(hass, api)
+    hass.config_entries.async_update_entry(entry, options={CONF_LLM_HASS_API: ["myapi"]})
+    await hass.async_block_till_done()
+    return api, unregister
+
+
+async def test_dotted_tool_names_travel_safe_and_run_the_ha_tool(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+) -> None:
+    api, unregister = await _use_named_tools(hass, init_integration, ["myapi.Do_Thing"])
+    fake_homemind.script(
+        tool_call("c1", "myapi_Do_Thing", {"item": "milk"}), answer("Done."), answer("Sure.")
+    )
+
+    first_turn = await conversation.async_converse(
+        hass, "do the thing", None, Context(), agent_id=agent_id
+    )
+    await conversation.async_converse(
+        hass, "thanks", first_turn.conversation_id, Context(), agent_id=agent_id
+    )
+    unregister()
+
+    assert speech(first_turn) == "Done."
+    # HA ran its own dotted tool for the model's safe name.
+    assert api.calls == [("myapi.Do_Thing", "milk")]
+    first, follow_up, next_turn = fake_homemind.chat_requests
+    assert [tool["name"] for tool in first["tools"]] == ["myapi_Do_Thing"]
+    expected_call = {"id": "c1", "name": "myapi_Do_Thing", "arguments": {"item": "milk"}}
+    assert follow_up["messages"][1]["tool_calls"] == [expected_call]
+    assert follow_up["messages"][2]["name"] == "myapi_Do_Thing"
+    assert follow_up["messages"][2]["result"] == {"done_by": "myapi.Do_Thing"}
+    # Later turns replay the history under the same safe name.
+    assert next_turn["messages"][1]["tool_calls"] == [expected_call]
+
+
+async def test_colliding_tool_names_stay_apart(
+    hass: HomeAssistant,
+    fake_homemind: FakeHomeMind,
+    agent_id: str,
+    init_integration: MockConfigEntry,
+) -> None:
+    api, unregister = await _use_named_tools(
+        hass, init_integration, ["myapi.Do_Thing", "myapi:Do_Thing", "myapi_Do_Thing"]
+    )
+    fake_homemind.script(answer("Which one?"))
+    first_turn = await conversation.async_converse(
+        hass, "do the thing", None, Context(), agent_id=agent_id
+    )
+    wire = {tool["description"]: tool["name"] for tool in fake_homemind.chat_requests[0]["tools"]}
+    colon_name = wire["Tool myapi:Do_Thing"]
+    fake_homemind.script(tool_call("c1", colon_name, {"item": "eggs"}), answer("Done."))
+
+    # The next turn lists the tools in reverse order: the names must not move.
+    await conversation.async_converse(
+        hass, "the colon one", first_turn.conversation_id, Context(), agent_id=agent_id
+    )
+    unregister()
+
+    assert len(set(wire.values())) == 3
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,128}", name) for name in wire.values())
+    # A name that was already safe keeps it; the others get a short distinct suffix.
+    assert wire["Tool myapi_Do_Thing"] == "myapi_Do_Thing"
+    assert colon_name.startswith("myapi_Do_Thing_")
+    assert wire["Tool myapi.Do_Thing"].startswith("myapi_Do_Thing_")
+    second_turn_tools = fake_homemind.chat_requests[1]["tools"]
+    assert fake_homemind.chat_requests[0]["tools"][0]["description"] == "Tool myapi.Do_Thing"
+    assert second_turn_tools[0]["description"] == "Tool myapi_Do_Thing"
+    assert {tool["description"]: tool["name"] for tool in second_turn_tools} == wire
+    assert api.calls == [("myapi:Do_Thing", "eggs")]
 
 
 async def test_unknown_llm_api_is_reported(
