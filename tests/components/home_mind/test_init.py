@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_TOKEN
@@ -15,6 +17,8 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.home_mind.const import DOMAIN
+from homemind_client.models import InstallationInfo
+from homemind_client.models.accounts import SubscriptionSummary, UsageSummary
 
 from .fake_homemind import INSTALLATION_ID, TOKEN, FakeHomeMind, Problem
 
@@ -88,7 +92,29 @@ async def test_unload(
     assert hass.states.get(agent_id).state == "unavailable"
 
 
-async def test_diagnostics_redact_the_token(
+def _managed_installation() -> InstallationInfo:
+    """A paying household part-way through its month."""
+    return InstallationInfo(
+        id=INSTALLATION_ID,
+        name="Test home",
+        tier="managed",
+        has_api_key=False,
+        subscription=SubscriptionSummary(
+            status="active",
+            tier="managed",
+            current_period_end=datetime(2025, 5, 1, tzinfo=UTC),
+        ),
+        usage=UsageSummary(
+            messages=412,
+            allowance=1000,
+            hard_limit=1500,
+            period_start=datetime(2025, 4, 1, tzinfo=UTC),
+            period_end=datetime(2025, 5, 1, tzinfo=UTC),
+        ),
+    )
+
+
+async def test_diagnostics_show_the_plan_and_redact_the_token(
     hass: HomeAssistant,
     hass_client: ClientSessionGenerator,
     init_integration: MockConfigEntry,
@@ -100,14 +126,41 @@ async def test_diagnostics_redact_the_token(
         options={**init_integration.options, "instructions": "My private instructions"},
     )
     await hass.async_block_till_done()
+    fake_homemind.installations[TOKEN] = _managed_installation()
+    await init_integration.runtime_data.coordinator.async_refresh()
 
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
 
     assert TOKEN not in str(diagnostics)
     assert "My private instructions" not in str(diagnostics)
     assert diagnostics["entry"]["data"][CONF_TOKEN] == "**REDACTED**"
+    assert diagnostics["coordinator"]["last_update_success"] is True
+    assert diagnostics["coordinator"]["data"]["usage"]["messages"] == 412
     # The server's port changes from run to run.
     assert diagnostics["client"]["base_url"] == fake_homemind.base_url
     diagnostics["client"]["base_url"] = "http://127.0.0.1:PORT"
     diagnostics["entry"]["data"]["url"] = "http://127.0.0.1:PORT"
     assert diagnostics == snapshot
+
+
+async def test_diagnostics_show_a_failed_update(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    init_integration: MockConfigEntry,
+    fake_homemind: FakeHomeMind,
+) -> None:
+    fake_homemind.installations[TOKEN] = _managed_installation()
+    await init_integration.runtime_data.coordinator.async_refresh()
+    fake_homemind.installation_problem = Problem("internal_error", status=500)
+    await init_integration.runtime_data.coordinator.async_refresh()
+
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
+
+    coordinator = diagnostics["coordinator"]
+    assert coordinator["last_update_success"] is False
+    assert coordinator["last_error"].startswith("UpdateFailed: ")
+    assert "internal_error" in coordinator["last_error"]
+    # What the last good poll said is still there for support to read.
+    assert coordinator["data"]["tier"] == "managed"
+    assert coordinator["data"]["usage"]["messages"] == 412
+    assert TOKEN not in str(diagnostics)
