@@ -15,7 +15,8 @@ Run: `.venv/bin/python bench/memory_recall.py [--sizes 1000,10000,100000] [--que
   family names that recur everywhere, a Zipf-distributed vocabulary of real household
   words and a long tail of rare ones (names, brands, places). Both are reported.
 - `search` is the backend call at limit 10 (as before); `recall` is the call the chat
-  makes on every turn (`MemoryService.recall`: the size check plus a search at limit 50).
+  makes on every turn (`MemoryService.recall`: a capped count, the list only when all
+  could fit, a search at limit 50; the use counts are written in the background).
 - Quality at scale: the evaluation facts inside a household filled with 10k facts of each
   distribution, recall@5 of the same questions.
 Each latency figure is over `--rounds` rounds of all queries; "p95 range" is the lowest and

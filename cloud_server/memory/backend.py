@@ -47,6 +47,12 @@ class AddResult:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveCount:
+    facts: int  # at most the `cap` asked for
+    chars: int  # the total length of those facts' content
+
+
 class MemoryNotFoundError(LookupError):
     """The fact does not exist for this owner (or is no longer active where that matters)."""
 
@@ -125,11 +131,23 @@ class MemoryBackend(Protocol):
         """Delete everything of this owner, history included; returns the number of rows."""
         ...
 
-    async def mark_used(self, user_id: str, memory_ids: builtins.list[str]) -> None:
-        """Count a recall of these facts (a tie-break for ranking)."""
+    async def mark_used(
+        self, user_id: str, memory_ids: builtins.list[str], *, times: int = 1
+    ) -> None:
+        """Count `times` recalls of each of these facts (a tie-break for ranking)."""
         ...
 
     async def count(self, user_id: str, *, include_superseded: bool = False) -> int: ...
+
+    async def count_active(
+        self, user_id: str, *, speaker_id: str | None = None, cap: int
+    ) -> ActiveCount:
+        """The active facts `speaker_id` sees (household and own), counting at most `cap`.
+
+        Cheap on a household of any size (it stops after `cap` facts): the chat decides
+        with it, every turn, whether listing everything could fit its prompt budget.
+        """
+        ...
 
     async def health(self) -> bool: ...
 

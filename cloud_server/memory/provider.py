@@ -15,9 +15,11 @@ Everything the model stores passes `filters.check_fact` (no states, commands, du
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+from collections import Counter, defaultdict
 from typing import Any
 
 import anthropic
@@ -43,11 +45,17 @@ LOGGER = logging.getLogger(__name__)
 RECALL_BUDGET_TOKENS = 800
 # Beyond this many facts the "everything fits" check is not even tried.
 RECALL_ALL_MAX = 200
+# The least a fact costs in the prompt (`_fact_tokens` of a one-character fact): more
+# than budget / this many facts can never all fit.
+MIN_FACT_TOKENS = 5
 FORGET_THRESHOLD = 0.5
 EXTRACTION_CANDIDATES = 10
 EXTRACTION_TIMEOUT = 30.0
 EXTRACTION_MAX_DECISIONS = 6
 SHUTDOWN_GRACE = 10.0
+# Recalls are counted (a ranking tie-break) in one write per this many seconds at most,
+# off the turn: a write per turn competed with the next turns' searches.
+USE_FLUSH_DELAY = 1.0
 MAX_TOOL_FACT_CHARS = 500
 
 REMEMBER_TOOL = "memory_remember"
@@ -229,6 +237,10 @@ class MemoryService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._own_clients: Any = None
+        # Recalls not yet written: user -> fact id -> times; one flush task at a time.
+        self._uses: dict[str, Counter[str]] = {}
+        self._use_flush: asyncio.Task[None] | None = None
+        self._flush_now = asyncio.Event()
 
     # --- recall ------------------------------------------------------------------
 
@@ -236,14 +248,20 @@ class MemoryService:
         self, principal: InstallationPrincipal, chat: ChatRequest, query: str
     ) -> list[RecalledFact]:
         user, speaker = principal.user_id, _speaker(chat)
-        everything = await self.backend.list(
-            user, speaker_id=speaker, all_speakers=False, limit=RECALL_ALL_MAX + 1
-        )
-        if not everything:
+        # A capped count decides first: listing up to 201 facts on every turn only to find
+        # they do not fit cost as much as the search itself.
+        cap = min(RECALL_ALL_MAX, self.budget_tokens // MIN_FACT_TOKENS)
+        size = await self.backend.count_active(user, speaker_id=speaker, cap=cap + 1)
+        if size.facts == 0:
             return []
-        fits = len(everything) <= RECALL_ALL_MAX and (
-            sum(_fact_tokens(r) for r in everything) <= self.budget_tokens
-        )
+        everything: list[MemoryRecord] = []
+        # Each fact costs at least a quarter of its characters plus 4 tokens: a lower
+        # bound, so listing is skipped only where the exact sum could not fit either.
+        if size.facts <= cap and size.chars + 4 * 4 * size.facts <= 4 * self.budget_tokens:
+            everything = await self.backend.list(
+                user, speaker_id=speaker, all_speakers=False, limit=cap
+            )
+        fits = bool(everything) and sum(_fact_tokens(r) for r in everything) <= self.budget_tokens
         ranked = (
             await self.backend.search(user, query, speaker_id=speaker, limit=50)
             if query.strip()
@@ -261,14 +279,32 @@ class MemoryService:
                 chosen.append(record)
                 used += cost
         if ranked:
-            self._spawn(self._mark_used(user, [r.id for r in ranked if r in chosen]))
+            self._count_use(user, [r.id for r in ranked if r in chosen])
         return [recalled(r) for r in chosen]
 
-    async def _mark_used(self, user_id: str, ids: list[str]) -> None:
-        try:
-            await self.backend.mark_used(user_id, ids)
-        except Exception:
-            LOGGER.warning("Could not count the use of recalled facts", exc_info=True)
+    def _count_use(self, user_id: str, ids: list[str]) -> None:
+        if not ids:
+            return
+        self._uses.setdefault(user_id, Counter()).update(ids)
+        if self._use_flush is None:
+            self._use_flush = self._spawn(self._flush_uses())
+
+    async def _flush_uses(self) -> None:
+        # Shutdown (drain) sets the event: then the counts are written at once.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flush_now.wait(), USE_FLUSH_DELAY)
+        # Uses counted from here on start the next flush.
+        self._use_flush = None
+        pending, self._uses = self._uses, {}
+        for user_id, counts in pending.items():
+            by_times: defaultdict[int, list[str]] = defaultdict(list)
+            for memory_id, times in counts.items():
+                by_times[times].append(memory_id)
+            for times, ids in by_times.items():
+                try:
+                    await self.backend.mark_used(user_id, ids, times=times)
+                except Exception:
+                    LOGGER.warning("Could not count the use of recalled facts", exc_info=True)
 
     # --- tools -------------------------------------------------------------------
 
@@ -390,10 +426,11 @@ class MemoryService:
             return
         self._spawn(self.extract(principal, chat, reply, access.api_key))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def extract(
         self, principal: InstallationPrincipal, chat: ChatRequest, reply: str, api_key: str
@@ -504,8 +541,10 @@ class MemoryService:
     # --- lifecycle ---------------------------------------------------------------
 
     async def drain(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Let running extractions finish (up to `grace` seconds), then cancel the rest."""
+        """Write the pending use counts and let running extractions finish (up to `grace`
+        seconds), then cancel the rest. Use counts are written at once from now on."""
         self._closing = True
+        self._flush_now.set()
         pending = set(self._tasks)
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)

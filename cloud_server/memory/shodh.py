@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from .backend import AddResult, MemoryBackendError, MemoryRecord, Source
+from .backend import ActiveCount, AddResult, MemoryBackendError, MemoryRecord, Source
 from .sql_backend import SqlMemoryBackend
 
 LOGGER = logging.getLogger(__name__)
@@ -323,11 +323,18 @@ class ShodhMemoryBackend:
             LOGGER.warning("Shodh user deletion failed", exc_info=True)
         return count
 
-    async def mark_used(self, user_id: str, memory_ids: builtins.list[str]) -> None:
-        await self.store.mark_used(user_id, memory_ids)
+    async def mark_used(
+        self, user_id: str, memory_ids: builtins.list[str], *, times: int = 1
+    ) -> None:
+        await self.store.mark_used(user_id, memory_ids, times=times)
 
     async def count(self, user_id: str, *, include_superseded: bool = False) -> int:
         return await self.store.count(user_id, include_superseded=include_superseded)
+
+    async def count_active(
+        self, user_id: str, *, speaker_id: str | None = None, cap: int
+    ) -> ActiveCount:
+        return await self.store.count_active(user_id, speaker_id=speaker_id, cap=cap)
 
     async def health(self) -> bool:
         return await self.store.health() and await self.client.health()

@@ -190,6 +190,14 @@ async def test_use_breaks_ties_only(env: Env) -> None:
     hits = await env.backend.search(user, "hall lamp")
     assert [r.id for r in hits] == [a.id, b.id]
     assert (await env.backend.get(user, a.id)).use_count == 2
+    # Several recalls counted in one write (the chat batches them).
+    await env.backend.mark_used(user, [b.id, a.id], times=3)
+    assert (await env.backend.get(user, a.id)).use_count == 5
+    assert (await env.backend.get(user, b.id)).use_count == 3
+    # Another owner's ids are not counted.
+    other = await env.new_user()
+    await env.backend.mark_used(other, [a.id])
+    assert (await env.backend.get(user, a.id)).use_count == 5
     # A better text match still wins over a much-used one.
     c = (await env.backend.add(user, "The hall lamp bravo is dimmable hall lamp")).record
     assert (await env.backend.search(user, "hall lamp dimmable"))[0].id == c.id
@@ -205,6 +213,20 @@ async def test_queries_with_search_syntax_are_plain_words(env: Env, query: str) 
     hits = await env.backend.search(user, query)
     assert contents(hits) in ([], ["The garage door code is 4321"])
     assert await env.backend.count(user) == 1
+
+
+async def test_count_active_sees_the_speakers_scope_and_stops_at_the_cap(env: Env) -> None:
+    user = await env.new_user()
+    old = (await env.backend.add(user, "The bins go out on Monday")).record
+    await env.backend.supersede(user, old.id, "The bins go out on Tuesday")
+    await env.backend.add(user, "Ana loves pop", speaker_id="ana")
+    await env.backend.add(user, "Dad loves jazz", speaker_id="dad")
+    ana = await env.backend.count_active(user, speaker_id="ana", cap=10)
+    assert (ana.facts, ana.chars) == (2, len("The bins go out on Tuesday") + len("Ana loves pop"))
+    household = await env.backend.count_active(user, cap=10)
+    assert (household.facts, household.chars) == (1, len("The bins go out on Tuesday"))
+    assert (await env.backend.count_active(user, speaker_id="ana", cap=1)).facts == 1
+    assert (await env.backend.count_active(await env.new_user(), cap=10)).facts == 0
 
 
 async def test_list_pages_newest_first(env: Env) -> None:

@@ -210,6 +210,35 @@ async def test_recall_keeps_to_the_budget_and_prefers_the_relevant(env: Env) -> 
     assert [f.content for f in facts] == ["My daughter is called Ana", "The dog is called Rex"]
 
 
+async def test_recall_gives_every_fact_of_a_household_of_many_short_ones(env: Env) -> None:
+    # 150 tiny facts fit the 800-token budget together: all of them, the relevant first.
+    for n in range(149):
+        await env.backend.add(env.user_id, f"K{n}")
+    await env.backend.add(env.user_id, "Ana")
+    chat = ChatRequest(message="Ana")
+    facts = await env.service.recall(env.principal(), chat, "Ana")
+    assert len(facts) == 150
+    assert facts[0].content == "Ana"
+    # One more tiny fact and they cannot all fit: only the ranked ones.
+    await env.backend.add(env.user_id, "K149")
+    for n in range(150, 160):
+        await env.backend.add(env.user_id, f"K{n}")
+    facts = await env.service.recall(env.principal(), chat, "Ana")
+    assert [f.content for f in facts] == ["Ana"]
+
+
+async def test_recalls_are_counted_for_ranking(env: Env) -> None:
+    ana = (await env.backend.add(env.user_id, "My daughter is called Ana")).record
+    bins = (await env.backend.add(env.user_id, "The bins go out on Monday")).record
+    chat = ChatRequest(message="what is my daughter's name")
+    for _ in range(3):
+        await env.service.recall(env.principal(), chat, "what is my daughter's name")
+    await env.service.drain()  # writes the counts still pending
+    assert (await env.backend.get(env.user_id, ana.id)).use_count == 3
+    # Listed because everything fits, not found by the search: not counted.
+    assert (await env.backend.get(env.user_id, bins.id)).use_count == 0
+
+
 async def test_extraction_decisions_are_applied(env: Env) -> None:
     old = (await env.backend.add(env.user_id, "The bins go out on Monday")).record
     doomed = (await env.backend.add(env.user_id, "The bins are green")).record
