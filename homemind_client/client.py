@@ -184,39 +184,9 @@ class HomeMindClient:
         timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
     ) -> ChatResponse:
         """`POST /api/chat`: one turn, answered whole."""
-        payload = self._payload(request)
-
-        attempt_timeout = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
-
-        async def attempt() -> ChatResponse:
-            try:
-                async with self._session.post(
-                    self._url("/api/chat"),
-                    data=payload,
-                    headers=self._headers("application/json", json_body=True),
-                    timeout=attempt_timeout,
-                    allow_redirects=False,
-                ) as response:
-                    body = await response.read()
-                    if response.status != 200:
-                        error = self._error_from_response(response, body)
-                        if _chat_refused_before_work(response.status, error):
-                            raise _Retry(error, error.retry_after)
-                        raise error
-                    return self._parse_ok(response, body, ChatResponse)
-            except HomeMindError:
-                raise
-            except TimeoutError as err:
-                raise self._timeout_error("chat request") from err
-            except aiohttp.ClientConnectorCertificateError as err:
-                raise self._connection_error(err) from err
-            except aiohttp.ClientConnectorError as err:
-                # Never connected: the server cannot have seen the request.
-                raise _Retry(self._connection_error(err)) from err
-            except aiohttp.ClientError as err:
-                raise self._connection_error(err) from err
-
-        return await self._with_retries(attempt, self.chat_retry)
+        return await self._post_model(
+            "/api/chat", request, ChatResponse, "chat request", timeout=timeout
+        )
 
     async def chat_stream(
         self,
@@ -340,7 +310,12 @@ class HomeMindClient:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
     ) -> M:
-        """POST a JSON body and parse a 200/201 answer; retried only if never processed."""
+        """POST a JSON body and parse a 200/201 answer; retried only if never processed.
+
+        A request that reached the server may have been acted on (a chat turn billed, a
+        fact stored), so only a refused connection or an answer that proves nothing was
+        done (429, 503 `upstream_unavailable`) is sent again.
+        """
         payload = body.model_dump_json(exclude_none=True).encode()
         attempt_timeout = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
 
@@ -356,7 +331,7 @@ class HomeMindClient:
                     raw = await response.read()
                     if response.status not in (200, 201):
                         error = self._error_from_response(response, raw)
-                        if response.status == 429:
+                        if _refused_before_work(response.status, error):
                             raise _Retry(error, error.retry_after)
                         raise error
                     return self._parse_model(response, raw, model)
@@ -434,7 +409,7 @@ class HomeMindClient:
             except aiohttp.ClientError as err:
                 raise self._connection_error(err) from err
             error = self._error_from_response(response, body)
-            if _chat_refused_before_work(response.status, error):
+            if _refused_before_work(response.status, error):
                 raise _Retry(error, error.retry_after)
             raise error
 
@@ -556,8 +531,8 @@ class HomeMindClient:
         )
 
 
-def _chat_refused_before_work(status: int, error: HomeMindError) -> bool:
-    """A chat answer that proves the turn was not processed: safe to send again."""
+def _refused_before_work(status: int, error: HomeMindError) -> bool:
+    """An answer that proves the request was not processed: safe to send again."""
     return status == 429 or (status == 503 and error.code == "upstream_unavailable")
 
 
