@@ -32,18 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from homemind_client.models import STRIPE_SUBSCRIPTION_STATUSES
+
 PlanTier = Literal["free", "byok", "managed"]
 
-ALL_STATUSES = (
-    "trialing",
-    "active",
-    "past_due",
-    "unpaid",
-    "canceled",
-    "incomplete",
-    "incomplete_expired",
-    "paused",
-)
+ALL_STATUSES = STRIPE_SUBSCRIPTION_STATUSES
 LIVE_STATUSES = frozenset({"trialing", "active", "past_due"})
 TERMINAL_STATUSES = frozenset({"canceled", "incomplete_expired"})
 

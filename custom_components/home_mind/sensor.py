@@ -17,6 +17,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
+from homemind_client import models
 from homemind_client.models import InstallationInfo
 
 from . import HomeMindConfigEntry
@@ -26,20 +27,9 @@ from .entity import HomeMindEntity
 # Entities only read the coordinator's data; it does the polling.
 PARALLEL_UPDATES = 0
 
-TIERS = ["free", "byok", "managed"]
-# "none": no subscription (self-hosted, or a hosted account that never subscribed).
-SUBSCRIPTION_STATUSES = [
-    "none",
-    "trialing",
-    "active",
-    "past_due",
-    "unpaid",
-    "canceled",
-    "incomplete",
-    "incomplete_expired",
-    "paused",
-    "trial_expired",
-]
+TIERS: list[str] = list(models.TIERS)
+# Includes "none": no subscription (self-hosted, or a hosted account that never subscribed).
+SUBSCRIPTION_STATUSES = list(models.SUBSCRIPTION_STATUSES)
 
 
 def _known(value: str, options: list[str]) -> str | None:

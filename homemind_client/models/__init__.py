@@ -5,6 +5,9 @@
 from pydantic import ValidationError
 
 from .accounts import (
+    STRIPE_SUBSCRIPTION_STATUSES,
+    SUBSCRIPTION_STATUSES,
+    TIERS,
     ApiKeyStatus,
     ApiKeyUpdate,
     InstallationCreate,
@@ -68,6 +71,9 @@ from .problem import PROBLEM_CONTENT_TYPE, FieldError, Problem
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
+    "STRIPE_SUBSCRIPTION_STATUSES",
+    "SUBSCRIPTION_STATUSES",
+    "TIERS",
     "ApiKeyStatus",
     "ApiKeyUpdate",
     "AssistantMessage",

@@ -10,6 +10,22 @@ from pydantic import Field
 from .base import RequestModel, ResponseModel
 
 Tier = Literal["free", "byok", "managed"]
+TIERS: tuple[Tier, ...] = ("free", "byok", "managed")
+
+# Stripe's subscription statuses, as the server reports them.
+STRIPE_SUBSCRIPTION_STATUSES = (
+    "trialing",
+    "active",
+    "past_due",
+    "unpaid",
+    "canceled",
+    "incomplete",
+    "incomplete_expired",
+    "paused",
+)
+# Every `subscription.status` the server may report: no subscription ("none", also every
+# self-hosted server), Stripe's, and the hosted sign-up trial having run out.
+SUBSCRIPTION_STATUSES = ("none", *STRIPE_SUBSCRIPTION_STATUSES, "trial_expired")
 
 
 class RegisterRequest(RequestModel):
