@@ -420,20 +420,6 @@ class SqliteMemoryBackend(SqlMemoryBackend):
 
     name = "sqlite"
 
-    # FTS5 ranks and limits inside the index (`ORDER BY rank` is its fast path: BM25 on
-    # the body column, see the migrations); only the best `k` rows are joined. Scope and
-    # state are checked on the row (superseded facts are not indexed at all).
-    _SQL = {
-        scope: _typed(
-            f"{_SELECT} FROM (SELECT memory_id, rank AS score FROM memories_fts "  # noqa: S608
-            "WHERE memories_fts MATCH :match ORDER BY rank LIMIT :k) AS f "
-            "JOIN memories AS m ON m.id = f.memory_id "
-            f"WHERE m.user_id = :user AND m.superseded_by IS NULL{where} "
-            "ORDER BY f.score, m.use_count DESC, m.updated_at DESC"
-        )
-        for scope, where in _SCOPES.items()
-    }
-
     @staticmethod
     @functools.cache
     def _sql(n: int, scope: str) -> Any:
