@@ -141,33 +141,6 @@ class TokenCheck(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class AuthenticatedInstallation:
-    installation: Installation
-    user: User
-
-
-async def authenticate_installation(
-    session: AsyncSession, token: str
-) -> tuple[TokenCheck, AuthenticatedInstallation | None]:
-    """Check a presented token. Malformed tokens never reach the database."""
-    if not is_well_formed_installation_token(token):
-        return TokenCheck.INVALID, None
-    row = (
-        await session.execute(
-            select(Installation, User)
-            .join(User, User.id == Installation.user_id)
-            .where(Installation.token_hash == hash_token(token))
-        )
-    ).first()
-    if row is None:
-        return TokenCheck.INVALID, None
-    installation, user = row
-    if installation.revoked_at is not None or not user.is_active:
-        return TokenCheck.REVOKED, None
-    return TokenCheck.OK, AuthenticatedInstallation(installation, user)
-
-
-@dataclass(frozen=True, slots=True)
 class InstallationAuth:
     """The columns a request needs about the installation behind its token (no ORM object)."""
 
@@ -209,7 +182,11 @@ _TOUCH_LAST_SEEN = (
 async def authenticate_token(
     connection: AsyncConnection, token: str
 ) -> tuple[TokenCheck, InstallationAuth | None]:
-    """`authenticate_installation` in one Core query on a plain connection (the chat path)."""
+    """Check a presented token in one Core query on a plain connection (every token request).
+
+    Malformed tokens never reach the database; a deleted installation or a disabled user
+    is `REVOKED` at once (nothing is cached between requests).
+    """
     if not is_well_formed_installation_token(token):
         return TokenCheck.INVALID, None
     row = (await connection.execute(_AUTH_QUERY, {"token_hash": hash_token(token)})).first()
@@ -228,7 +205,11 @@ def last_seen_due(last_seen_at: datetime | None, now: datetime) -> bool:
 async def touch_last_seen_by_id(
     connection: AsyncConnection, installation_id: str, now: datetime
 ) -> None:
-    """The conditional UPDATE of `touch_last_seen` (call it only when `last_seen_due`)."""
+    """Record activity with a conditional UPDATE, at most once per `LAST_SEEN_RESOLUTION`.
+
+    Call it only when `last_seen_due`; the WHERE clause keeps concurrent requests from
+    writing twice.
+    """
     await connection.execute(
         _TOUCH_LAST_SEEN,
         {
@@ -236,28 +217,6 @@ async def touch_last_seen_by_id(
             "stale_before": now - LAST_SEEN_RESOLUTION,
             "now": now,
         },
-    )
-
-
-async def touch_last_seen(session: AsyncSession, installation: Installation) -> None:
-    """Record activity, at most once per `LAST_SEEN_RESOLUTION` (a conditional UPDATE)."""
-    now = utcnow()
-    if (
-        installation.last_seen_at is not None
-        and now - installation.last_seen_at < LAST_SEEN_RESOLUTION
-    ):
-        return
-    await session.execute(
-        update(Installation)
-        .where(
-            Installation.id == installation.id,
-            or_(
-                Installation.last_seen_at.is_(None),
-                Installation.last_seen_at < now - LAST_SEEN_RESOLUTION,
-            ),
-        )
-        .values(last_seen_at=now)
-        .execution_options(synchronize_session=False)
     )
 
 
