@@ -125,10 +125,6 @@ def _blocklist() -> frozenset[str]:
     )
 
 
-def blocklist_size() -> int:
-    return len(_blocklist())
-
-
 def is_common_password(password: str) -> bool:
     return password.lower() in _blocklist()
 

@@ -107,13 +107,6 @@ async def claim_trial(
     return grant, bool(created)
 
 
-async def trial_used(session: AsyncSession, email: str) -> bool:
-    found = await session.execute(
-        select(TrialGrant.email_key).where(TrialGrant.email_key == email_key(email))
-    )
-    return found.first() is not None
-
-
 async def count_messages(session: AsyncSession, user_id: str, since: datetime) -> int:
     result = await session.execute(
         select(func.count())

@@ -165,8 +165,3 @@ def setup_database(app: web.Application) -> None:
         await engine.dispose()
 
     app.cleanup_ctx.append(database_ctx)
-
-
-def sessionmaker_of(app: web.Application) -> async_sessionmaker[AsyncSession]:
-    """The application's session factory (`async with sessionmaker() as s, s.begin(): ...`)."""
-    return app[DB_SESSIONMAKER]

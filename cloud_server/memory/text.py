@@ -331,11 +331,6 @@ def fts5_term(term: str) -> str:
     return quoted + "*" if len(term) >= MIN_PREFIX else quoted
 
 
-def fts5_query(terms: list[str]) -> str | None:
-    """An FTS5 MATCH expression: quoted terms (prefix when long enough) OR-ed together."""
-    return " OR ".join(fts5_term(term) for term in terms) or None
-
-
 def ts_term(term: str) -> str | None:
     safe = "".join(ch for ch in term if ch.isalnum() or ch == "_")
     if not safe:

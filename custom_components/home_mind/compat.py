@@ -14,7 +14,6 @@ from typing import Any, cast
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.helpers import intent, llm
-from homeassistant.util.json import JsonObjectType
 
 # HA's date/time sentence as of 2025.4-2026.11, for a release that has neither constant.
 _DATE_TIME_FALLBACK = (
@@ -168,14 +167,6 @@ def tool_result_data(content: conversation.ToolResultContent) -> Any:
     if result is not None:
         return getattr(result, "data", result)
     return content.tool_result
-
-
-def make_tool_result(data: JsonObjectType) -> Any:
-    """What a tool of our own returns: `llm.ToolResult` on 2026.10+, a dict before."""
-    tool_result: Callable[..., Any] | None = getattr(llm, "ToolResult", None)
-    if tool_result is not None:
-        return tool_result(data=data)
-    return data
 
 
 def satellite_id(user_input: conversation.ConversationInput) -> str | None:

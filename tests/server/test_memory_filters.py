@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloud_server.memory.filters import check_fact
-from cloud_server.memory.text import fts5_query, query_terms, relevance, tsquery
+from cloud_server.memory.text import fts5_term, query_terms, relevance, tsquery
 
 LASTING = [
     "My daughter is called Ana",
@@ -93,8 +93,7 @@ def test_query_terms_drop_stop_words_and_expand() -> None:
 
 @pytest.mark.parametrize("raw", ['a" OR body:*', "NEAR(x y) ^z", "x' ; DROP TABLE memories"])
 def test_search_expressions_contain_only_quoted_words(raw: str) -> None:
-    fts = fts5_query(query_terms(raw)) or ""
-    for part in fts.split(" OR "):
+    for part in map(fts5_term, query_terms(raw)):
         assert part.startswith('"') and part.rstrip("*").endswith('"')
         assert '"' not in part.rstrip("*")[1:-1]
     ts = tsquery(query_terms(raw)) or ""

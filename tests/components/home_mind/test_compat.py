@@ -164,18 +164,6 @@ def test_tool_result_data_on_ha_2026_10() -> None:
     assert compat.tool_result_data(content) == {"ok": 1}  # type: ignore[arg-type]
 
 
-def test_make_tool_result_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert compat.make_tool_result({"a": 1}) == {"a": 1}
-
-    @dataclass
-    class ToolResult:
-        data: dict[str, Any]
-
-    monkeypatch.setattr(llm, "ToolResult", ToolResult, raising=False)
-
-    assert compat.make_tool_result({"a": 1}) == ToolResult(data={"a": 1})
-
-
 def test_satellite_id_both_ways() -> None:
     # HA 2025.4: the field does not exist.
     assert compat.satellite_id(_user_input()) is None
