@@ -12,6 +12,7 @@ from aiohttp import web
 from homemind_client.models import (
     ApiKeyStatus,
     ApiKeyUpdate,
+    ErrorCode,
     FieldError,
     InstallationCreate,
     InstallationCreated,
@@ -52,8 +53,7 @@ _INVALID_CREDENTIALS = "The email or password is not correct."
 
 def _field_error(field: str, message: str) -> ApiError:
     return ApiError(
-        422,
-        "validation_error",
+        ErrorCode.VALIDATION_ERROR,
         message,
         errors=[FieldError(loc=[field], msg=message, type="value_error")],
     )
@@ -61,8 +61,7 @@ def _field_error(field: str, message: str) -> ApiError:
 
 def _throttled(retry_after: int) -> ApiError:
     return ApiError(
-        429,
-        "rate_limited",
+        ErrorCode.RATE_LIMITED,
         "Too many attempts; wait a moment and try again.",
         retry_after=retry_after,
     )
@@ -112,7 +111,8 @@ async def register(request: web.Request) -> web.Response:
         raise _field_error("password", str(err)) from err
     except service.EmailTakenError as err:
         raise ApiError(
-            409, "email_taken", "An account with this email exists; log in or reset the password."
+            ErrorCode.EMAIL_TAKEN,
+            "An account with this email exists; log in or reset the password.",
         ) from err
     return json_model(_token_response(user, tokens), status=201)
 
@@ -132,7 +132,7 @@ async def login(request: web.Request) -> web.Response:
         tokens = await service.start_session(session, ring, user) if user else None
     if user is None or tokens is None:
         await throttle.login_failed(account)
-        raise ApiError(401, "invalid_credentials", _INVALID_CREDENTIALS)
+        raise ApiError(ErrorCode.INVALID_CREDENTIALS, _INVALID_CREDENTIALS)
     await throttle.login_succeeded(account)
     return json_model(_token_response(user, tokens))
 
@@ -147,7 +147,7 @@ async def refresh(request: web.Request) -> web.Response:
     # Raised after the transaction: a detected reuse must stay revoked.
     if outcome is not RefreshOutcome.OK or user is None or tokens is None:
         raise ApiError(
-            401, "invalid_refresh_token", "The refresh token is not valid; log in again."
+            ErrorCode.INVALID_REFRESH_TOKEN, "The refresh token is not valid; log in again."
         )
     return json_model(_token_response(user, tokens))
 
@@ -157,7 +157,7 @@ async def me(request: web.Request) -> web.Response:
     async with request.app[DB_SESSIONMAKER]() as session:
         user = await service.get_user(session, principal.user_id)
     if user is None:
-        raise ApiError(401, "invalid_token", "The session has ended; log in again.")
+        raise ApiError(ErrorCode.INVALID_TOKEN, "The session has ended; log in again.")
     out = _user_out(user)
     return json_model(MeResponse(**out.model_dump(), created_at=user.created_at))
 
@@ -204,7 +204,8 @@ async def password_reset_confirm(request: web.Request) -> web.Response:
         raise _field_error("password", str(err)) from err
     if not done:
         raise ApiError(
-            400, "invalid_reset_token", "This reset link is not valid any more; ask for a new one."
+            ErrorCode.INVALID_RESET_TOKEN,
+            "This reset link is not valid any more; ask for a new one.",
         )
     return web.Response(status=204)
 
@@ -234,7 +235,7 @@ async def list_installations(request: web.Request) -> web.Response:
 
 
 def _not_found() -> ApiError:
-    return ApiError(404, "not_found", "No such installation.")
+    return ApiError(ErrorCode.NOT_FOUND, "No such installation.")
 
 
 async def delete_installation(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from typing import Any
 from homemind_client.models import (
     AssistantMessage,
     ChatRequest,
+    ErrorCode,
     ToolResultMessage,
     ToolSpec,
     UserMessage,
@@ -35,7 +36,7 @@ _ALLOWED_CHARS = "may only contain letters, digits, '_' and '-'"
 
 
 def invalid(detail: str) -> ApiError:
-    return ApiError(422, "validation_error", detail)
+    return ApiError(ErrorCode.VALIDATION_ERROR, detail)
 
 
 def validate_conversation(conversation: Sequence[Message]) -> None:

@@ -58,6 +58,7 @@ from .chat import (
     decode_event,
     encode_event,
 )
+from .error_codes import ErrorCode, Recovery, known_code
 from .memory import (
     MemoryCreate,
     MemoryExport,
@@ -82,6 +83,7 @@ __all__ = [
     "ChatResponse",
     "CheckoutRequest",
     "DoneEvent",
+    "ErrorCode",
     "ErrorEvent",
     "FieldError",
     "InstallationCreate",
@@ -101,6 +103,7 @@ __all__ = [
     "PasswordResetConfirm",
     "PasswordResetRequest",
     "Problem",
+    "Recovery",
     "RefreshRequest",
     "RegisterRequest",
     "RequestModel",
@@ -130,4 +133,5 @@ __all__ = [
     "ValidationError",
     "decode_event",
     "encode_event",
+    "known_code",
 ]
