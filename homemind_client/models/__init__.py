@@ -37,6 +37,7 @@ from .billing import (
     UsageResponse,
 )
 from .chat import (
+    TOOL_NAME_PATTERN,
     AssistantMessage,
     ChatMessage,
     ChatRequest,
@@ -75,6 +76,7 @@ __all__ = [
     "STRIPE_SUBSCRIPTION_STATUSES",
     "SUBSCRIPTION_STATUSES",
     "TIERS",
+    "TOOL_NAME_PATTERN",
     "ApiKeyStatus",
     "ApiKeyUpdate",
     "AssistantMessage",
