@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from homemind_client import errors
-from homemind_client.models import ErrorCode, Recovery
+from homemind_client.models import TOOL_NAME_PATTERN, ErrorCode, Recovery
 
 ROOT = Path(__file__).parents[2]
 COMPONENT = ROOT / "custom_components" / "home_mind"
@@ -116,3 +116,9 @@ def test_the_contracts_codes_keep_their_strings_and_statuses() -> None:
     by_value = {code.value: code.status for code in ErrorCode}
     assert {value: by_value.get(value) for value in fixed} == fixed
     assert ErrorCode.RATE_LIMITED.recovery is Recovery.RETRY_AFTER
+
+
+def test_tool_name_pattern_is_claudes_rule() -> None:
+    # Claude's Messages API: tool names match ^[a-zA-Z0-9_-]{1,128}$; everything else
+    # (the server's checks, the integration's name mapping) uses this one pattern.
+    assert TOOL_NAME_PATTERN == r"^[A-Za-z0-9_-]{1,128}$"

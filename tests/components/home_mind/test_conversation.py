@@ -20,7 +20,14 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_mind.const import CONF_INSTRUCTIONS, MAX_TOOL_ITERATIONS
-from homemind_client.models import ChatResponse, DoneEvent, ErrorCode, Notice, TextDeltaEvent
+from homemind_client.models import (
+    TOOL_NAME_PATTERN,
+    ChatResponse,
+    DoneEvent,
+    ErrorCode,
+    Notice,
+    TextDeltaEvent,
+)
 
 from .fake_homemind import (
     Disconnect,
@@ -510,7 +517,7 @@ async def test_colliding_tool_names_stay_apart(
     unregister()
 
     assert len(set(wire.values())) == 3
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,128}", name) for name in wire.values())
+    assert all(re.fullmatch(TOOL_NAME_PATTERN, name) for name in wire.values())
     # A name that was already safe keeps it; the others get a short distinct suffix.
     assert wire["Tool myapi_Do_Thing"] == "myapi_Do_Thing"
     assert colon_name.startswith("myapi_Do_Thing_")
