@@ -58,6 +58,7 @@ from .models import (
     MemoryForgetResult,
     MemoryItem,
     Problem,
+    StreamEvent,
     TextDeltaEvent,
     ToolCallEvent,
     decode_event,
@@ -74,8 +75,8 @@ REQUEST_ID_HEADER: Final = "X-Request-ID"
 ChatStreamEvent = TextDeltaEvent | ToolCallEvent | DoneEvent
 """What `chat_stream` yields; an `error` event is raised, never yielded."""
 
-_STREAM_EVENT_NAMES: Final = frozenset({"text_delta", "tool_call", "done", "error"})
-_RETRY_STATUSES_GET: Final = frozenset({429, 502, 503, 504})
+# Worth another try of a request that is safe to repeat (a GET).
+_TRANSIENT_STATUSES: Final = frozenset({429, 502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,32 +151,18 @@ class HomeMindClient:
         timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
     ) -> InstallationInfo:
         """`GET /api/installation`: what this token's installation is (validates the token)."""
-
-        attempt_timeout = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
-
-        async def attempt() -> InstallationInfo:
-            try:
-                async with self._session.get(
-                    self._url("/api/installation"),
-                    headers=self._headers("application/json"),
-                    timeout=attempt_timeout,
-                    allow_redirects=False,
-                ) as response:
-                    body = await response.read()
-                    if response.status in _RETRY_STATUSES_GET:
-                        error = self._error_from_response(response, body)
-                        raise _Retry(error, error.retry_after)
-                    return self._parse_ok(response, body, InstallationInfo)
-            except HomeMindError:
-                raise
-            except TimeoutError as err:
-                raise _Retry(self._timeout_error("installation request")) from err
-            except aiohttp.ClientConnectorCertificateError as err:
-                raise self._connection_error(err) from err
-            except aiohttp.ClientError as err:
-                raise _Retry(self._connection_error(err)) from err
-
-        return await self._with_retries(attempt, self.installation_retry)
+        response, body = await self._with_retries(
+            lambda: self._exchange(
+                "GET",
+                "/api/installation",
+                None,
+                "installation request",
+                repeatable=True,
+                timeout=timeout,
+            ),
+            self.installation_retry,
+        )
+        return self._parse_model(response, body, InstallationInfo)
 
     async def chat(
         self,
@@ -238,10 +225,10 @@ class HomeMindClient:
                         request_id=_request_id(response),
                     )
                 for sse in parser.feed(chunk):
-                    if sse.event not in _STREAM_EVENT_NAMES:
+                    event = self._decode(sse.event, sse.data, response)
+                    if event is None:
                         continue  # a newer server's event: ignore for forward compatibility
                     seen_event = True
-                    event = self._decode(sse.event, sse.data, response)
                     if isinstance(event, ErrorEvent):
                         raise error_for(
                             status=None,
@@ -310,44 +297,98 @@ class HomeMindClient:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
     ) -> M:
-        """POST a JSON body and parse a 200/201 answer; retried only if never processed.
-
-        A request that reached the server may have been acted on (a chat turn billed, a
-        fact stored), so only a refused connection or an answer that proves nothing was
-        done (429, 503 `upstream_unavailable`) is sent again.
-        """
+        """POST a JSON body and parse a 200/201 answer; retried only if never processed."""
         payload = body.model_dump_json(exclude_none=True).encode()
-        attempt_timeout = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
+        response, raw = await self._with_retries(
+            lambda: self._exchange("POST", path, payload, what, timeout=timeout),
+            self.chat_retry,
+        )
+        return self._parse_model(response, raw, model)
 
-        async def attempt() -> M:
-            try:
-                async with self._session.post(
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        payload: bytes | None,
+        what: str,
+        *,
+        repeatable: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """One request answered whole: the 2xx response and its body."""
+        response, body = await self._attempt(
+            method,
+            path,
+            payload,
+            what,
+            accept="application/json",
+            repeatable=repeatable,
+            client_timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
+        )
+        assert body is not None
+        return response, body
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        payload: bytes | None,
+        what: str,
+        *,
+        accept: str,
+        repeatable: bool,
+        client_timeout: aiohttp.ClientTimeout,
+        deadline: float | None = None,
+        stream: bool = False,
+    ) -> tuple[aiohttp.ClientResponse, bytes | None]:
+        """One attempt of a request: the one place transport failures become our errors.
+
+        Answers a 2xx response with its body read (`stream`: a 200 still open, body None).
+        Raises `_Retry` when sending the same request again is safe: always when the
+        connection was never made; for a `repeatable` request (a GET) after any transport
+        failure or a transient status; otherwise only when the answer proves nothing was
+        done (`ErrorCode.retryable`). A request that reached the server may have been
+        acted on (a chat turn billed, a fact stored), so it is not sent twice.
+        """
+        headers = self._headers(accept, json_body=payload is not None)
+        if stream:
+            # Compression would make proxies and aiohttp buffer the stream.
+            headers["Accept-Encoding"] = "identity"
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._session.request(
+                    method,
                     self._url(path),
                     data=payload,
-                    headers=self._headers("application/json", json_body=True),
-                    timeout=attempt_timeout,
+                    headers=headers,
+                    timeout=client_timeout,
                     allow_redirects=False,
-                ) as response:
-                    raw = await response.read()
-                    if response.status not in (200, 201):
-                        error = self._error_from_response(response, raw)
-                        if _refused_before_work(response.status, error):
-                            raise _Retry(error, error.retry_after)
-                        raise error
-                    return self._parse_model(response, raw, model)
-            except HomeMindError:
-                raise
-            except TimeoutError as err:
-                raise self._timeout_error(what) from err
-            except aiohttp.ClientConnectorCertificateError as err:
-                raise self._connection_error(err) from err
-            except aiohttp.ClientConnectorError as err:
-                # Never connected: the server cannot have seen the request.
-                raise _Retry(self._connection_error(err)) from err
-            except aiohttp.ClientError as err:
-                raise self._connection_error(err) from err
-
-        return await self._with_retries(attempt, self.chat_retry)
+                )
+                if stream and response.status == 200:
+                    return response, None
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()
+        except HomeMindError:
+            raise
+        except TimeoutError as err:
+            error: HomeMindError = self._timeout_error(what)
+            raise (_Retry(error) if repeatable else error) from err
+        except aiohttp.ClientConnectorCertificateError as err:
+            raise self._connection_error(err) from err
+        except aiohttp.ClientConnectorError as err:
+            # Never connected: the server cannot have seen the request.
+            raise _Retry(self._connection_error(err)) from err
+        except aiohttp.ClientError as err:
+            error = self._connection_error(err)
+            raise (_Retry(error) if repeatable else error) from err
+        if response.status in (200, 201) and not stream:
+            return response, body
+        error = self._error_from_response(response, body)
+        if _safe_to_resend(response.status, error, repeatable=repeatable):
+            raise _Retry(error, error.retry_after)
+        raise error
 
     def _url(self, path: str) -> URL:
         return self._base.with_path(self._base.path.rstrip("/") + path)
@@ -362,56 +403,31 @@ class HomeMindClient:
             headers["Content-Type"] = "application/json"
         return headers
 
-    @staticmethod
-    def _payload(request: ChatRequest) -> bytes:
-        return request.model_dump_json(exclude_none=True).encode()
-
     async def _open_stream(self, request: ChatRequest, deadline: float) -> aiohttp.ClientResponse:
         """Send the stream request; retried only while nothing can have happened yet."""
-        payload = self._payload(request)
-        headers = self._headers("text/event-stream", json_body=True)
-        # Compression would make proxies and aiohttp buffer the stream.
-        headers["Accept-Encoding"] = "identity"
+        payload = request.model_dump_json(exclude_none=True).encode()
 
         async def attempt() -> aiohttp.ClientResponse:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    response = await self._session.post(
-                        self._url("/api/chat/stream"),
-                        data=payload,
-                        headers=headers,
-                        # Our own deadlines govern; a session default must not cut a stream.
-                        timeout=aiohttp.ClientTimeout(total=None),
-                        allow_redirects=False,
-                    )
-                    if response.status == 200:
-                        content_type = response.content_type
-                        if content_type != "text/event-stream":
-                            response.close()
-                            raise HomeMindInvalidResponseError(
-                                f"Expected an event stream, got {content_type!r}.",
-                                status=200,
-                                request_id=_request_id(response),
-                            )
-                        return response
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-            except HomeMindError:
-                raise
-            except TimeoutError as err:
-                raise self._timeout_error("waiting for the first event") from err
-            except aiohttp.ClientConnectorCertificateError as err:
-                raise self._connection_error(err) from err
-            except aiohttp.ClientConnectorError as err:
-                raise _Retry(self._connection_error(err)) from err
-            except aiohttp.ClientError as err:
-                raise self._connection_error(err) from err
-            error = self._error_from_response(response, body)
-            if _refused_before_work(response.status, error):
-                raise _Retry(error, error.retry_after)
-            raise error
+            response, _ = await self._attempt(
+                "POST",
+                "/api/chat/stream",
+                payload,
+                "waiting for the first event",
+                accept="text/event-stream",
+                repeatable=False,
+                # Our own deadlines govern; a session default must not cut a stream.
+                client_timeout=aiohttp.ClientTimeout(total=None),
+                deadline=deadline,
+                stream=True,
+            )
+            if response.content_type != "text/event-stream":
+                response.close()
+                raise HomeMindInvalidResponseError(
+                    f"Expected an event stream, got {response.content_type!r}.",
+                    status=response.status,
+                    request_id=_request_id(response),
+                )
+            return response
 
         return await self._with_retries(attempt, self.chat_retry, deadline)
 
@@ -438,13 +454,6 @@ class HomeMindClient:
                 )
                 retries += 1
                 await asyncio.sleep(delay)
-
-    def _parse_ok[M: BaseModel](
-        self, response: aiohttp.ClientResponse, body: bytes, model: type[M]
-    ) -> M:
-        if response.status != 200:
-            raise self._error_from_response(response, body)
-        return self._parse_model(response, body, model)
 
     def _parse_model[M: BaseModel](
         self, response: aiohttp.ClientResponse, body: bytes, model: type[M]
@@ -494,9 +503,7 @@ class HomeMindClient:
             retry_after=retry_after,
         )
 
-    def _decode(
-        self, name: str, data: str, response: aiohttp.ClientResponse
-    ) -> TextDeltaEvent | ToolCallEvent | DoneEvent | ErrorEvent:
+    def _decode(self, name: str, data: str, response: aiohttp.ClientResponse) -> StreamEvent | None:
         try:
             return decode_event(name, data)
         except ValueError as err:
@@ -531,11 +538,13 @@ class HomeMindClient:
         )
 
 
-def _refused_before_work(status: int, error: HomeMindError) -> bool:
-    """An answer that proves the request was not processed: safe to send again."""
+def _safe_to_resend(status: int, error: HomeMindError, *, repeatable: bool) -> bool:
+    """Whether an error answer allows sending the same request again."""
+    if repeatable and status in _TRANSIENT_STATUSES:
+        return True
     code = error.error_code
     if code is not None:
-        return code.retryable
+        return code.retryable  # the answer proves the request was not processed
     return status == 429  # a proxy's or an older server's throttle, without our code
 
 

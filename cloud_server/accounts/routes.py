@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from homemind_client.models import (
+from homemind_client.models import ErrorCode, FieldError
+from homemind_client.models.accounts import (
     ApiKeyStatus,
     ApiKeyUpdate,
-    ErrorCode,
-    FieldError,
     InstallationCreate,
     InstallationCreated,
     InstallationListItem,

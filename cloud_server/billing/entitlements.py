@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from homemind_client.models import STRIPE_SUBSCRIPTION_STATUSES
+from homemind_client.models.accounts import STRIPE_SUBSCRIPTION_STATUSES
 
 PlanTier = Literal["free", "byok", "managed"]
 

@@ -1,41 +1,24 @@
-"""The wire models of the Home Mind API: one definition used by client and server."""
+"""The wire models of the Home Mind API: one definition used by client and server.
+
+Exported here is what a user of `HomeMindClient` meets (installation-token paths, errors,
+stream events). The bodies of the account, installation-management, billing and memory
+management paths (user access tokens: the dashboard's business, not this client's) live
+in `accounts`, `billing` and `memory`, where the server imports them from.
+"""
 
 # Raised when a model refuses a value (e.g. building a ChatRequest); re-exported so
 # users of the client need not import pydantic themselves.
 from pydantic import ValidationError
 
 from .accounts import (
-    STRIPE_SUBSCRIPTION_STATUSES,
     SUBSCRIPTION_STATUSES,
     TIERS,
-    ApiKeyStatus,
-    ApiKeyUpdate,
-    InstallationCreate,
-    InstallationCreated,
     InstallationInfo,
-    InstallationListItem,
-    LoginRequest,
-    MeResponse,
-    PasswordResetConfirm,
-    PasswordResetRequest,
-    RefreshRequest,
-    RegisterRequest,
     SubscriptionSummary,
     Tier,
-    TokenResponse,
     UsageSummary,
-    UserOut,
 )
 from .base import RequestModel, ResponseModel
-from .billing import (
-    CheckoutRequest,
-    SubscriptionResponse,
-    TokenTotals,
-    UrlResponse,
-    UsageDay,
-    UsageInstallation,
-    UsageResponse,
-)
 from .chat import (
     TOOL_NAME_PATTERN,
     AssistantMessage,
@@ -62,76 +45,49 @@ from .chat import (
 from .error_codes import ErrorCode, Recovery, known_code
 from .memory import (
     MemoryCreate,
-    MemoryExport,
-    MemoryExportItem,
     MemoryForgetRequest,
     MemoryForgetResult,
     MemoryItem,
-    MemoryUpdate,
 )
 from .problem import PROBLEM_CONTENT_TYPE, FieldError, Problem
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
-    "STRIPE_SUBSCRIPTION_STATUSES",
     "SUBSCRIPTION_STATUSES",
     "TIERS",
     "TOOL_NAME_PATTERN",
-    "ApiKeyStatus",
-    "ApiKeyUpdate",
     "AssistantMessage",
     "ChatMessage",
     "ChatRequest",
     "ChatResponse",
-    "CheckoutRequest",
     "DoneEvent",
     "ErrorCode",
     "ErrorEvent",
     "FieldError",
-    "InstallationCreate",
-    "InstallationCreated",
     "InstallationInfo",
-    "InstallationListItem",
-    "LoginRequest",
-    "MeResponse",
     "MemoryCreate",
-    "MemoryExport",
-    "MemoryExportItem",
     "MemoryForgetRequest",
     "MemoryForgetResult",
     "MemoryItem",
-    "MemoryUpdate",
     "Notice",
-    "PasswordResetConfirm",
-    "PasswordResetRequest",
     "Problem",
     "Recovery",
-    "RefreshRequest",
-    "RegisterRequest",
     "RequestModel",
     "ResponseModel",
     "ResponseToolCall",
     "Speaker",
     "StopReason",
     "StreamEvent",
-    "SubscriptionResponse",
     "SubscriptionSummary",
     "TextDeltaEvent",
     "Tier",
-    "TokenResponse",
-    "TokenTotals",
     "ToolCall",
     "ToolCallEvent",
     "ToolResultMessage",
     "ToolSpec",
-    "UrlResponse",
     "Usage",
-    "UsageDay",
-    "UsageInstallation",
-    "UsageResponse",
     "UsageSummary",
     "UserMessage",
-    "UserOut",
     "ValidationError",
     "decode_event",
     "encode_event",

@@ -170,8 +170,6 @@ class ErrorEvent(ResponseModel):
 
 StreamEvent = TextDeltaEvent | ToolCallEvent | DoneEvent | ErrorEvent
 
-STREAM_EVENT_NAMES = ("text_delta", "tool_call", "done", "error")
-
 
 def encode_event(event: StreamEvent) -> bytes:
     """One server-sent event: `event: <type>` and one line of JSON data.
@@ -185,10 +183,11 @@ def encode_event(event: StreamEvent) -> bytes:
     return f"event: {event.type}\ndata: {data}\n\n".encode()
 
 
-def decode_event(name: str, data: str) -> StreamEvent:
+def decode_event(name: str, data: str) -> StreamEvent | None:
     """The typed event for an SSE `event:` name and its `data:` payload.
 
-    Raises `ValueError` (pydantic's `ValidationError` included) for unknown or malformed events.
+    None for an event name this version does not know (a newer server may send more);
+    raises `ValueError` (pydantic's `ValidationError` included) for a malformed event.
     """
     if name == "text_delta":
         return TextDeltaEvent.model_validate_json(data)
@@ -198,4 +197,4 @@ def decode_event(name: str, data: str) -> StreamEvent:
         return DoneEvent(response=ChatResponse.model_validate_json(data))
     if name == "error":
         return ErrorEvent.model_validate_json(data)
-    raise ValueError(f"unknown stream event {name!r}")
+    return None
