@@ -1,1 +1,1 @@
-"""Benchmarks: they print figures and never assert timings (see DESIGN.md)."""
+"""Benchmarks: they print figures and never assert timings (see README.md)."""

@@ -1,10 +1,10 @@
 """The client's IP address, believing `X-Forwarded-For` only from trusted proxies.
 
-Checklist row 20 (ASVS 4.1.3): anyone can send `X-Forwarded-For`, so the header is read
-only when the TCP peer is one of `HOMEMIND_TRUSTED_PROXIES` (none by default). Then the
-header is walked from the right (the entries our own proxies appended) and the first
-address that is not a trusted proxy is the client: the rightmost untrusted address.
-Entries to its left were written by the client and are ignored.
+docs/security-checklist.md row 20 (ASVS 4.1.3): anyone can send `X-Forwarded-For`, so the
+header is read only when the TCP peer is one of `HOMEMIND_TRUSTED_PROXIES` (none by
+default). Then the header is walked from the right (the entries our own proxies appended)
+and the first address that is not a trusted proxy is the client: the rightmost untrusted
+address. Entries to its left were written by the client and are ignored.
 """
 
 from __future__ import annotations

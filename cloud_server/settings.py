@@ -1,4 +1,4 @@
-"""Server settings, read from the environment (names fixed by the design document)."""
+"""Server settings, read from the environment (names fixed: deployment scripts rely on them)."""
 
 from __future__ import annotations
 

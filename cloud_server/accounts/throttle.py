@@ -15,10 +15,10 @@ Every refusal carries a whole number of seconds for `Retry-After`.
 With `REDIS_URL`, `RedisThrottle` keeps the same counters in Redis (atomic Lua scripts on
 the shared limiter's connection), so the per-account and per-IP budgets are one budget
 across all instances. When Redis is down it fails CLOSED: login, registration and reset
-requests get 503 `temporarily_unavailable` with `Retry-After` (checklist §5: an outage
-must not multiply an attacker's guesses by the number of instances). Signed-in sessions,
-installation tokens and chat are unaffected (chat fails open, see `ratelimit.py`).
-IP buckets key IPv6 clients by /64.
+requests get 503 `temporarily_unavailable` with `Retry-After` (docs/security-checklist.md
+row 19: an outage must not multiply an attacker's guesses by the number of instances).
+Signed-in sessions, installation tokens and chat are unaffected (chat fails open, see
+`ratelimit.py`). IP buckets key IPv6 clients by /64.
 """
 
 from __future__ import annotations

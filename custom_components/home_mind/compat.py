@@ -2,7 +2,7 @@
 
 Every difference between HA releases that this integration touches is decided here, by
 feature detection at call time (never by version strings), so both branches of each shim
-can be exercised against fakes. See ha-compat.md section 1.3.
+can be exercised against fakes. See docs/ha-compat.md section 1.3.
 """
 
 from __future__ import annotations

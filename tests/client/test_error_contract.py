@@ -18,7 +18,7 @@ from homemind_client.models import TOOL_NAME_PATTERN, ErrorCode, Recovery
 ROOT = Path(__file__).parents[2]
 COMPONENT = ROOT / "custom_components" / "home_mind"
 LANGUAGES = ("en", "de", "fr", "es", "nl")
-API_DOC = ROOT / "docs" / "api.md"
+API_DOC = ROOT / "docs/api.md"
 
 # `| `code` | status | recovery | meaning |` in the "Error codes" table of docs/api.md.
 _ROW = re.compile(r"^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*`([a-z_]+)`\s*\|(.+)\|\s*$")

@@ -1,4 +1,7 @@
-"""Accounts API: register, login, refresh, me, logout, passwords (checklist rows 1-8)."""
+"""Accounts API: register, login, refresh, me, logout, passwords.
+
+docs/security-checklist.md rows 1-8.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checkout and portal against the fake Stripe API (checklist row 23)."""
+"""Checkout and portal against the fake Stripe API (docs/security-checklist.md row 23)."""
 
 from __future__ import annotations
 

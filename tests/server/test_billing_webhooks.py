@@ -1,4 +1,7 @@
-"""Stripe webhooks: signature checks, once-only application, order safety (checklist 13-15)."""
+"""Stripe webhooks: signature checks, once-only application, order safety.
+
+docs/security-checklist.md rows 13-15.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Client IP from trusted proxies only (checklist row 20)."""
+"""Client IP from trusted proxies only (docs/security-checklist.md row 20)."""
 
 from __future__ import annotations
 

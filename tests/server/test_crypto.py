@@ -1,4 +1,4 @@
-"""AES-256-GCM for stored Anthropic keys (checklist rows 11 and 33)."""
+"""AES-256-GCM for stored Anthropic keys (docs/security-checklist.md rows 11 and 33)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Tiers and entitlements: the status x tier table (checklist row 16) and chat enforcement."""
+"""Tiers and entitlements: the status x tier table and chat enforcement.
+
+docs/security-checklist.md row 16.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Bad input and failures: problem+json with stable codes, never a stack trace
-(checklist rows 17 and 18), and nothing half-written."""
+(docs/security-checklist.md rows 17 and 18), and nothing half-written."""
 
 from __future__ import annotations
 

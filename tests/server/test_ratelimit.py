@@ -1,4 +1,5 @@
-"""Rate limits (checklist row 19): GCRA in process and in Redis, chat limits over HTTP.
+"""Rate limits: GCRA in process and in Redis, chat limits over HTTP (docs/security-checklist.md
+row 19).
 
 Real Redis on 127.0.0.1:6379 with a unique key prefix per test (deleted afterwards); a fake
 Claude on 127.0.0.1. Clocks are injected, so the GCRA arithmetic is exact and no test waits.

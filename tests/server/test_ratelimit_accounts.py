@@ -1,4 +1,6 @@
-"""Login / register / reset throttling on the shared Redis (checklist rows 4 and 19).
+"""Login / register / reset throttling on the shared Redis.
+
+docs/security-checklist.md rows 4 and 19.
 
 Two app instances on one database and one Redis must enforce one budget; with Redis down
 these endpoints fail closed (503 `temporarily_unavailable` + Retry-After) — see

@@ -1,5 +1,5 @@
 """Server secrets: hosted mode refuses bad or missing keys; self-hosted generates them
-(checklist row 12)."""
+(docs/security-checklist.md row 12)."""
 
 from __future__ import annotations
 

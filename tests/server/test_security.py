@@ -1,5 +1,5 @@
-"""Owner scoping (row 10) and secrets at rest and in logs (rows 9, 11, 12): after a full
-run, neither the database (on both engines) nor the log holds a password, a token or
+"""Owner scoping and secrets at rest and in logs (docs/security-checklist.md rows 9-12):
+after a full run, neither the database (on both engines) nor the log holds a password, a token or
 an Anthropic key in clear."""
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ def test_multiple_llm_apis_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     assert compat.supports_multiple_llm_apis() is True
 
 
-# The system prompt HA builds, as each release lays it out (see ha-compat.md 1.1 and 1.2).
+# The system prompt HA builds, as each release lays it out (see docs/ha-compat.md 1.1 and 1.2).
 API_PROMPT = (
     "When controlling Home Assistant always call the intent tools.\n"
     "Static Context:\n- names: Kitchen Lights\n  domain: light"
