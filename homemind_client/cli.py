@@ -19,24 +19,9 @@ from typing import TextIO
 
 import aiohttp
 
+from . import errors
 from .client import DEFAULT_URL, HomeMindClient, __version__
-from .errors import (
-    HomeMindAuthenticationError,
-    HomeMindConnectionError,
-    HomeMindError,
-    HomeMindInstallationRevokedError,
-    HomeMindInvalidResponseError,
-    HomeMindNoApiKeyError,
-    HomeMindNotFoundError,
-    HomeMindRateLimitedError,
-    HomeMindServerError,
-    HomeMindSubscriptionRequiredError,
-    HomeMindTimeoutError,
-    HomeMindUpstreamError,
-    HomeMindUpstreamKeyRejectedError,
-    HomeMindUsageLimitError,
-    HomeMindValidationError,
-)
+from .errors import HomeMindError
 from .models import ChatRequest, ChatResponse, DoneEvent, TextDeltaEvent, ToolCallEvent
 
 EXIT_OK = 0
@@ -47,20 +32,20 @@ EXIT_INTERRUPTED = 130
 
 # Most specific first: the first matching class decides the exit status.
 EXIT_CODES: tuple[tuple[type[HomeMindError], int], ...] = (
-    (HomeMindTimeoutError, 5),
-    (HomeMindConnectionError, 4),
-    (HomeMindInstallationRevokedError, 7),
-    (HomeMindAuthenticationError, 6),
-    (HomeMindSubscriptionRequiredError, 8),
-    (HomeMindUsageLimitError, 9),
-    (HomeMindNoApiKeyError, 10),
-    (HomeMindRateLimitedError, 11),
-    (HomeMindUpstreamError, 12),
-    (HomeMindUpstreamKeyRejectedError, 13),
-    (HomeMindValidationError, 14),
-    (HomeMindNotFoundError, 15),
-    (HomeMindServerError, 16),
-    (HomeMindInvalidResponseError, 17),
+    (errors.HomeMindTimeoutError, 5),
+    (errors.HomeMindConnectionError, 4),
+    (errors.HomeMindInstallationRevokedError, 7),
+    (errors.HomeMindAuthenticationError, 6),
+    (errors.HomeMindSubscriptionRequiredError, 8),
+    (errors.HomeMindUsageLimitError, 9),
+    (errors.HomeMindNoApiKeyError, 10),
+    (errors.HomeMindRateLimitedError, 11),
+    (errors.HomeMindUpstreamError, 12),
+    (errors.HomeMindUpstreamKeyRejectedError, 13),
+    (errors.HomeMindValidationError, 14),
+    (errors.HomeMindNotFoundError, 15),
+    (errors.HomeMindServerError, 16),
+    (errors.HomeMindInvalidResponseError, 17),
 )
 
 _EPILOG = """exit status: 0 ok, 1 other error, 2 usage, 3 configuration, 4 connection,

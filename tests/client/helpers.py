@@ -36,6 +36,13 @@ CHAT_RESPONSE = {
     "usage": {"input_tokens": 10, "output_tokens": 5},
     "notices": [],
 }
+TOOL_CALL = {"id": "t1", "name": "HassTurnOn", "arguments": {"name": "kitchen"}}
+# The answer of a turn that ends asking HA to run TOOL_CALL.
+TOOL_USE_RESPONSE = CHAT_RESPONSE | {
+    "reply": "",
+    "stop_reason": "tool_use",
+    "tool_calls": [TOOL_CALL],
+}
 
 
 @dataclass

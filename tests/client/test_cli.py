@@ -13,6 +13,8 @@ from .helpers import (
     CHAT_RESPONSE,
     INSTALLATION,
     TOKEN,
+    TOOL_CALL,
+    TOOL_USE_RESPONSE,
     ServeFn,
     Sleep,
     event,
@@ -27,18 +29,7 @@ STREAM = sse(
     event("text_delta", {"text": "light is on."}),
     event("done", CHAT_RESPONSE),
 )
-TOOL_STREAM = sse(
-    event("tool_call", {"id": "t1", "name": "HassTurnOn", "arguments": {"name": "kitchen"}}),
-    event(
-        "done",
-        CHAT_RESPONSE
-        | {
-            "reply": "",
-            "stop_reason": "tool_use",
-            "tool_calls": [{"id": "t1", "name": "HassTurnOn", "arguments": {"name": "kitchen"}}],
-        },
-    ),
-)
+TOOL_STREAM = sse(event("tool_call", TOOL_CALL), event("done", TOOL_USE_RESPONSE))
 
 
 @pytest.fixture

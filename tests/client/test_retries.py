@@ -207,6 +207,8 @@ async def test_chat_timeout_is_not_retried(serve: ServeFn, session: aiohttp.Clie
         problem(503, "upstream_unavailable", headers={"Retry-After": "0"}),
         problem(429, "rate_limited", headers={"Retry-After": "0"}),
         problem(429, None),
+        # Any code whose `ErrorCode.recovery` says nothing was done.
+        problem(503, "temporarily_unavailable", headers={"Retry-After": "0"}),
     ],
 )
 async def test_chat_retries_once_when_refused_before_any_work(
@@ -232,6 +234,7 @@ async def test_chat_retries_at_most_once(serve: ServeFn, session: aiohttp.Client
         (problem(503, None), HomeMindServerError),  # a plain 503 says nothing about the turn
         (problem(504, None), HomeMindServerError),
         (problem(500, "internal_error"), HomeMindServerError),
+        (problem(503, "memory_unavailable"), HomeMindServerError),  # may have half happened
         (problem(429, "rate_limited", headers={"Retry-After": "30"}), HomeMindRateLimitedError),
     ],
 )

@@ -23,6 +23,7 @@ from homemind_client.sse import SSEParser
 
 from .helpers import (
     CHAT_RESPONSE,
+    TOOL_USE_RESPONSE,
     Disconnect,
     ServeFn,
     Sleep,
@@ -33,15 +34,7 @@ from .helpers import (
 )
 
 DONE = event("done", CHAT_RESPONSE)
-TOOL_DONE = event(
-    "done",
-    CHAT_RESPONSE
-    | {
-        "reply": "",
-        "stop_reason": "tool_use",
-        "tool_calls": [{"id": "t1", "name": "HassTurnOn", "arguments": {"name": "kitchen"}}],
-    },
-)
+TOOL_DONE = event("done", TOOL_USE_RESPONSE)
 
 
 async def collect(client: object, **kwargs: object) -> list[object]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import pytest
+from homeassistant.auth.models import User
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.const import CONF_LLM_HASS_API, CONF_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant
@@ -68,6 +69,25 @@ async def init_integration(
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
     return mock_config_entry
+
+
+type AddPerson = Callable[[str, str], Awaitable[User]]
+
+
+@pytest.fixture
+def add_person(hass: HomeAssistant) -> AddPerson:
+    """`await add_person("anna", "Anna")`: a person with an HA user of their own.
+
+    The user is named `anna_account`, so a test sees whether the person's name is used.
+    """
+
+    async def add(person_id: str, name: str) -> User:
+        user = await hass.auth.async_create_user(f"{person_id}_account")
+        person = {"id": person_id, "name": name, "user_id": user.id}
+        assert await async_setup_component(hass, "person", {"person": [person]})
+        return user
+
+    return add
 
 
 @pytest.fixture

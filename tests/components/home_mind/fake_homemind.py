@@ -159,12 +159,19 @@ class FakeHomeMind:
         response: web.StreamResponse = await handler(request)
         return response
 
-    async def _remember(self, request: web.Request) -> web.Response:
+    async def _memory_refusal(self, request: web.Request) -> web.Response | None:
+        """Record a memory request; the problem to answer instead of doing it, if any."""
         self.memory_requests.append(await request.json())
         if self._installation_for(request) is None:
             return _problem(Problem(ErrorCode.INVALID_TOKEN))
         if self.memory_problem is not None:
             return _problem(self.memory_problem)
+        return None
+
+    async def _remember(self, request: web.Request) -> web.Response:
+        refusal = await self._memory_refusal(request)
+        if refusal is not None:
+            return refusal
         body = MemoryCreate.model_validate_json(await request.read())
         for item in self.memories:
             if item.content == body.content and item.speaker_id == body.speaker_id:
@@ -184,11 +191,9 @@ class FakeHomeMind:
         )
 
     async def _forget(self, request: web.Request) -> web.Response:
-        self.memory_requests.append(await request.json())
-        if self._installation_for(request) is None:
-            return _problem(Problem(ErrorCode.INVALID_TOKEN))
-        if self.memory_problem is not None:
-            return _problem(self.memory_problem)
+        refusal = await self._memory_refusal(request)
+        if refusal is not None:
+            return refusal
         body = MemoryForgetRequest.model_validate_json(await request.read())
         # Enough matching for tests: every word of the query occurs in the fact.
         words = body.query.lower().split()

@@ -16,7 +16,6 @@ from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import chat_session, intent, llm
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
-from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_mind.const import CONF_INSTRUCTIONS, MAX_TOOL_ITERATIONS
@@ -29,6 +28,7 @@ from homemind_client.models import (
     TextDeltaEvent,
 )
 
+from .conftest import AddPerson
 from .fake_homemind import (
     Disconnect,
     FakeHomeMind,
@@ -201,12 +201,9 @@ async def test_multi_turn_keeps_history(
 
 
 async def test_request_carries_language_speaker_and_token(
-    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str, add_person: AddPerson
 ) -> None:
-    user = await hass.auth.async_create_user("anna_account")
-    assert await async_setup_component(
-        hass, "person", {"person": [{"id": "anna", "name": "Anna", "user_id": user.id}]}
-    )
+    user = await add_person("anna", "Anna")
     fake_homemind.script(answer("Hallo Anna."))
 
     await conversation.async_converse(

@@ -13,6 +13,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.home_mind.const import DOMAIN
 from homemind_client.models import ErrorCode
 
+from .conftest import AddPerson
 from .fake_homemind import OTHER_INSTALLATION_ID, OTHER_TOKEN, FakeHomeMind, Problem
 
 
@@ -59,12 +60,12 @@ async def test_remember_stores_a_household_fact(
 
 
 async def test_remember_for_a_person_uses_their_user(
-    hass: HomeAssistant, init_integration: MockConfigEntry, fake_homemind: FakeHomeMind
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    fake_homemind: FakeHomeMind,
+    add_person: AddPerson,
 ) -> None:
-    user = await hass.auth.async_create_user("Ana")
-    assert await async_setup_component(
-        hass, "person", {"person": [{"id": "ana", "name": "Ana", "user_id": user.id}]}
-    )
+    user = await add_person("ana", "Ana")
 
     response = await _call(
         hass,
