@@ -16,7 +16,7 @@ from .db.engine import setup_database
 from .errors import problem_middleware
 from .keys import SETTINGS
 from .memory.routes import setup_memory
-from .ratelimit import setup_ratelimit
+from .ratelimit.setup import setup_ratelimit
 from .settings import Settings
 
 

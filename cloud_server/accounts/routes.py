@@ -33,7 +33,7 @@ from ..db.engine import DB_SESSIONMAKER
 from ..db.models import Installation, User
 from ..errors import ApiError
 from ..keys import SETTINGS
-from ..ratelimit import setup_ratelimit
+from ..ratelimit.setup import LIMITER
 from ..secrets import load_server_secrets
 from . import installations as inst
 from . import passwords, service
@@ -306,7 +306,7 @@ def setup_accounts(app: web.Application) -> None:
     # Fails fast (ConfigError naming the variable) before any request is served.
     app[SERVER_SECRETS] = load_server_secrets(settings)
     # Shared with chat; with REDIS_URL, one budget across instances.
-    app[THROTTLE] = make_throttle(setup_ratelimit(app))
+    app[THROTTLE] = make_throttle(app[LIMITER])
     app[MAILER] = Mailer(settings)
     app[BACKGROUND] = set()
     app[CONTRIBUTORS] = []

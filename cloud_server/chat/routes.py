@@ -35,7 +35,6 @@ from ..accounts.state import SERVER_SECRETS
 from ..bodies import json_model, read_model
 from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
 from ..keys import SETTINGS
-from ..ratelimit import chat_limits, setup_ratelimit
 from .conversation import conversation_of, counts_as_message, last_user_text
 from .gate import DefaultChatGate
 from .hooks import (
@@ -47,6 +46,7 @@ from .hooks import (
     ChatOutcome,
 )
 from .pipeline import ChatTurn, ClientGone, CollectingSink
+from .rate_policy import chat_limits
 from .tool_ids import all_signed, sign_call_id, signing_keys
 from .upstream import CLAUDE_CLIENTS, claude_clients_ctx
 
@@ -274,7 +274,6 @@ def setup_chat(app: web.Application) -> None:
     """Register the chat routes and resources on the application."""
     if CHAT_GATE not in app:
         app[CHAT_GATE] = DefaultChatGate()
-    setup_ratelimit(app)  # no-op when accounts already did it
     app.cleanup_ctx.append(claude_clients_ctx)
     app.router.add_post("/api/chat", post_chat)
     app.router.add_post("/api/chat/stream", post_chat_stream)
