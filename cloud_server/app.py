@@ -10,11 +10,11 @@ from aiohttp import web
 
 from . import __version__
 from .accounts.routes import setup_accounts
+from .app_keys import SETTINGS
 from .billing.routes import setup_billing
 from .chat.routes import setup_chat
 from .db.engine import setup_database
 from .errors import problem_middleware
-from .keys import SETTINGS
 from .memory.routes import setup_memory
 from .ratelimit.setup import setup_ratelimit
 from .settings import Settings

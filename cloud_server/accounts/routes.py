@@ -27,14 +27,14 @@ from homemind_client.models import (
     UserOut,
 )
 
+from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..client_ip import client_ip
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import Installation, User
 from ..errors import ApiError
-from ..keys import SETTINGS
 from ..ratelimit.setup import LIMITER
-from ..secrets import load_server_secrets
+from ..server_secrets import load_server_secrets
 from . import installations as inst
 from . import passwords, service
 from .audit import audit

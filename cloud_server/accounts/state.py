@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..secrets import ServerSecrets
+from ..server_secrets import ServerSecrets
 from .mailer import Mailer
 from .throttle import InMemoryThrottle, Throttle
 

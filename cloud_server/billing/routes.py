@@ -38,12 +38,12 @@ from homemind_client.models.billing import (
 
 from ..accounts.installation_info import CONTRIBUTORS, add_installation_info_contributor
 from ..accounts.principal import InstallationPrincipal, require_user
+from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..chat.hooks import CHAT_GATE
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import User
 from ..errors import ApiError, request_id_of
-from ..keys import SETTINGS
 from .config import BillingConfig
 from .entitlements import LIVE_STATUSES, PlanTier
 from .gate import BILLING_CONFIG, BillingGate

@@ -17,8 +17,8 @@ from aiohttp import web
 from homemind_client.models import ErrorCode
 
 from ..accounts.principal import InstallationPrincipal
+from ..app_keys import SETTINGS
 from ..errors import ApiError
-from ..keys import SETTINGS
 from ..ratelimit.gcra import Rate, Slot
 from ..ratelimit.setup import LIMITER
 from ..settings import Settings

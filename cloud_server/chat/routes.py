@@ -32,9 +32,9 @@ from homemind_client.models import (
 
 from ..accounts.principal import InstallationPrincipal, require_installation
 from ..accounts.state import SERVER_SECRETS
+from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
-from ..keys import SETTINGS
 from .conversation import conversation_of, counts_as_message, last_user_text
 from .gate import DefaultChatGate
 from .hooks import (

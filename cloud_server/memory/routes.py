@@ -26,12 +26,12 @@ from homemind_client.models.memory import (
 )
 
 from ..accounts.principal import require_installation, require_user
+from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..chat.hooks import MEMORY_PROVIDER
 from ..db.base import utcnow
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError, validation_error
-from ..keys import SETTINGS
 from .backend import MemoryBackend, MemoryBackendError, MemoryNotFoundError, MemoryRecord
 from .provider import MemoryService, forget_matching
 from .shodh import ShodhClient, ShodhMemoryBackend

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..keys import SETTINGS
+from ..app_keys import SETTINGS
 from ..settings import Settings
 from .gcra import Limiter
 from .local import LocalLimiter
