@@ -20,7 +20,7 @@ from ..db.base import utcnow
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError
 from .access_tokens import InvalidAccessToken, decode_access_token
-from .state import SERVER_SECRETS
+from .app_keys import SERVER_SECRETS
 
 LOGGER = logging.getLogger(__name__)
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -33,18 +30,14 @@ from ..client_ip import client_ip
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import Installation, User
 from ..errors import ApiError
-from ..ratelimit.setup import LIMITER
-from ..server_secrets import load_server_secrets
 from . import installations as inst
-from . import passwords, service
+from . import service
+from .app_keys import MAILER, SERVER_SECRETS, THROTTLE, spawn
 from .audit import audit
-from .installation_info import CONTRIBUTORS, build_installation_info
-from .mailer import Mailer
+from .installation_info import build_installation_info
 from .passwords import PasswordPolicyError
 from .principal import require_installation, require_user
 from .service import RefreshOutcome
-from .state import BACKGROUND, MAILER, SERVER_SECRETS, THROTTLE, spawn
-from .throttle import make_throttle
 
 LOGGER = logging.getLogger(__name__)
 
@@ -287,30 +280,8 @@ async def get_installation(request: web.Request) -> web.Response:
     return json_model(await build_installation_info(request, principal))
 
 
-async def _accounts_ctx(app: web.Application) -> AsyncIterator[None]:
-    # The dummy hash for unknown-email logins, made now in the argon2 pool: the first
-    # such login then costs the same as the others, and the event loop never hashes.
-    await passwords.prepare()
-    yield
-    background: set[asyncio.Task[None]] = app[BACKGROUND]
-    tasks = list(background)
-    if tasks:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
-    await passwords.shutdown()
-
-
-def setup_accounts(app: web.Application) -> None:
-    """Register the accounts routes and resources on the application."""
-    settings = app[SETTINGS]
-    # Fails fast (ConfigError naming the variable) before any request is served.
-    app[SERVER_SECRETS] = load_server_secrets(settings)
-    # Shared with chat; with REDIS_URL, one budget across instances.
-    app[THROTTLE] = make_throttle(app[LIMITER])
-    app[MAILER] = Mailer(settings)
-    app[BACKGROUND] = set()
-    app[CONTRIBUTORS] = []
-    app.cleanup_ctx.append(_accounts_ctx)
+def add_routes(app: web.Application) -> None:
+    """The accounts API (its resources come from `setup.py`)."""
     app.router.add_post("/api/auth/register", register)
     app.router.add_post("/api/auth/login", login)
     app.router.add_post("/api/auth/refresh", refresh)

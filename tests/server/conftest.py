@@ -30,7 +30,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from cloud_server.accounts import installations as inst
 from cloud_server.accounts import service
-from cloud_server.accounts.state import SERVER_SECRETS
+from cloud_server.accounts.app_keys import SERVER_SECRETS
 from cloud_server.app import create_app
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.settings import Settings

@@ -141,8 +141,8 @@ async def test_rotate_encryption_key_self_hosted(
     assert len(kids) == 1 and kids.isdisjoint({v.split(".")[1] for v in before.values()})
 
     # The restarted server decrypts every key with the new key alone.
+    from cloud_server.accounts.app_keys import SERVER_SECRETS
     from cloud_server.accounts.installations import installation_key
-    from cloud_server.accounts.state import SERVER_SECRETS
     from cloud_server.app import create_app
     from cloud_server.db.engine import DB_SESSIONMAKER
 

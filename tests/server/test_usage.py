@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from cloud_server.accounts.principal import InstallationPrincipal
 from cloud_server.billing.models import UsageRecord
 from cloud_server.billing.pricing import estimate_cost_micro_usd
-from cloud_server.billing.routes import BILLING_GATE
+from cloud_server.billing.setup import BILLING_GATE
 from cloud_server.chat.hooks import ChatAccess, ChatOutcome
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.settings import Settings
