@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from homemind_client.models import (
     ApiKeyStatus,
@@ -227,19 +229,30 @@ async def list_installations(request: web.Request) -> web.Response:
     return json_model([_list_item(i) for i in found])
 
 
+class _InstallationChange(Protocol):
+    async def __call__(
+        self, session: AsyncSession, user_id: str, installation_id: str, *, ip: str | None
+    ) -> bool: ...
+
+
 def _not_found() -> ApiError:
     return ApiError(ErrorCode.NOT_FOUND, "No such installation.")
 
 
-async def delete_installation(request: web.Request) -> web.Response:
+async def _change_installation(request: web.Request, change: _InstallationChange) -> web.Response:
+    """Apply `change` to the caller's installation `{id}`: 204, or 404 when it has none."""
     principal = await require_user(request)
     async with request.app[DB_SESSIONMAKER].begin() as session:
-        deleted = await inst.revoke_installation(
+        changed = await change(
             session, principal.user_id, request.match_info["id"], ip=client_ip(request)
         )
-    if not deleted:
+    if not changed:
         raise _not_found()
     return web.Response(status=204)
+
+
+async def delete_installation(request: web.Request) -> web.Response:
+    return await _change_installation(request, inst.revoke_installation)
 
 
 async def put_key(request: web.Request) -> web.Response:
@@ -265,14 +278,7 @@ async def put_key(request: web.Request) -> web.Response:
 
 
 async def delete_key(request: web.Request) -> web.Response:
-    principal = await require_user(request)
-    async with request.app[DB_SESSIONMAKER].begin() as session:
-        found = await inst.delete_api_key(
-            session, principal.user_id, request.match_info["id"], ip=client_ip(request)
-        )
-    if not found:
-        raise _not_found()
-    return web.Response(status=204)
+    return await _change_installation(request, inst.delete_api_key)
 
 
 async def get_installation(request: web.Request) -> web.Response:
