@@ -6,7 +6,7 @@ HOST ?= $(or $(HOMEMIND_HOST),127.0.0.1)
 PORT ?= $(or $(HOMEMIND_PORT),8080)
 DATA_DIR ?= $(or $(HOMEMIND_DATA_DIR),./data)
 
-.PHONY: run test lint typecheck pytest constraints clean
+.PHONY: run test lint typecheck pytest hooks constraints clean
 
 # The venv is rebuilt when the interpreter is gone and refreshed when the
 # project's dependencies or pins change (the stamps are newer than both files).
@@ -31,7 +31,7 @@ lint: $(VENV)/.stamp-test
 
 typecheck: $(VENV)/.stamp-test
 	$(VENV)/bin/mypy --strict homemind_client custom_components/home_mind
-	$(VENV)/bin/mypy cloud_server
+	$(VENV)/bin/mypy --strict cloud_server
 
 # The server, client and fake-API tests run without Home Assistant's pytest plugin
 # (it disables sockets and checks for HA-specific leftovers); the HA-harness tests
@@ -41,6 +41,11 @@ pytest: $(VENV)/.stamp-test
 	$(VENV)/bin/pytest -p no:cacheprovider tests/components tests/e2e
 
 test: lint typecheck pytest
+
+# The pre-commit hooks of .pre-commit-config.yaml (ruff, ruff format, mypy from this venv).
+hooks: $(VENV)/.stamp-test
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,test,dev]'
+	$(VENV)/bin/pre-commit install
 
 constraints: $(VENV)/.stamp-test
 	@( echo "# Exact pins for everything the tests and the server install (one resolution for every machine)."; \

@@ -151,7 +151,7 @@ async def serve_server() -> None:
     from cloud_server.app import create_app
     from cloud_server.cli import configure_logging
     from cloud_server.db.engine import DB_SESSIONMAKER
-    from cloud_server.secrets import load_server_secrets
+    from cloud_server.server_secrets import load_server_secrets
     from cloud_server.settings import Settings
 
     settings = Settings()  # from the environment, as `homemind-server serve`

@@ -425,6 +425,18 @@ async def run(
             if pg_name:
                 await drop_pg(pg_name)
 
+    print_report(quality_rows, scale_rows, latency_rows, kinds, scale, n_queries, rounds)
+
+
+def print_report(
+    quality_rows: list[tuple[str, dict[str, Any]]],
+    scale_rows: list[tuple[str, str, float]],
+    latency_rows: list[tuple[str, str, list[dict[str, Any]]]],
+    kinds: list[str],
+    scale: int,
+    n_queries: int,
+    rounds: int,
+) -> None:
     print("\nRecall quality (household evaluation set)")
     print(
         f"{'backend':<14} {'questions':>9} {'recall@1':>9} {'recall@5':>9} "

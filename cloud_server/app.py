@@ -1,7 +1,9 @@
 """The aiohttp application factory.
 
-Each component adds its routes and its resources (with `cleanup_ctx`, so they are
-opened on start-up and closed on shutdown, in reverse order).
+Each component has a `setup` module that puts its resources on the app as typed
+`AppKey`s (with `cleanup_ctx`, so they are opened on start-up and closed on shutdown,
+in reverse order) and a `routes` module whose `add_routes` registers its handlers.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import __version__
-from .accounts.routes import setup_accounts
-from .billing.routes import setup_billing
-from .chat.routes import setup_chat
+from .accounts import routes as accounts_routes
+from .accounts.setup import setup_accounts
+from .app_keys import SETTINGS
+from .billing import routes as billing_routes
+from .billing.setup import setup_billing
+from .chat import routes as chat_routes
+from .chat.setup import setup_chat
 from .db.engine import setup_database
 from .errors import problem_middleware
-from .keys import SETTINGS
-from .memory.routes import setup_memory
-from .ratelimit import setup_ratelimit
+from .memory import routes as memory_routes
+from .memory.setup import setup_memory
+from .ratelimit.setup import setup_ratelimit
 from .settings import Settings
 
 
@@ -33,11 +39,15 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
-    # Order matters: the database is opened first and closed last.
+    # Each component's resources (its `setup` module), in dependency order: the database
+    # is opened first and closed last; billing installs chat's gate before chat looks.
     setup_database(app)
     setup_ratelimit(app)
     setup_accounts(app)
     setup_billing(app)
     setup_memory(app)
     setup_chat(app)
+    # Then the routes, which only route.
+    for routes in (accounts_routes, billing_routes, memory_routes, chat_routes):
+        routes.add_routes(app)
     return app

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from . import __version__
 from .accounts.cli import register_commands as register_account_commands
-from .secrets import ConfigError, load_server_secrets
+from .server_secrets import ConfigError, load_server_secrets
 from .settings import Settings
 
 LOGGER = logging.getLogger("cloud_server")

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from aiohttp import web
 
-from .keys import SETTINGS
+from .app_keys import SETTINGS
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .secrets import KeyRing
+from .server_secrets import KeyRing
 
 VERSION = "gcm1"
 NONCE_BYTES = 12

@@ -1,4 +1,10 @@
-"""Server settings, read from the environment (names fixed: deployment scripts rely on them)."""
+"""Server settings, read from the environment.
+
+Every settings model of the server (this one, `billing/config.py`) is an `EnvSettings`:
+each field reads one environment variable (`env("VARIABLE", "field")`) and can also be
+given by its field name (tests, the CLI). The variables here are the documented ones
+(README, "Configuration"); the billing knobs are kept apart in `billing/config.py`.
+"""
 
 from __future__ import annotations
 
@@ -10,102 +16,107 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+def env(variable: str, field: str) -> AliasChoices:
+    """Read the field from `variable` (or its own name, when built with keywords)."""
+    return AliasChoices(variable, field)
 
 
-class Settings(BaseSettings):
-    """Every setting has one environment variable; tests build it with keyword names."""
+class EnvSettings(BaseSettings):
+    """The base of the server's settings models: environment only, no `.env` file."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", env_file=None)
 
-    host: str = Field(default="127.0.0.1", validation_alias=_env("HOMEMIND_HOST", "host"))
-    port: int = Field(default=8080, ge=0, le=65535, validation_alias=_env("HOMEMIND_PORT", "port"))
+
+class Settings(EnvSettings):
+    """Every setting has one environment variable; tests build it with keyword names."""
+
+    host: str = Field(default="127.0.0.1", validation_alias=env("HOMEMIND_HOST", "host"))
+    port: int = Field(default=8080, ge=0, le=65535, validation_alias=env("HOMEMIND_PORT", "port"))
     data_dir: Path = Field(
-        default=Path("./data"), validation_alias=_env("HOMEMIND_DATA_DIR", "data_dir")
+        default=Path("./data"), validation_alias=env("HOMEMIND_DATA_DIR", "data_dir")
     )
     mode: Literal["self-hosted", "hosted"] = Field(
-        default="self-hosted", validation_alias=_env("HOMEMIND_MODE", "mode")
+        default="self-hosted", validation_alias=env("HOMEMIND_MODE", "mode")
     )
     public_url: str | None = Field(
-        default=None, validation_alias=_env("HOMEMIND_PUBLIC_URL", "public_url")
+        default=None, validation_alias=env("HOMEMIND_PUBLIC_URL", "public_url")
     )
-    log_level: str = Field(default="INFO", validation_alias=_env("HOMEMIND_LOG_LEVEL", "log_level"))
+    log_level: str = Field(default="INFO", validation_alias=env("HOMEMIND_LOG_LEVEL", "log_level"))
 
     database_url: str | None = Field(
-        default=None, validation_alias=_env("DATABASE_URL", "database_url")
+        default=None, validation_alias=env("DATABASE_URL", "database_url")
     )
     # Upgrade the schema on start; when off, `serve` refuses an outdated schema.
     auto_migrate: bool = Field(
-        default=True, validation_alias=_env("HOMEMIND_AUTO_MIGRATE", "auto_migrate")
+        default=True, validation_alias=env("HOMEMIND_AUTO_MIGRATE", "auto_migrate")
     )
 
     encryption_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("ENCRYPTION_KEY", "encryption_key")
+        default=None, validation_alias=env("ENCRYPTION_KEY", "encryption_key")
     )
     jwt_secret: SecretStr | None = Field(
-        default=None, validation_alias=_env("JWT_SECRET", "jwt_secret")
+        default=None, validation_alias=env("JWT_SECRET", "jwt_secret")
     )
 
     anthropic_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("ANTHROPIC_API_KEY", "anthropic_api_key")
+        default=None, validation_alias=env("ANTHROPIC_API_KEY", "anthropic_api_key")
     )
     anthropic_base_url: str | None = Field(
-        default=None, validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url")
+        default=None, validation_alias=env("ANTHROPIC_BASE_URL", "anthropic_base_url")
     )
-    model: str = Field(default="claude-haiku-5-5", validation_alias=_env("HOMEMIND_MODEL", "model"))
+    model: str = Field(default="claude-haiku-5-5", validation_alias=env("HOMEMIND_MODEL", "model"))
     extraction_model: str = Field(
         default="claude-haiku-5-5",
-        validation_alias=_env("HOMEMIND_EXTRACTION_MODEL", "extraction_model"),
+        validation_alias=env("HOMEMIND_EXTRACTION_MODEL", "extraction_model"),
     )
     # Facts are also extracted from each finished turn by a cheap model (a second call).
     memory_extraction: bool = Field(
-        default=True, validation_alias=_env("HOMEMIND_MEMORY_EXTRACTION", "memory_extraction")
+        default=True, validation_alias=env("HOMEMIND_MEMORY_EXTRACTION", "memory_extraction")
     )
     max_tokens: int = Field(
-        default=1024, ge=16, validation_alias=_env("HOMEMIND_MAX_TOKENS", "max_tokens")
+        default=1024, ge=16, validation_alias=env("HOMEMIND_MAX_TOKENS", "max_tokens")
     )
     voice_max_tokens: int = Field(
-        default=300, ge=16, validation_alias=_env("HOMEMIND_VOICE_MAX_TOKENS", "voice_max_tokens")
+        default=300, ge=16, validation_alias=env("HOMEMIND_VOICE_MAX_TOKENS", "voice_max_tokens")
     )
     # Voice satellites give up after ~15 s: the first token must come well before that.
     first_token_timeout: float = Field(
         default=10.0,
         gt=0,
-        validation_alias=_env("HOMEMIND_FIRST_TOKEN_TIMEOUT", "first_token_timeout"),
+        validation_alias=env("HOMEMIND_FIRST_TOKEN_TIMEOUT", "first_token_timeout"),
     )
     response_timeout: float = Field(
-        default=60.0, gt=0, validation_alias=_env("HOMEMIND_RESPONSE_TIMEOUT", "response_timeout")
+        default=60.0, gt=0, validation_alias=env("HOMEMIND_RESPONSE_TIMEOUT", "response_timeout")
     )
     max_model_calls: int = Field(
-        default=5, ge=1, validation_alias=_env("HOMEMIND_MAX_MODEL_CALLS", "max_model_calls")
+        default=5, ge=1, validation_alias=env("HOMEMIND_MAX_MODEL_CALLS", "max_model_calls")
     )
     max_body_bytes: int = Field(
         default=1_048_576,
         ge=1024,
-        validation_alias=_env("HOMEMIND_MAX_BODY_BYTES", "max_body_bytes"),
+        validation_alias=env("HOMEMIND_MAX_BODY_BYTES", "max_body_bytes"),
     )
 
     stripe_secret_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("STRIPE_SECRET_KEY", "stripe_secret_key")
+        default=None, validation_alias=env("STRIPE_SECRET_KEY", "stripe_secret_key")
     )
     stripe_webhook_secret: SecretStr | None = Field(
-        default=None, validation_alias=_env("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret")
+        default=None, validation_alias=env("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret")
     )
     stripe_price_byok: str | None = Field(
-        default=None, validation_alias=_env("STRIPE_PRICE_BYOK", "stripe_price_byok")
+        default=None, validation_alias=env("STRIPE_PRICE_BYOK", "stripe_price_byok")
     )
     stripe_price_managed: str | None = Field(
-        default=None, validation_alias=_env("STRIPE_PRICE_MANAGED", "stripe_price_managed")
+        default=None, validation_alias=env("STRIPE_PRICE_MANAGED", "stripe_price_managed")
     )
     stripe_api_base: str | None = Field(
-        default=None, validation_alias=_env("STRIPE_API_BASE", "stripe_api_base")
+        default=None, validation_alias=env("STRIPE_API_BASE", "stripe_api_base")
     )
 
-    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL", "redis_url"))
+    redis_url: str | None = Field(default=None, validation_alias=env("REDIS_URL", "redis_url"))
     # Every key this server writes to Redis starts with it (several deployments, tests).
     redis_key_prefix: str = Field(
-        default="homemind:", validation_alias=_env("HOMEMIND_REDIS_PREFIX", "redis_key_prefix")
+        default="homemind:", validation_alias=env("HOMEMIND_REDIS_PREFIX", "redis_key_prefix")
     )
     # Chat rate limits (GCRA): sustained rate per minute and burst, per installation and per
     # user; tool round trips count, so they are generous. None: the mode's default (hosted:
@@ -113,46 +124,46 @@ class Settings(BaseSettings):
     chat_rate_per_minute: float | None = Field(
         default=None,
         ge=0,
-        validation_alias=_env("HOMEMIND_CHAT_RATE_PER_MINUTE", "chat_rate_per_minute"),
+        validation_alias=env("HOMEMIND_CHAT_RATE_PER_MINUTE", "chat_rate_per_minute"),
     )
     chat_burst: int | None = Field(
-        default=None, ge=1, validation_alias=_env("HOMEMIND_CHAT_BURST", "chat_burst")
+        default=None, ge=1, validation_alias=env("HOMEMIND_CHAT_BURST", "chat_burst")
     )
     chat_user_rate_per_minute: float | None = Field(
         default=None,
         ge=0,
-        validation_alias=_env("HOMEMIND_CHAT_USER_RATE_PER_MINUTE", "chat_user_rate_per_minute"),
+        validation_alias=env("HOMEMIND_CHAT_USER_RATE_PER_MINUTE", "chat_user_rate_per_minute"),
     )
     chat_user_burst: int | None = Field(
-        default=None, ge=1, validation_alias=_env("HOMEMIND_CHAT_USER_BURST", "chat_user_burst")
+        default=None, ge=1, validation_alias=env("HOMEMIND_CHAT_USER_BURST", "chat_user_burst")
     )
     # Chat requests one installation may have in flight at once (None: hosted 4,
     # self-hosted no cap; 0: no cap).
     chat_concurrency: int | None = Field(
-        default=None, ge=0, validation_alias=_env("HOMEMIND_CHAT_CONCURRENCY", "chat_concurrency")
+        default=None, ge=0, validation_alias=env("HOMEMIND_CHAT_CONCURRENCY", "chat_concurrency")
     )
     # Comma-separated CIDRs whose X-Forwarded-For is believed (the load balancer); none by default.
     trusted_proxies: str = Field(
-        default="", validation_alias=_env("HOMEMIND_TRUSTED_PROXIES", "trusted_proxies")
+        default="", validation_alias=env("HOMEMIND_TRUSTED_PROXIES", "trusted_proxies")
     )
-    shodh_url: str | None = Field(default=None, validation_alias=_env("SHODH_URL", "shodh_url"))
+    shodh_url: str | None = Field(default=None, validation_alias=env("SHODH_URL", "shodh_url"))
     shodh_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("SHODH_API_KEY", "shodh_api_key")
+        default=None, validation_alias=env("SHODH_API_KEY", "shodh_api_key")
     )
 
-    smtp_host: str | None = Field(default=None, validation_alias=_env("SMTP_HOST", "smtp_host"))
-    smtp_port: int = Field(default=587, validation_alias=_env("SMTP_PORT", "smtp_port"))
+    smtp_host: str | None = Field(default=None, validation_alias=env("SMTP_HOST", "smtp_host"))
+    smtp_port: int = Field(default=587, validation_alias=env("SMTP_PORT", "smtp_port"))
     smtp_username: str | None = Field(
-        default=None, validation_alias=_env("SMTP_USERNAME", "smtp_username")
+        default=None, validation_alias=env("SMTP_USERNAME", "smtp_username")
     )
     smtp_password: SecretStr | None = Field(
-        default=None, validation_alias=_env("SMTP_PASSWORD", "smtp_password")
+        default=None, validation_alias=env("SMTP_PASSWORD", "smtp_password")
     )
     smtp_from: str = Field(
-        default="Home Mind <no-reply@localhost>", validation_alias=_env("SMTP_FROM", "smtp_from")
+        default="Home Mind <no-reply@localhost>", validation_alias=env("SMTP_FROM", "smtp_from")
     )
     smtp_starttls: bool = Field(
-        default=True, validation_alias=_env("SMTP_STARTTLS", "smtp_starttls")
+        default=True, validation_alias=env("SMTP_STARTTLS", "smtp_starttls")
     )
 
     @field_validator("public_url")

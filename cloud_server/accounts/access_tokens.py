@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from ..secrets import KeyRing
+from ..server_secrets import KeyRing
 
 ALGORITHM = "HS256"
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a JWT type, not a secret)

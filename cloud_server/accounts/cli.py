@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..db.engine import create_engine, make_sessionmaker, upgrade_database
-from ..secrets import load_server_secrets, rotate_file_encryption_key
+from ..server_secrets import load_server_secrets, rotate_file_encryption_key
 from ..settings import Settings
 from . import installations as inst
 from . import service

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from ..crypto import decrypt_api_key, encrypt_api_key, envelope_kid, key_hint, reencrypt_api_key
 from ..db.base import UTCDateTime, utcnow
 from ..db.models import Installation, User
-from ..secrets import KeyRing
+from ..server_secrets import KeyRing
 from .audit import audit
 from .tokens import (
     hash_token,

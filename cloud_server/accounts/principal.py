@@ -20,7 +20,15 @@ from ..db.base import utcnow
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError
 from .access_tokens import InvalidAccessToken, decode_access_token
-from .state import SERVER_SECRETS
+from .app_keys import SERVER_SECRETS
+from .installations import (
+    TokenCheck,
+    authenticate_token,
+    installation_key,
+    last_seen_due,
+    touch_last_seen_by_id,
+)
+from .service import active_session_user
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +67,13 @@ def bearer_token(request: web.Request) -> str | None:
     return token or None
 
 
+def _required_bearer_token(request: web.Request) -> str:
+    token = bearer_token(request)
+    if token is None:
+        raise invalid_token()
+    return token
+
+
 async def require_installation(request: web.Request) -> InstallationPrincipal:
     """The installation behind `Authorization: Bearer <installation token>`.
 
@@ -66,19 +81,10 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
     revoked token is refused at once), in one query on a plain connection; the stored
     key comes along still encrypted, for `installation_api_key` to decrypt if asked.
     """
-    from .installations import (
-        TokenCheck,
-        authenticate_token,
-        last_seen_due,
-        touch_last_seen_by_id,
-    )
-
     cached = request.get(_PRINCIPAL_KEY)
     if isinstance(cached, InstallationPrincipal):
         return cached
-    token = bearer_token(request)
-    if token is None:
-        raise invalid_token()
+    token = _required_bearer_token(request)
     async with request.app[DB_ENGINE].connect() as connection:
         check, found = await authenticate_token(connection, token)
         if check is TokenCheck.REVOKED:
@@ -117,8 +123,6 @@ async def installation_api_key(
     request: web.Request, principal: InstallationPrincipal
 ) -> str | None:
     """The installation's own Anthropic key, decrypted, or None when it has none."""
-    from .installations import installation_key
-
     ring = request.app[SERVER_SECRETS].encryption
     stored = request.get(_STORED_KEY)
     try:
@@ -147,14 +151,10 @@ async def installation_api_key(
 
 async def require_user(request: web.Request) -> UserPrincipal:
     """The user behind `Authorization: Bearer <access JWT>` (or the session cookie)."""
-    from .service import active_session_user
-
     cached = request.get(_USER_KEY)
     if isinstance(cached, UserPrincipal):
         return cached
-    token = bearer_token(request)
-    if token is None:
-        raise invalid_token()
+    token = _required_bearer_token(request)
     try:
         claims = decode_access_token(request.app[SERVER_SECRETS].jwt, token)
     except InvalidAccessToken as err:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
+from typing import Protocol
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from homemind_client.models import ErrorCode, FieldError
 from homemind_client.models.accounts import (
@@ -26,24 +25,20 @@ from homemind_client.models.accounts import (
     UserOut,
 )
 
+from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..client_ip import client_ip
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import Installation, User
 from ..errors import ApiError
-from ..keys import SETTINGS
-from ..ratelimit import setup_ratelimit
-from ..secrets import load_server_secrets
 from . import installations as inst
-from . import passwords, service
+from . import service
+from .app_keys import MAILER, SERVER_SECRETS, THROTTLE, spawn
 from .audit import audit
-from .installation_info import CONTRIBUTORS, build_installation_info
-from .mailer import Mailer
+from .installation_info import build_installation_info
 from .passwords import PasswordPolicyError
 from .principal import require_installation, require_user
 from .service import RefreshOutcome
-from .state import BACKGROUND, MAILER, SERVER_SECRETS, THROTTLE, spawn
-from .throttle import make_throttle
 
 LOGGER = logging.getLogger(__name__)
 
@@ -233,19 +228,30 @@ async def list_installations(request: web.Request) -> web.Response:
     return json_model([_list_item(i) for i in found])
 
 
+class _InstallationChange(Protocol):
+    async def __call__(
+        self, session: AsyncSession, user_id: str, installation_id: str, *, ip: str | None
+    ) -> bool: ...
+
+
 def _not_found() -> ApiError:
     return ApiError(ErrorCode.NOT_FOUND, "No such installation.")
 
 
-async def delete_installation(request: web.Request) -> web.Response:
+async def _change_installation(request: web.Request, change: _InstallationChange) -> web.Response:
+    """Apply `change` to the caller's installation `{id}`: 204, or 404 when it has none."""
     principal = await require_user(request)
     async with request.app[DB_SESSIONMAKER].begin() as session:
-        deleted = await inst.revoke_installation(
+        changed = await change(
             session, principal.user_id, request.match_info["id"], ip=client_ip(request)
         )
-    if not deleted:
+    if not changed:
         raise _not_found()
     return web.Response(status=204)
+
+
+async def delete_installation(request: web.Request) -> web.Response:
+    return await _change_installation(request, inst.revoke_installation)
 
 
 async def put_key(request: web.Request) -> web.Response:
@@ -271,14 +277,7 @@ async def put_key(request: web.Request) -> web.Response:
 
 
 async def delete_key(request: web.Request) -> web.Response:
-    principal = await require_user(request)
-    async with request.app[DB_SESSIONMAKER].begin() as session:
-        found = await inst.delete_api_key(
-            session, principal.user_id, request.match_info["id"], ip=client_ip(request)
-        )
-    if not found:
-        raise _not_found()
-    return web.Response(status=204)
+    return await _change_installation(request, inst.delete_api_key)
 
 
 async def get_installation(request: web.Request) -> web.Response:
@@ -286,30 +285,8 @@ async def get_installation(request: web.Request) -> web.Response:
     return json_model(await build_installation_info(request, principal))
 
 
-async def _accounts_ctx(app: web.Application) -> AsyncIterator[None]:
-    # The dummy hash for unknown-email logins, made now in the argon2 pool: the first
-    # such login then costs the same as the others, and the event loop never hashes.
-    await passwords.prepare()
-    yield
-    background: set[asyncio.Task[None]] = app[BACKGROUND]
-    tasks = list(background)
-    if tasks:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
-    await passwords.shutdown()
-
-
-def setup_accounts(app: web.Application) -> None:
-    """Register the accounts routes and resources on the application."""
-    settings = app[SETTINGS]
-    # Fails fast (ConfigError naming the variable) before any request is served.
-    app[SERVER_SECRETS] = load_server_secrets(settings)
-    # Shared with chat; with REDIS_URL, one budget across instances.
-    app[THROTTLE] = make_throttle(setup_ratelimit(app))
-    app[MAILER] = Mailer(settings)
-    app[BACKGROUND] = set()
-    app[CONTRIBUTORS] = []
-    app.cleanup_ctx.append(_accounts_ctx)
+def add_routes(app: web.Application) -> None:
+    """The accounts API (its resources come from `setup.py`)."""
     app.router.add_post("/api/auth/register", register)
     app.router.add_post("/api/auth/login", login)
     app.router.add_post("/api/auth/refresh", refresh)

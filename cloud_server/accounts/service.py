@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.base import utcnow
 from ..db.models import AuthSession, PasswordResetToken, RefreshToken, User
-from ..secrets import KeyRing
+from ..server_secrets import KeyRing
 from . import passwords
 from .access_tokens import ACCESS_TTL_SECONDS, AccessClaims, issue_access_token
 from .audit import audit

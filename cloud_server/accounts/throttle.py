@@ -18,7 +18,8 @@ across all instances. When Redis is down it fails CLOSED: login, registration an
 requests get 503 `temporarily_unavailable` with `Retry-After` (docs/security-checklist.md
 row 19: an outage must not multiply an attacker's guesses by the number of instances).
 Signed-in sessions, installation tokens and chat are unaffected (chat fails open, see
-`ratelimit.py`). IP buckets key IPv6 clients by /64.
+`ratelimit/redis_store.py`). The Lua scripts are in `ratelimit/lua.py`.
+IP buckets key IPv6 clients by /64.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,9 +36,9 @@ from homemind_client.models import ErrorCode
 
 from ..client_ip import ip_rate_key
 from ..errors import ApiError
-from ..ratelimit import REDIS_DOWN_ERRORS, Limiter, RedisLimiter
-
-Clock = Callable[[], float]
+from ..ratelimit.gcra import Clock, Limiter
+from ..ratelimit.lua import LOGIN_FAILED_SCRIPT, LOGIN_LOCKED_SCRIPT, WINDOW_SCRIPT
+from ..ratelimit.redis_store import REDIS_DOWN_ERRORS, RedisLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,72 +152,6 @@ class InMemoryThrottle:
 
 # --------------------------------------------------------------------------- Redis
 
-# Times in milliseconds; ARGV[1] "now" is empty in production (Redis's clock).
-_NOW = """
-local now
-if ARGV[1] ~= '' then now = tonumber(ARGV[1]) else
-  local t = redis.call('TIME'); now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
-"""
-
-# Moving window, as `InMemoryThrottle._window_hit`. KEYS[1] sorted set of event times;
-# ARGV: now, unique member, then (count, window_ms) pairs -> '' allowed / wait_ms refused.
-WINDOW_SCRIPT = (
-    _NOW
-    + """
-local longest = 0
-for i = 3, #ARGV, 2 do
-  local w = tonumber(ARGV[i + 1]); if w > longest then longest = w end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.3f', now - longest))
-local wait = 0
-for i = 3, #ARGV, 2 do
-  local count = tonumber(ARGV[i]); local window = tonumber(ARGV[i + 1])
-  local recent = redis.call('ZRANGEBYSCORE', KEYS[1],
-    '(' .. string.format('%.3f', now - window), '+inf', 'WITHSCORES')
-  local n = #recent / 2
-  if n >= count then
-    local w = tonumber(recent[(n - count) * 2 + 2]) + window - now
-    if w > wait then wait = w end
-  end
-end
-if wait > 0 then return string.format('%.3f', wait) end
-redis.call('ZADD', KEYS[1], string.format('%.3f', now), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], math.ceil(longest))
-return ''
-"""
-)
-
-# KEYS[1] account hash; ARGV: now, window_ms, free failures, max delay ms.
-FAILED_SCRIPT = (
-    _NOW
-    + """
-local window = tonumber(ARGV[2]); local free = tonumber(ARGV[3])
-local max_delay = tonumber(ARGV[4])
-local h = redis.call('HMGET', KEYS[1], 'failures', 'last')
-local failures = tonumber(h[1]) or 0
-local last = tonumber(h[2]) or 0
-if now - last > window then failures = 0 end
-failures = failures + 1
-local locked = 0
-if failures - free >= 0 then locked = now + math.min(2 ^ (failures - free) * 1000, max_delay) end
-redis.call('HSET', KEYS[1], 'failures', failures, 'last', string.format('%.3f', now),
-  'locked', string.format('%.3f', locked))
-redis.call('PEXPIRE', KEYS[1], math.ceil(window + max_delay))
-return 1
-"""
-)
-
-# KEYS[1] account hash; ARGV: now -> ms the account must still wait ('' for none).
-LOCKED_SCRIPT = (
-    _NOW
-    + """
-local locked = tonumber(redis.call('HGET', KEYS[1], 'locked') or 0)
-if locked > now then return string.format('%.3f', locked - now) end
-return ''
-"""
-)
-
 
 def _unavailable() -> ApiError:
     return ApiError(
@@ -243,10 +177,6 @@ class RedisThrottle:
         self.policy = policy or ThrottlePolicy()
         # None: Redis's clock. Tests set one (seconds), as with `InMemoryThrottle.clock`.
         self.clock = clock
-        self._scripts: dict[str, Any] = {}
-
-    def _now(self) -> str:
-        return "" if self.clock is None else f"{self.clock() * 1000:.3f}"
 
     def _account_key(self, account: str) -> str:
         # No email addresses in Redis keys.
@@ -257,11 +187,7 @@ class RedisThrottle:
         if not self.store.available:
             raise _unavailable()
         try:
-            redis = self.store.redis
-            registered = self._scripts.get(script)
-            if registered is None or registered.registered_client is not redis:
-                registered = self._scripts[script] = redis.register_script(script)
-            return await registered(keys=[key], args=[self._now(), *args])
+            return await self.store.run_script(script, key, *args, clock=self.clock)
         except REDIS_DOWN_ERRORS as err:
             self.store.report_failure(err)
             raise _unavailable() from err
@@ -279,14 +205,14 @@ class RedisThrottle:
         return _seconds(result)
 
     async def login_retry_after(self, account: str, ip: str) -> int | None:
-        wait = _seconds(await self._run(LOCKED_SCRIPT, self._account_key(account)))
+        wait = _seconds(await self._run(LOGIN_LOCKED_SCRIPT, self._account_key(account)))
         if wait is not None:
             return wait
         return await self._window_hit("login_ip", ip)
 
     async def login_failed(self, account: str) -> None:
         await self._run(
-            FAILED_SCRIPT,
+            LOGIN_FAILED_SCRIPT,
             self._account_key(account),
             f"{self.policy.account_window * 1000:.0f}",
             self.policy.account_free_failures,

@@ -7,44 +7,43 @@ allowance, 7 days of grace after the first failed payment, a 14-day sign-up tria
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+
+from ..settings import EnvSettings, env
 
 
-class BillingConfig(BaseSettings):
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", env_file=None)
-
+class BillingConfig(EnvSettings):
     managed_allowance: int = Field(
         default=1000,
         ge=1,
-        validation_alias=AliasChoices("HOMEMIND_MANAGED_ALLOWANCE", "managed_allowance"),
+        validation_alias=env("HOMEMIND_MANAGED_ALLOWANCE", "managed_allowance"),
     )
     # Multiple of the allowance after which managed chat is refused (`usage_limit_reached`).
     hard_ceiling_factor: float = Field(
         default=2.0,
         ge=1.0,
-        validation_alias=AliasChoices("HOMEMIND_USAGE_HARD_CEILING", "hard_ceiling_factor"),
+        validation_alias=env("HOMEMIND_USAGE_HARD_CEILING", "hard_ceiling_factor"),
     )
     past_due_grace_days: float = Field(
         default=7.0,
         ge=0,
-        validation_alias=AliasChoices("HOMEMIND_PAST_DUE_GRACE_DAYS", "past_due_grace_days"),
+        validation_alias=env("HOMEMIND_PAST_DUE_GRACE_DAYS", "past_due_grace_days"),
     )
     trial_days: int = Field(
-        default=14, ge=0, validation_alias=AliasChoices("HOMEMIND_TRIAL_DAYS", "trial_days")
+        default=14, ge=0, validation_alias=env("HOMEMIND_TRIAL_DAYS", "trial_days")
     )
     cache_seconds: float = Field(
         default=5.0,
         ge=0,
-        validation_alias=AliasChoices("HOMEMIND_ENTITLEMENT_CACHE_SECONDS", "cache_seconds"),
+        validation_alias=env("HOMEMIND_ENTITLEMENT_CACHE_SECONDS", "cache_seconds"),
     )
     stripe_timeout: float = Field(
-        default=20.0, gt=0, validation_alias=AliasChoices("STRIPE_TIMEOUT", "stripe_timeout")
+        default=20.0, gt=0, validation_alias=env("STRIPE_TIMEOUT", "stripe_timeout")
     )
     stripe_max_network_retries: int = Field(
         default=2,
         ge=0,
-        validation_alias=AliasChoices("STRIPE_MAX_NETWORK_RETRIES", "stripe_max_network_retries"),
+        validation_alias=env("STRIPE_MAX_NETWORK_RETRIES", "stripe_max_network_retries"),
     )
 
     @property

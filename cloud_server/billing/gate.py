@@ -34,11 +34,11 @@ from aiohttp import web
 from homemind_client.models import ErrorCode, Notice
 
 from ..accounts.principal import InstallationPrincipal
+from ..app_keys import SETTINGS
 from ..chat.gate import DefaultChatGate
 from ..chat.hooks import COUNTS_AS_MESSAGE, ChatAccess, ChatGate, ChatOutcome
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError
-from ..keys import SETTINGS
 from .config import BillingConfig
 from .entitlements import ONCE_PER_PERIOD, usage_notice_codes
 from .pricing import estimate_cost_micro_usd

@@ -38,16 +38,15 @@ from homemind_client.models.billing import (
 
 from ..accounts.installation_info import CONTRIBUTORS, add_installation_info_contributor
 from ..accounts.principal import InstallationPrincipal, require_user
+from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
-from ..chat.hooks import CHAT_GATE
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import User
 from ..errors import ApiError, request_id_of
-from ..keys import SETTINGS
-from .config import BillingConfig
 from .entitlements import LIVE_STATUSES, PlanTier
 from .gate import BILLING_CONFIG, BillingGate
 from .models import BillingCustomer, Subscription
+from .setup import BILLING_GATE
 from .store import AccountState, claim_trial, email_key, insert_for, usage_rows
 from .store import installation_names as load_installation_names
 from .stripe_api import (
@@ -56,13 +55,11 @@ from .stripe_api import (
     create_customer,
     create_portal_session,
     retrieve_subscription,
-    stripe_client_ctx,
 )
 from .webhooks import WebhookContext, apply_event
 
 LOGGER = logging.getLogger(__name__)
 
-BILLING_GATE: web.AppKey[BillingGate] = web.AppKey("billing_gate", BillingGate)
 WEBHOOK_TOLERANCE = 300
 # Stripe refuses a `trial_end` less than 48 hours ahead.
 _MIN_TRIAL_LEFT = timedelta(hours=48)
@@ -335,27 +332,18 @@ async def installation_billing(
     )
 
 
-def setup_billing(app: web.Application, config: BillingConfig | None = None) -> None:
-    """Register the billing routes, the Stripe client (when configured) and the chat gate."""
-    config = config or BillingConfig()
-    settings = app[SETTINGS]
-    app[BILLING_CONFIG] = config
-    gate = BillingGate(app, config)
-    app[BILLING_GATE] = gate
-    app[CHAT_GATE] = gate
+def add_routes(app: web.Application) -> None:
+    """The billing API, and billing's part of `GET /api/installation` (resources: `setup.py`)."""
     if CONTRIBUTORS not in app:
         app[CONTRIBUTORS] = []
     add_installation_info_contributor(app, installation_billing)
     app.router.add_get("/api/subscription", get_subscription)
     app.router.add_get("/api/usage", get_usage)
-    if not settings.billing_enabled:
+    if not app[SETTINGS].billing_enabled:
         return
-    if settings.stripe_webhook_secret is None:
-        LOGGER.error("STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not")
-    app.cleanup_ctx.append(stripe_client_ctx(config))
     app.router.add_post("/api/billing/checkout", checkout)
     app.router.add_post("/api/billing/portal", portal)
     app.router.add_post("/api/billing/webhook", webhook)
 
 
-__all__ = ["BILLING_GATE", "email_key", "setup_billing"]
+__all__ = ["add_routes", "email_key"]

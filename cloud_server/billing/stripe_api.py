@@ -20,7 +20,7 @@ import aiohttp
 import stripe
 from aiohttp import web
 
-from ..keys import SETTINGS
+from ..app_keys import SETTINGS
 from .config import BillingConfig
 
 LOGGER = logging.getLogger(__name__)

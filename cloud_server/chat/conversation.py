@@ -53,21 +53,7 @@ def validate_conversation(conversation: Sequence[Message]) -> None:
     for index, message in enumerate(conversation):
         where = f"messages[{index}]"
         if isinstance(message, ToolResultMessage):
-            if not isinstance(prev, AssistantMessage | ToolResultMessage) or (
-                isinstance(prev, AssistantMessage) and not prev.tool_calls
-            ):
-                raise invalid(
-                    f"{where}: a tool_result must follow an assistant message with tool_calls."
-                )
-            if message.tool_call_id in answered:
-                raise invalid(f"{where}: tool call {message.tool_call_id!r} is answered twice.")
-            if message.tool_call_id not in pending:
-                raise invalid(
-                    f"{where}: tool_result {message.tool_call_id!r} does not answer a tool call "
-                    "of the preceding assistant message."
-                )
-            del pending[message.tool_call_id]
-            answered.add(message.tool_call_id)
+            _check_tool_result(where, message, prev, pending, answered)
         else:
             if pending:
                 missing = ", ".join(sorted(pending))
@@ -79,17 +65,49 @@ def validate_conversation(conversation: Sequence[Message]) -> None:
             if isinstance(message, AssistantMessage):
                 if isinstance(prev, AssistantMessage):
                     raise invalid(f"{where}: two assistant messages in a row.")
-                # Ids and names follow TOOL_NAME_PATTERN: the wire model checked them.
-                for call in message.tool_calls:
-                    if call.id in seen_ids:
-                        raise invalid(f"{where}: tool call id {call.id!r} is used twice.")
-                    seen_ids.add(call.id)
-                    pending[call.id] = call.name
+                _check_tool_calls(where, message, seen_ids, pending)
         prev = message
     # The last message is a user message or a result; a result group must be complete.
     if pending:
         missing = ", ".join(sorted(pending))
         raise invalid(f"Tool call(s) {missing} of the last assistant message have no tool_result.")
+
+
+def _check_tool_result(
+    where: str,
+    message: ToolResultMessage,
+    prev: Message | None,
+    pending: dict[str, str],
+    answered: set[str],
+) -> None:
+    """One result answers one pending call of the assistant message just before."""
+    if not isinstance(prev, AssistantMessage | ToolResultMessage) or (
+        isinstance(prev, AssistantMessage) and not prev.tool_calls
+    ):
+        raise invalid(f"{where}: a tool_result must follow an assistant message with tool_calls.")
+    if message.tool_call_id in answered:
+        raise invalid(f"{where}: tool call {message.tool_call_id!r} is answered twice.")
+    if message.tool_call_id not in pending:
+        raise invalid(
+            f"{where}: tool_result {message.tool_call_id!r} does not answer a tool call "
+            "of the preceding assistant message."
+        )
+    del pending[message.tool_call_id]
+    answered.add(message.tool_call_id)
+
+
+def _check_tool_calls(
+    where: str, message: AssistantMessage, seen_ids: set[str], pending: dict[str, str]
+) -> None:
+    """Each call's id is unique in the conversation.
+
+    Ids and names follow TOOL_NAME_PATTERN: the wire model checked them.
+    """
+    for call in message.tool_calls:
+        if call.id in seen_ids:
+            raise invalid(f"{where}: tool call id {call.id!r} is used twice.")
+        seen_ids.add(call.id)
+        pending[call.id] = call.name
 
 
 def validate_tools(tools: Sequence[ToolSpec]) -> None:

@@ -12,8 +12,8 @@ from aiohttp import web
 from homemind_client.models import ErrorCode
 
 from ..accounts.principal import InstallationPrincipal, installation_api_key
+from ..app_keys import SETTINGS
 from ..errors import ApiError
-from ..keys import SETTINGS
 from .hooks import ChatAccess, ChatOutcome
 
 LOGGER = logging.getLogger(__name__)

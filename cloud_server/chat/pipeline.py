@@ -382,52 +382,48 @@ class ChatTurn:
     async def _on_event(self, sink: Sink, event: Any, result: _CallResult, usage: Usage) -> None:
         kind = event.type
         if kind == "content_block_delta":
-            delta = event.delta
-            block = result.blocks.get(event.index)
-            if delta.type == "text_delta":
-                if block is not None:
-                    block.text += delta.text
-                await self._emit_text(sink, delta.text)
-            elif delta.type == "input_json_delta" and block is not None:
-                block.json_parts.append(delta.partial_json)
+            await self._on_block_delta(sink, event, result)
         elif kind == "content_block_start":
-            content = event.content_block
-            if content.type == "text":
-                result.blocks[event.index] = _Block(kind="text", text=content.text)
-                await self._emit_text(sink, content.text)
-            elif content.type == "tool_use":
-                result.blocks[event.index] = _Block(
-                    kind="tool_use", tool_id=content.id, name=content.name
-                )
+            await self._on_block_start(sink, event, result)
         elif kind == "content_block_stop":
-            block = result.blocks.get(event.index)
-            if block is not None and block.kind == "tool_use":
-                block.arguments = _parse_arguments(block.json_parts)
-                block.complete = True
-                if block.name not in self._server_names:
-                    block.tool_id = self._sign_tool_id(block.tool_id)
-                    await sink.tool_call(
-                        ResponseToolCall(
-                            id=block.tool_id, name=block.name, arguments=block.arguments
-                        )
-                    )
+            await self._on_block_stop(sink, event, result)
         elif kind == "message_start":
-            start = event.message.usage
-            usage.input_tokens = start.input_tokens or 0
-            usage.cache_read_input_tokens = start.cache_read_input_tokens or 0
-            usage.cache_creation_input_tokens = start.cache_creation_input_tokens or 0
-            usage.output_tokens = start.output_tokens or 0
+            _usage_from_start(usage, event.message.usage)
         elif kind == "message_delta":
             result.stop_reason = event.delta.stop_reason
-            delta_usage = event.usage
-            # message_delta's counts are cumulative for the call.
-            usage.output_tokens = delta_usage.output_tokens or usage.output_tokens
-            if delta_usage.input_tokens is not None:
-                usage.input_tokens = delta_usage.input_tokens
-            if delta_usage.cache_read_input_tokens is not None:
-                usage.cache_read_input_tokens = delta_usage.cache_read_input_tokens
-            if delta_usage.cache_creation_input_tokens is not None:
-                usage.cache_creation_input_tokens = delta_usage.cache_creation_input_tokens
+            _usage_from_delta(usage, event.usage)
+
+    async def _on_block_delta(self, sink: Sink, event: Any, result: _CallResult) -> None:
+        delta = event.delta
+        block = result.blocks.get(event.index)
+        if delta.type == "text_delta":
+            if block is not None:
+                block.text += delta.text
+            await self._emit_text(sink, delta.text)
+        elif delta.type == "input_json_delta" and block is not None:
+            block.json_parts.append(delta.partial_json)
+
+    async def _on_block_start(self, sink: Sink, event: Any, result: _CallResult) -> None:
+        content = event.content_block
+        if content.type == "text":
+            result.blocks[event.index] = _Block(kind="text", text=content.text)
+            await self._emit_text(sink, content.text)
+        elif content.type == "tool_use":
+            result.blocks[event.index] = _Block(
+                kind="tool_use", tool_id=content.id, name=content.name
+            )
+
+    async def _on_block_stop(self, sink: Sink, event: Any, result: _CallResult) -> None:
+        block = result.blocks.get(event.index)
+        if block is None or block.kind != "tool_use":
+            return
+        block.arguments = _parse_arguments(block.json_parts)
+        block.complete = True
+        if block.name not in self._server_names:
+            block.tool_id = self._sign_tool_id(block.tool_id)
+            await sink.tool_call(
+                ResponseToolCall(id=block.tool_id, name=block.name, arguments=block.arguments)
+            )
 
     def _add_usage(self, call: Usage) -> None:
         self.usage = Usage(
@@ -438,6 +434,24 @@ class ChatTurn:
             cache_creation_input_tokens=self.usage.cache_creation_input_tokens
             + call.cache_creation_input_tokens,
         )
+
+
+def _usage_from_start(usage: Usage, start: Any) -> None:
+    usage.input_tokens = start.input_tokens or 0
+    usage.cache_read_input_tokens = start.cache_read_input_tokens or 0
+    usage.cache_creation_input_tokens = start.cache_creation_input_tokens or 0
+    usage.output_tokens = start.output_tokens or 0
+
+
+def _usage_from_delta(usage: Usage, delta: Any) -> None:
+    # message_delta's counts are cumulative for the call.
+    usage.output_tokens = delta.output_tokens or usage.output_tokens
+    if delta.input_tokens is not None:
+        usage.input_tokens = delta.input_tokens
+    if delta.cache_read_input_tokens is not None:
+        usage.cache_read_input_tokens = delta.cache_read_input_tokens
+    if delta.cache_creation_input_tokens is not None:
+        usage.cache_creation_input_tokens = delta.cache_creation_input_tokens
 
 
 def _opaque_user(principal: InstallationPrincipal) -> str:

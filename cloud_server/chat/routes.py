@@ -30,14 +30,12 @@ from homemind_client.models import (
     encode_event,
 )
 
+from ..accounts.app_keys import SERVER_SECRETS
 from ..accounts.principal import InstallationPrincipal, require_installation
-from ..accounts.state import SERVER_SECRETS
+from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
-from ..keys import SETTINGS
-from ..ratelimit import chat_limits, setup_ratelimit
 from .conversation import conversation_of, counts_as_message, last_user_text
-from .gate import DefaultChatGate
 from .hooks import (
     CHAT_GATE,
     COUNTS_AS_MESSAGE,
@@ -47,8 +45,9 @@ from .hooks import (
     ChatOutcome,
 )
 from .pipeline import ChatTurn, ClientGone, CollectingSink
+from .rate_policy import chat_limits
 from .tool_ids import all_signed, sign_call_id, signing_keys
-from .upstream import CLAUDE_CLIENTS, claude_clients_ctx
+from .upstream import CLAUDE_CLIENTS
 
 LOGGER = logging.getLogger(__name__)
 
@@ -270,11 +269,7 @@ def _log_request(
     )
 
 
-def setup_chat(app: web.Application) -> None:
-    """Register the chat routes and resources on the application."""
-    if CHAT_GATE not in app:
-        app[CHAT_GATE] = DefaultChatGate()
-    setup_ratelimit(app)  # no-op when accounts already did it
-    app.cleanup_ctx.append(claude_clients_ctx)
+def add_routes(app: web.Application) -> None:
+    """The chat API (its resources come from `setup.py`)."""
     app.router.add_post("/api/chat", post_chat)
     app.router.add_post("/api/chat/stream", post_chat_stream)

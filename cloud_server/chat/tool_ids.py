@@ -21,7 +21,7 @@ import hmac
 import time
 from collections.abc import Iterable, Sequence
 
-from ..secrets import KeyRing
+from ..server_secrets import KeyRing
 
 MAX_AGE_SECONDS = 30 * 60
 _MAC_CHARS = 22

@@ -24,8 +24,8 @@ from aiohttp import web
 
 from homemind_client.models import ErrorCode
 
+from ..app_keys import SETTINGS
 from ..errors import ApiError
-from ..keys import SETTINGS
 from ..settings import Settings
 
 LOGGER = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from ..keys import SETTINGS
-from ..secrets import ConfigError
+from ..app_keys import SETTINGS
+from ..server_secrets import ConfigError
 
 LOGGER = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The memory API and the memory component's resources.
+"""The memory API (the component's resources are set up in `setup.py`).
 
 User JWT (the owner manages everything): `POST/GET/DELETE /api/memory`,
 `GET/PATCH/DELETE /api/memory/{id}`, `GET /api/memory/export`.
@@ -10,7 +10,6 @@ Every query is scoped to the caller's account: another user's fact is a 404.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -27,20 +26,13 @@ from homemind_client.models.memory import (
 
 from ..accounts.principal import require_installation, require_user
 from ..bodies import json_model, read_model
-from ..chat.hooks import MEMORY_PROVIDER
 from ..db.base import utcnow
-from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError, validation_error
-from ..keys import SETTINGS
 from .backend import MemoryBackend, MemoryBackendError, MemoryNotFoundError, MemoryRecord
-from .provider import MemoryService, forget_matching
-from .shodh import ShodhClient, ShodhMemoryBackend
-from .sql_backend import sql_backend_for
+from .provider import forget_matching
+from .setup import MEMORY_BACKEND
 
 LOGGER = logging.getLogger(__name__)
-
-MEMORY_BACKEND: web.AppKey[MemoryBackend] = web.AppKey("memory_backend", MemoryBackend)
-MEMORY_SERVICE: web.AppKey[MemoryService] = web.AppKey("memory_service", MemoryService)
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -48,41 +40,8 @@ MAX_OFFSET = 1_000_000
 MAX_QUERY_CHARS = 500
 
 
-def build_backend(app: web.Application) -> MemoryBackend:
-    settings = app[SETTINGS]
-    store = sql_backend_for(app[DB_ENGINE], app[DB_SESSIONMAKER])
-    if settings.shodh_url:
-        key = settings.shodh_api_key.get_secret_value() if settings.shodh_api_key else None
-        return ShodhMemoryBackend(store, ShodhClient(settings.shodh_url, key))
-    return store
-
-
-def setup_memory(app: web.Application) -> None:
-    """Create the backend on start-up (after the database), install the chat provider, routes."""
-
-    async def memory_ctx(app: web.Application) -> AsyncIterator[None]:
-        backend = build_backend(app)
-        service = MemoryService(backend, app[SETTINGS], app=app)
-        app[MEMORY_BACKEND] = backend
-        app[MEMORY_SERVICE] = service
-        # A provider installed before start-up (e.g. a test's) is left in place.
-        if MEMORY_PROVIDER not in app:
-            app[MEMORY_PROVIDER] = service
-        LOGGER.info("Memory backend: %s", backend.name)
-        try:
-            yield
-        finally:
-            await service.aclose()
-
-    async def drain(app: web.Application) -> None:
-        # on_shutdown runs before any cleanup: extractions finish while Claude clients
-        # and the database are still open.
-        service = app.get(MEMORY_SERVICE)
-        if service is not None:
-            await service.drain()
-
-    app.cleanup_ctx.append(memory_ctx)
-    app.on_shutdown.append(drain)  # type: ignore[arg-type]
+def add_routes(app: web.Application) -> None:
+    """The memory API (its resources come from `setup.py`)."""
     app.router.add_post("/api/memory", create_memory)
     app.router.add_get("/api/memory", list_memories)
     app.router.add_delete("/api/memory", delete_all_memories)

@@ -56,7 +56,7 @@ class Cloud:
         self.user_id, self.installation_id, self.token = user.id, installation.id, token
         if api_key is not None:
             async with self.app[DB_SESSIONMAKER].begin() as session:
-                from cloud_server.accounts.state import SERVER_SECRETS
+                from cloud_server.accounts.app_keys import SERVER_SECRETS
 
                 await installations.set_api_key(
                     session, self.app[SERVER_SECRETS].encryption, user.id, installation.id, api_key

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from sqlalchemy import delete
 
-from cloud_server.billing.routes import BILLING_GATE
+from cloud_server.billing.setup import BILLING_GATE
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.db.models import Installation
 from custom_components.home_mind.const import DOMAIN, FIRST_EVENT_TIMEOUT, IDLE_TIMEOUT

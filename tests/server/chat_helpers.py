@@ -12,13 +12,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientResponse, web
+from pydantic import SecretStr
 
 from cloud_server.accounts.principal import InstallationPrincipal
 from cloud_server.chat.hooks import ChatAccess, ChatOutcome, RecalledFact
+from cloud_server.settings import Settings
 from homemind_client.models import ChatRequest, ToolSpec
+from tests.fakes.claude import FakeClaude
 
 FAKE_SERVER_KEY = "sk-ant-test-server"
 FAKE_OWN_KEY = "sk-ant-test-own"
+
+
+def on_fake_claude(settings: Settings, claude: FakeClaude) -> Settings:
+    """`settings` answering from the fake Claude with the server's own key."""
+    return settings.model_copy(
+        update={
+            "anthropic_base_url": claude.base_url,
+            "anthropic_api_key": SecretStr(FAKE_SERVER_KEY),
+        }
+    )
 
 
 @dataclass

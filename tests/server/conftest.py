@@ -14,6 +14,7 @@ HTTP API); only the network edges are faked (SMTP on 127.0.0.1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -30,7 +31,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from cloud_server.accounts import installations as inst
 from cloud_server.accounts import service
-from cloud_server.accounts.state import SERVER_SECRETS
+from cloud_server.accounts.app_keys import SERVER_SECRETS
 from cloud_server.app import create_app
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.settings import Settings
@@ -67,33 +68,34 @@ def drop_pg_database(name: str) -> None:
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextlib.contextmanager
+def _own_pg_database() -> Iterator[str]:
+    """A new PostgreSQL database's URL, dropped afterwards; skips when none answers."""
+    try:
+        name = create_pg_database()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {err}")
+    try:
+        yield _pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
 @pytest.fixture(scope="session")
 def pg_session_url() -> Iterator[str]:
     """URL of a PostgreSQL database made for this test session and dropped after it.
 
     Skips (saying why) when no PostgreSQL answers on 127.0.0.1:5432.
     """
-    try:
-        name = create_pg_database()
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {err}")
-    try:
-        yield _pg_url(name)
-    finally:
-        drop_pg_database(name)
+    with _own_pg_database() as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     """URL of a PostgreSQL database of its own for one test (e.g. migration tests)."""
-    try:
-        name = create_pg_database()
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {err}")
-    try:
-        yield _pg_url(name)
-    finally:
-        drop_pg_database(name)
+    with _own_pg_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from cloud_server.accounts.access_tokens import AUDIENCE, ISSUER
-from cloud_server.accounts.state import SERVER_SECRETS, THROTTLE
+from cloud_server.accounts.app_keys import SERVER_SECRETS, THROTTLE
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.db.models import AuthSession, User
 

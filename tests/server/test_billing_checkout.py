@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import delete
 
-from cloud_server.billing.routes import BILLING_GATE
+from cloud_server.billing.setup import BILLING_GATE
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.db.models import User
 from cloud_server.settings import Settings

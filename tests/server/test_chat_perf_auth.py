@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from cloud_server.billing.models import UsageRecord
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.settings import Settings
 from tests.fakes.claude import FakeClaude
+from tests.server.chat_helpers import on_fake_claude
 
 SERVER_KEY = "sk-ant-test-server"
 OWN_KEY = "sk-ant-test-own"
@@ -50,9 +50,7 @@ async def test_a_deleted_installation_is_refused_on_the_very_next_chat(
     create_installation: Callable[..., Awaitable[tuple[str, str]]],
     claude: FakeClaude,
 ) -> None:
-    settings = engine_settings.model_copy(
-        update={"anthropic_base_url": claude.base_url, "anthropic_api_key": SecretStr(SERVER_KEY)}
-    )
+    settings = on_fake_claude(engine_settings, claude)
     client = await make_app(settings)
     user_id, access = await create_user(client=client)
     installation_id, token = await create_installation(user_id=user_id, client=client)
@@ -77,9 +75,7 @@ async def test_a_changed_key_is_used_by_the_very_next_chat_and_recorded(
     create_installation: Callable[..., Awaitable[tuple[str, str]]],
     claude: FakeClaude,
 ) -> None:
-    settings = engine_settings.model_copy(
-        update={"anthropic_base_url": claude.base_url, "anthropic_api_key": SecretStr(SERVER_KEY)}
-    )
+    settings = on_fake_claude(engine_settings, claude)
     client = await make_app(settings)
     user_id, access = await create_user(client=client)
     installation_id, token = await create_installation(
@@ -120,9 +116,7 @@ async def test_a_key_that_cannot_be_decrypted_is_treated_as_absent(
 ) -> None:
     from cloud_server.db.models import Installation
 
-    settings = server_settings.model_copy(
-        update={"anthropic_base_url": claude.base_url, "anthropic_api_key": SecretStr(SERVER_KEY)}
-    )
+    settings = on_fake_claude(server_settings, claude)
     client = await make_app(settings)
     installation_id, token = await create_installation(api_key=OWN_KEY, client=client)
     async with client.app[DB_SESSIONMAKER].begin() as session:

@@ -11,7 +11,7 @@ from cloud_server.chat.tool_ids import (
     signing_keys,
     verify_call_id,
 )
-from cloud_server.secrets import parse_jwt_keys
+from cloud_server.server_secrets import parse_jwt_keys
 from homemind_client.models import TOOL_NAME_PATTERN
 
 RING = parse_jwt_keys("a" * 40)

@@ -141,8 +141,8 @@ async def test_rotate_encryption_key_self_hosted(
     assert len(kids) == 1 and kids.isdisjoint({v.split(".")[1] for v in before.values()})
 
     # The restarted server decrypts every key with the new key alone.
+    from cloud_server.accounts.app_keys import SERVER_SECRETS
     from cloud_server.accounts.installations import installation_key
-    from cloud_server.accounts.state import SERVER_SECRETS
     from cloud_server.app import create_app
     from cloud_server.db.engine import DB_SESSIONMAKER
 
@@ -184,6 +184,6 @@ async def test_rotate_encryption_key_from_environment_is_idempotent(
     assert await run(["rotate-encryption-key"], monkeypatch) == 0
     assert "Re-encrypted 0 of 1" in capsys.readouterr().out
     [value] = [v for v in (await _stored_keys(cli_env)).values() if v]
-    from cloud_server.secrets import parse_encryption_keys
+    from cloud_server.server_secrets import parse_encryption_keys
 
     assert value.split(".")[1] == parse_encryption_keys(new).active_kid

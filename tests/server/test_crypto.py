@@ -13,7 +13,7 @@ from cloud_server.crypto import (
     envelope_kid,
     reencrypt_api_key,
 )
-from cloud_server.secrets import parse_encryption_keys
+from cloud_server.server_secrets import parse_encryption_keys
 
 KEY_A = base64.b64encode(b"A" * 32).decode()
 KEY_B = base64.b64encode(b"B" * 32).decode()

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from cloud_server.billing.entitlements import ALL_STATUSES, access_for
-from cloud_server.billing.routes import BILLING_GATE
+from cloud_server.billing.setup import BILLING_GATE
 from cloud_server.settings import Settings
 from tests.fakes.claude import FakeClaude, tool_use
 from tests.fakes.stripe_api import FakeStripe, event, signed, subscription_object

@@ -130,7 +130,7 @@ async def test_another_users_memory_is_a_404(
 async def test_delete_everything_and_export_with_history(
     client: TestClient[Any, Any], alice: dict[str, str]
 ) -> None:
-    from cloud_server.memory.routes import MEMORY_BACKEND
+    from cloud_server.memory.setup import MEMORY_BACKEND
 
     fact = await _add(client, alice, content="I like the bedroom at 19 degrees", speaker_id="ana")
     await _add(client, alice, content="The dog is called Rex")

@@ -17,7 +17,7 @@ from cloud_server.accounts.principal import InstallationPrincipal
 from cloud_server.chat.hooks import ChatAccess
 from cloud_server.memory.backend import MemoryBackend
 from cloud_server.memory.provider import MemoryService
-from cloud_server.memory.routes import MEMORY_BACKEND, MEMORY_SERVICE
+from cloud_server.memory.setup import MEMORY_BACKEND, MEMORY_SERVICE
 from cloud_server.settings import Settings
 from homemind_client.models import ChatRequest
 from tests.fakes.claude import FakeClaude, error, text, tool_use

@@ -24,14 +24,11 @@ from redis.exceptions import RedisError
 
 from cloud_server.app import create_app
 from cloud_server.chat.hooks import CHAT_GATE, MEMORY_PROVIDER
-from cloud_server.ratelimit import (
-    LIMITER,
-    ChatPolicy,
-    Limiter,
-    LocalLimiter,
-    Rate,
-    RedisLimiter,
-)
+from cloud_server.chat.rate_policy import ChatPolicy
+from cloud_server.ratelimit.gcra import Limiter, Rate
+from cloud_server.ratelimit.local import LocalLimiter
+from cloud_server.ratelimit.redis_store import RedisLimiter
+from cloud_server.ratelimit.setup import LIMITER
 from cloud_server.settings import Settings
 from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text
 from tests.server.chat_helpers import FAKE_SERVER_KEY, NoMemory, RecordingGate

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from cloud_server.accounts.state import THROTTLE
+from cloud_server.accounts.app_keys import THROTTLE
 from cloud_server.accounts.throttle import RedisThrottle
 from cloud_server.settings import Settings
 from tests.server.conftest import MakeApp

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from cloud_server.cli import main
-from cloud_server.secrets import SECRETS_FILE, ConfigError, load_server_secrets
+from cloud_server.server_secrets import SECRETS_FILE, ConfigError, load_server_secrets
 from cloud_server.settings import Settings
 
 GOOD_ENC = base64.b64encode(b"k" * 32).decode()

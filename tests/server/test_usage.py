@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from cloud_server.accounts.principal import InstallationPrincipal
 from cloud_server.billing.models import UsageRecord
 from cloud_server.billing.pricing import estimate_cost_micro_usd
-from cloud_server.billing.routes import BILLING_GATE
+from cloud_server.billing.setup import BILLING_GATE
 from cloud_server.chat.hooks import ChatAccess, ChatOutcome
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.settings import Settings
 from homemind_client.models import Usage
 from tests.fakes.claude import FakeClaude, text
+from tests.server.chat_helpers import on_fake_claude
 
 SERVER_KEY = "sk-ant-test-server"
 
@@ -76,9 +76,7 @@ async def test_a_repeated_client_request_id_still_counts_each_request(
     claude: FakeClaude,
     create_installation: Callable[..., Awaitable[tuple[str, str]]],
 ) -> None:
-    settings = server_settings.model_copy(
-        update={"anthropic_base_url": claude.base_url, "anthropic_api_key": SecretStr(SERVER_KEY)}
-    )
+    settings = on_fake_claude(server_settings, claude)
     client = await make_app(settings)
     _, token = await create_installation(client=client)
     headers = {"Authorization": f"Bearer {token}", "X-Request-ID": "same-id-every-time"}
@@ -96,9 +94,7 @@ async def test_disconnect_mid_stream_is_recorded_once(
     claude: FakeClaude,
     create_installation: Callable[..., Awaitable[tuple[str, str]]],
 ) -> None:
-    settings = server_settings.model_copy(
-        update={"anthropic_base_url": claude.base_url, "anthropic_api_key": SecretStr(SERVER_KEY)}
-    )
+    settings = on_fake_claude(server_settings, claude)
     client = await make_app(settings)
     installation_id, token = await create_installation(client=client)
     claude.token_delay = 0.05
@@ -135,9 +131,7 @@ async def test_usage_report_per_day_and_installation_and_installation_info(
     create_user: Callable[..., Awaitable[tuple[str, str]]],
     create_installation: Callable[..., Awaitable[tuple[str, str]]],
 ) -> None:
-    settings = server_settings.model_copy(
-        update={"anthropic_base_url": claude.base_url, "anthropic_api_key": SecretStr(SERVER_KEY)}
-    )
+    settings = on_fake_claude(server_settings, claude)
     client = await make_app(settings)
     user_id, access = await create_user(client=client)
     kitchen, kitchen_token = await create_installation(user_id, "Kitchen", client=client)
@@ -196,9 +190,7 @@ async def test_another_users_usage_is_not_visible(
     create_user: Callable[..., Awaitable[tuple[str, str]]],
     create_installation: Callable[..., Awaitable[tuple[str, str]]],
 ) -> None:
-    settings = server_settings.model_copy(
-        update={"anthropic_base_url": claude.base_url, "anthropic_api_key": SecretStr(SERVER_KEY)}
-    )
+    settings = on_fake_claude(server_settings, claude)
     client = await make_app(settings)
     _, token = await create_installation(client=client)
     await client.post(

@@ -1,4 +1,8 @@
-"""Application keys of the accounts component (resources other components may read)."""
+"""Application keys of the accounts component (resources other components read).
+
+Kept apart from `setup.py` (which fills them) so that `principal.py`, which every
+component imports, depends on nothing but these keys.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..secrets import ServerSecrets
+from ..server_secrets import ServerSecrets
 from .mailer import Mailer
 from .throttle import InMemoryThrottle, Throttle
 
@@ -20,6 +24,7 @@ BACKGROUND: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("accounts_backgroun
 
 
 def spawn(app: web.Application, coro: Coroutine[Any, Any, None]) -> None:
+    """Run `coro` after the answer; shutdown waits for it (up to 10 s)."""
     tasks = app[BACKGROUND]
     task = asyncio.ensure_future(coro)
     tasks.add(task)

@@ -1,0 +1,68 @@
+"""The in-process store: GCRA and concurrency counters in this process's memory.
+
+Used alone on one instance (self-hosted), and as the Redis store's fallback while Redis
+is down.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .gcra import Clock, Decision, Rate, Slot, gcra
+
+
+@dataclass(slots=True)
+class _LocalSlot:
+    owner: LocalLimiter
+    key: str
+    released: bool = False
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.owner.release_local(self.key)
+
+
+@dataclass
+class LocalLimiter:
+    """GCRA and concurrency counters in this process (one instance, or Redis is down)."""
+
+    clock: Clock = time.monotonic
+    max_keys: int = 100_000
+    _tat: dict[str, float] = field(default_factory=dict)
+    _in_flight: dict[str, int] = field(default_factory=dict)
+
+    async def hit(self, key: str, rate: Rate, burst: int) -> Decision:
+        now = self.clock()
+        decision, tat = gcra(self._tat.get(key), now, rate, burst)
+        if decision.allowed:
+            self._tat[key] = tat
+            if len(self._tat) > self.max_keys:
+                self._prune(now)
+        return decision
+
+    def _prune(self, now: float) -> None:
+        # A key whose arrival time has passed is back to a full burst: forgetting it is exact.
+        for key in [k for k, tat in self._tat.items() if tat <= now]:
+            del self._tat[key]
+
+    async def acquire(self, key: str, limit: int, lease: float) -> Slot | None:
+        # `lease` is not needed here: a slot is released when its request ends in this process.
+        if self._in_flight.get(key, 0) >= limit:
+            return None
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        return _LocalSlot(self, key)
+
+    def release_local(self, key: str) -> None:
+        left = self._in_flight.get(key, 0) - 1
+        if left > 0:
+            self._in_flight[key] = left
+        else:
+            self._in_flight.pop(key, None)
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
