@@ -504,8 +504,10 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         processors = self._processors
         if processors is None:
             dialect = self._engine.dialect
+            # The public per-dialect processors (what a typed SQLAlchemy result applies).
             processors = self._processors = [
-                _TABLE.c[name].type._cached_result_processor(dialect, None) for name in _FIELDS
+                _TABLE.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
+                for name in _FIELDS
             ]
         values = {
             name: value if proc is None or value is None else proc(value)
