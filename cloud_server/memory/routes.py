@@ -9,6 +9,7 @@ Every query is scoped to the caller's account: another user's fact is a 404.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -33,9 +34,11 @@ from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError, validation_error
 from ..keys import SETTINGS
 from .backend import MemoryBackend, MemoryBackendError, MemoryNotFoundError, MemoryRecord
+from .embedder import build_embedder
 from .provider import MemoryService, forget_matching
 from .shodh import ShodhClient, ShodhMemoryBackend
 from .sql_backend import sql_backend_for
+from .vectors import VectorIndex
 
 LOGGER = logging.getLogger(__name__)
 
@@ -48,9 +51,13 @@ MAX_OFFSET = 1_000_000
 MAX_QUERY_CHARS = 500
 
 
-def build_backend(app: web.Application) -> MemoryBackend:
+async def build_backend(app: web.Application) -> MemoryBackend:
     settings = app[SETTINGS]
-    store = sql_backend_for(app[DB_ENGINE], app[DB_SESSIONMAKER])
+    loop = asyncio.get_running_loop()
+    # Loading checks the model's SHA-256 (tens of MB): off the event loop.
+    embedder = await loop.run_in_executor(None, build_embedder, settings.memory_embedder)
+    vectors = VectorIndex(app[DB_ENGINE], embedder) if embedder is not None else None
+    store = sql_backend_for(app[DB_ENGINE], app[DB_SESSIONMAKER], vectors)
     if settings.shodh_url:
         key = settings.shodh_api_key.get_secret_value() if settings.shodh_api_key else None
         return ShodhMemoryBackend(store, ShodhClient(settings.shodh_url, key))
@@ -61,7 +68,7 @@ def setup_memory(app: web.Application) -> None:
     """Create the backend on start-up (after the database), install the chat provider, routes."""
 
     async def memory_ctx(app: web.Application) -> AsyncIterator[None]:
-        backend = build_backend(app)
+        backend = await build_backend(app)
         service = MemoryService(backend, app[SETTINGS], app=app)
         app[MEMORY_BACKEND] = backend
         app[MEMORY_SERVICE] = service
