@@ -469,6 +469,89 @@ async def run(
     print("\nShodh: quality through the test fake only; not a latency target.")
 
 
+PARAPHRASE_SET = Path(__file__).with_name("memory_paraphrase_set.json")
+HYBRID_FILLER = 400
+
+
+async def hybrid_quality(url: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per language: recall@5 of lexical, dense and hybrid, and "in the prompt" (the
+    chat's recall, budget included) for each, in a household of the eval set's facts,
+    that language's facts and HYBRID_FILLER filler facts (so not everything fits)."""
+    from cloud_server.memory.embedder import build_embedder
+    from cloud_server.memory.vectors import VectorIndex
+
+    embedder = build_embedder("minilm")
+    assert embedder is not None
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    sessionmaker = make_sessionmaker(engine)
+    dense_store = sql_backend_for(engine, sessionmaker, VectorIndex(engine, embedder))
+    lexical_store = sql_backend_for(engine, sessionmaker)
+    settings = Settings(data_dir=Path(tempfile.gettempdir()), memory_extraction=False)
+    principal_of = lambda user: InstallationPrincipal("bench", user, "Home", True)  # noqa: E731
+    rows: list[dict[str, Any]] = []
+    rng = random.Random(7)
+    fill = filler("varied", 7)
+    base = [f["content"] for f in json.loads(EVAL_SET.read_text())["facts"]]
+    extra = [fill(rng, n) for n in range(HYBRID_FILLER)]
+    try:
+        for language, pairs in data["languages"].items():
+            user = await new_user(sessionmaker)
+            ids = [(await dense_store.add(user, fact)).record.id for fact, _ in pairs]
+            for content in base + extra:
+                await dense_store.add(user, content)
+            row: dict[str, Any] = {"language": language, "questions": len(pairs)}
+            modes = {
+                "lexical": lexical_store.search_lexical,
+                "dense": None,
+                "hybrid": dense_store.search,
+            }
+            for mode, search in modes.items():
+                at5 = prompt = 0
+                for want, (_, question) in zip(ids, pairs, strict=True):
+                    if search is None:
+                        found = [
+                            i for i, _ in await dense_store.search_dense(user, question, limit=5)
+                        ]
+                    else:
+                        found = [r.id for r in await search(user, question, limit=5)]
+                    at5 += want in found
+                    store = {"lexical": lexical_store, "dense": dense_store, "hybrid": dense_store}[
+                        mode
+                    ]
+                    service = MemoryService(store, settings)
+                    if mode == "dense":
+                        # Dense alone in the chat's budget: the nearest facts while they fit.
+                        nearest = await dense_store.search_dense(user, question, limit=50)
+                        got = [i for i, _ in nearest][: service.budget_tokens // 20]
+                    else:
+                        chat = ChatRequest(message=question)
+                        got = [
+                            f.id for f in await service.recall(principal_of(user), chat, question)
+                        ]
+                    prompt += want in got
+                    await service.drain()
+                row[f"{mode}@5"] = at5 / len(pairs)
+                row[f"{mode}_prompt"] = prompt / len(pairs)
+            rows.append(row)
+    finally:
+        await engine.dispose()
+    return rows
+
+
+def print_hybrid(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\nParaphrases sharing no content word (bench/memory_paraphrase_set.json), "
+        f"household = eval facts + {HYBRID_FILLER} filler; recall@5 / in the prompt"
+    )
+    print(f"{'lang':<5} {'n':>3} {'lexical':>13} {'dense':>13} {'hybrid':>13}")
+    for r in rows:
+        cells = [
+            f"{r[m + '@5']:.2f} / {r[m + '_prompt']:.2f}" for m in ("lexical", "dense", "hybrid")
+        ]
+        print(f"{r['language']:<5} {r['questions']:>3} " + " ".join(f"{c:>13}" for c in cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -477,7 +560,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=int, default=10_000, help="0: skip quality at scale")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--hybrid-only", action="store_true", help="only the lexical/dense/hybrid table"
+    )
     args = parser.parse_args()
+    if args.hybrid_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = json.loads(PARAPHRASE_SET.read_text())
+            print_hybrid(asyncio.run(hybrid_quality(f"sqlite+aiosqlite:///{tmp}/h.db", data)))
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [k for k in args.data.split(",") if k]
     backends = [b for b in args.backends.split(",") if b]
