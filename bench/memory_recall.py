@@ -475,8 +475,9 @@ HYBRID_FILLER = 400
 
 async def hybrid_quality(url: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     """Per language: recall@5 of lexical, dense and hybrid, and "in the prompt" (the
-    chat's recall, budget included) for each, in a household of the eval set's facts,
-    that language's facts and HYBRID_FILLER filler facts (so not everything fits)."""
+    chat's recall, budget included; for dense alone its nearest 40) for each, in a
+    household of the eval set's facts, that language's facts and HYBRID_FILLER filler
+    facts (so not everything fits)."""
     from cloud_server.memory.embedder import build_embedder
     from cloud_server.memory.vectors import VectorIndex
 
@@ -552,6 +553,77 @@ def print_hybrid(rows: list[dict[str, Any]]) -> None:
         print(f"{r['language']:<5} {r['questions']:>3} " + " ".join(f"{c:>13}" for c in cells))
 
 
+async def hybrid_latency(url: str, sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
+    """One household of `size` facts with vectors (the reindex path embeds them), the
+    database also holding the other sizes' households: p50/p95 of the query embedding
+    alone, dense search on the cached matrix, and the chat's hybrid recall (embedding
+    included)."""
+    from cloud_server.memory.cli import reindex
+    from cloud_server.memory.embedder import build_embedder
+    from cloud_server.memory.vectors import VectorIndex
+
+    embedder = build_embedder("minilm")
+    assert embedder is not None
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    sessionmaker = make_sessionmaker(engine)
+    index = VectorIndex(engine, embedder)
+    store = sql_backend_for(engine, sessionmaker, index)
+    settings = Settings(data_dir=Path(tempfile.gettempdir()), memory_extraction=False)
+    questions = [q["q"] for q in json.loads(EVAL_SET.read_text())["questions"]][:n_queries]
+    users: dict[int, str] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        for size in sizes:
+            users[size] = await new_user(sessionmaker)
+            await bulk_load(store, sessionmaker, users[size], size, "varied")
+        start = time.perf_counter()
+        await reindex(index, progress=lambda d, t: None)
+        embed_all = time.perf_counter() - start
+        service = MemoryService(store, settings)
+        for size in sizes:
+            user = users[size]
+            principal = InstallationPrincipal("bench", user, "Home", True)
+            await store.search(user, "warm up", limit=5)  # builds the cached matrix
+            embed, dense, recall = [], [], []
+            for q in questions:
+                t0 = time.perf_counter()
+                vector = await embedder.embed_query(q)
+                t1 = time.perf_counter()
+                await index.search(user, vector, speaker_ids=[], limit=50)
+                t2 = time.perf_counter()
+                await service.recall(principal, ChatRequest(message=q), q)
+                t3 = time.perf_counter()
+                embed.append(t1 - t0)
+                dense.append(t2 - t1)
+                recall.append(t3 - t2)
+            rows.append(
+                {
+                    "size": size,
+                    "embed": (pct(embed, 50), pct(embed, 95)),
+                    "dense": (pct(dense, 50), pct(dense, 95)),
+                    "recall": (pct(recall, 50), pct(recall, 95)),
+                    "embed_all_s": embed_all,
+                }
+            )
+        await service.drain()
+    finally:
+        await engine.dispose()
+    return rows
+
+
+def print_hybrid_latency(name: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\nHybrid recall latency, {name} (ms, p50 / p95); the DB holds every size at once")
+    print(f"{'facts':>7} {'query embed':>14} {'dense search':>14} {'chat recall':>14}")
+    for r in rows:
+        cells = [
+            f"{r[k][0] * 1000:.2f} / {r[k][1] * 1000:.2f}" for k in ("embed", "dense", "recall")
+        ]
+        print(f"{r['size']:>7} " + " ".join(f"{c:>14}" for c in cells))
+    if rows:
+        print(f"(embedding every fact for the index took {rows[0]['embed_all_s']:.0f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -568,6 +640,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             data = json.loads(PARAPHRASE_SET.read_text())
             print_hybrid(asyncio.run(hybrid_quality(f"sqlite+aiosqlite:///{tmp}/h.db", data)))
+            url = f"sqlite+aiosqlite:///{tmp}/lat.db"
+            print_hybrid_latency(
+                "SQLite",
+                asyncio.run(
+                    hybrid_latency(url, [int(n) for n in args.sizes.split(",") if n], args.queries)
+                ),
+            )
         return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [k for k in args.data.split(",") if k]
