@@ -600,9 +600,9 @@ async def hybrid_latency(url: str, sizes: list[int], n_queries: int) -> list[dic
             rows.append(
                 {
                     "size": size,
-                    "embed": (pct(embed, 50), pct(embed, 95)),
-                    "dense": (pct(dense, 50), pct(dense, 95)),
-                    "recall": (pct(recall, 50), pct(recall, 95)),
+                    "embed": (pct(embed, 0.5), pct(embed, 0.95)),
+                    "dense": (pct(dense, 0.5), pct(dense, 0.95)),
+                    "recall": (pct(recall, 0.5), pct(recall, 0.95)),
                     "embed_all_s": embed_all,
                 }
             )
