@@ -97,7 +97,7 @@ class OnnxEmbedder:
         # Pad to the longest text of the batch, not to a fixed length.
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
         self._tokenizer = tokenizer
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._thread: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_lock(cls, name: str = "all-MiniLM-L6-v2-int8") -> OnnxEmbedder:
@@ -122,6 +122,8 @@ class OnnxEmbedder:
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
     async def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        if self._thread is None:  # started on first use, again after `close`
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self.embed_sync, list(texts))
 
@@ -129,7 +131,10 @@ class OnnxEmbedder:
         return (await self.embed_documents([text]))[0]
 
     async def close(self) -> None:
-        """The shared instance lives as long as the process (see `build_embedder`)."""
+        """Stop the inference thread (the loaded model stays; a later call restarts it)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.shutdown)
 
 
 @functools.cache

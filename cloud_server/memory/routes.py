@@ -80,6 +80,9 @@ def setup_memory(app: web.Application) -> None:
             yield
         finally:
             await service.aclose()
+            vectors = getattr(getattr(backend, "store", backend), "vectors", None)
+            if vectors is not None:
+                await vectors.embedder.close()
 
     async def drain(app: web.Application) -> None:
         # on_shutdown runs before any cleanup: extractions finish while Claude clients
