@@ -26,7 +26,7 @@ turn, rotating the order, so drift and noise hit all three alike):
 
 Memory extraction: the server schedules a background (non-streaming) Claude call after each
 answered turn and has no switch to turn it off. It stays on, as in production; the fake
-answers those calls at once with `{"decisions": []}` (and counts them), and at
+answers those calls at once with an empty decisions tool call (and counts them), and at
 concurrency 1 a short think time between turns lets each extraction finish before the
 next turn starts. At concurrency 50 extractions overlap other turns, as in production.
 
@@ -100,7 +100,8 @@ def stdin_closed() -> Awaitable[str]:
 
 
 async def serve_fake(ttft: float, token_delay: float, tokens: int) -> None:
-    from tests.fakes.claude import FakeClaude, text
+    from cloud_server.memory.extraction import DECISIONS_TOOL
+    from tests.fakes.claude import FakeClaude, text, tool_use
 
     class BenchClaude(FakeClaude):
         async def _complete(self, request: Any, turn: Any, model: str) -> Any:
@@ -117,7 +118,7 @@ async def serve_fake(ttft: float, token_delay: float, tokens: int) -> None:
     fake = BenchClaude(time_to_first_token=ttft, token_delay=token_delay)
     stats: Counter[str] = Counter()
     reply = text(answer_text(tokens))
-    nothing = text('{"decisions": []}')
+    nothing = tool_use(DECISIONS_TOOL, {"decisions": []})
 
     def respond(record: Any) -> Any:
         fake.requests.clear()  # nothing reads them; keep memory flat

@@ -481,6 +481,161 @@ def print_report(
     print("\nShodh: quality through the test fake only; not a latency target.")
 
 
+PARAPHRASE_SET = Path(__file__).with_name("memory_paraphrase_set.json")
+HYBRID_FILLER = 400
+
+
+async def hybrid_quality(url: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per language: recall@5 of lexical, dense and hybrid, and "in the prompt" (the
+    chat's recall, budget included; for dense alone its nearest 40) for each, in a
+    household of the eval set's facts, that language's facts and HYBRID_FILLER filler
+    facts (so not everything fits)."""
+    from cloud_server.memory.embedder import build_embedder
+    from cloud_server.memory.vectors import VectorIndex
+
+    embedder = build_embedder("minilm")
+    assert embedder is not None
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    sessionmaker = make_sessionmaker(engine)
+    dense_store = sql_backend_for(engine, sessionmaker, VectorIndex(engine, embedder))
+    lexical_store = sql_backend_for(engine, sessionmaker)
+    settings = Settings(data_dir=Path(tempfile.gettempdir()), memory_extraction=False)
+    principal_of = lambda user: InstallationPrincipal("bench", user, "Home", True)  # noqa: E731
+    rows: list[dict[str, Any]] = []
+    rng = random.Random(7)
+    fill = filler("varied", 7)
+    base = [f["content"] for f in json.loads(EVAL_SET.read_text())["facts"]]
+    extra = [fill(rng, n) for n in range(HYBRID_FILLER)]
+    try:
+        for language, pairs in data["languages"].items():
+            user = await new_user(sessionmaker)
+            ids = [(await dense_store.add(user, fact)).record.id for fact, _ in pairs]
+            for content in base + extra:
+                await dense_store.add(user, content)
+            row: dict[str, Any] = {"language": language, "questions": len(pairs)}
+            modes = {
+                "lexical": lexical_store.search_lexical,
+                "dense": None,
+                "hybrid": dense_store.search,
+            }
+            for mode, search in modes.items():
+                at5 = prompt = 0
+                for want, (_, question) in zip(ids, pairs, strict=True):
+                    if search is None:
+                        found = [
+                            i for i, _ in await dense_store.search_dense(user, question, limit=5)
+                        ]
+                    else:
+                        found = [r.id for r in await search(user, question, limit=5)]
+                    at5 += want in found
+                    store = {"lexical": lexical_store, "dense": dense_store, "hybrid": dense_store}[
+                        mode
+                    ]
+                    service = MemoryService(store, settings)
+                    if mode == "dense":
+                        # Dense alone in the chat's budget: the nearest facts while they fit.
+                        nearest = await dense_store.search_dense(user, question, limit=50)
+                        got = [i for i, _ in nearest][: service.budget_tokens // 20]
+                    else:
+                        chat = ChatRequest(message=question)
+                        got = [
+                            f.id for f in await service.recall(principal_of(user), chat, question)
+                        ]
+                    prompt += want in got
+                    await service.drain()
+                row[f"{mode}@5"] = at5 / len(pairs)
+                row[f"{mode}_prompt"] = prompt / len(pairs)
+            rows.append(row)
+    finally:
+        await engine.dispose()
+    return rows
+
+
+def print_hybrid(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\nParaphrases sharing no content word (bench/memory_paraphrase_set.json), "
+        f"household = eval facts + {HYBRID_FILLER} filler; recall@5 / in the prompt"
+    )
+    print(f"{'lang':<5} {'n':>3} {'lexical':>13} {'dense':>13} {'hybrid':>13}")
+    for r in rows:
+        cells = [
+            f"{r[m + '@5']:.2f} / {r[m + '_prompt']:.2f}" for m in ("lexical", "dense", "hybrid")
+        ]
+        print(f"{r['language']:<5} {r['questions']:>3} " + " ".join(f"{c:>13}" for c in cells))
+
+
+async def hybrid_latency(url: str, sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
+    """One household of `size` facts with vectors (the reindex path embeds them), the
+    database also holding the other sizes' households: p50/p95 of the query embedding
+    alone, dense search on the cached matrix, and the chat's hybrid recall (embedding
+    included)."""
+    from cloud_server.memory.cli import reindex
+    from cloud_server.memory.embedder import build_embedder
+    from cloud_server.memory.vectors import VectorIndex
+
+    embedder = build_embedder("minilm")
+    assert embedder is not None
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    sessionmaker = make_sessionmaker(engine)
+    index = VectorIndex(engine, embedder)
+    store = sql_backend_for(engine, sessionmaker, index)
+    settings = Settings(data_dir=Path(tempfile.gettempdir()), memory_extraction=False)
+    questions = [q["q"] for q in json.loads(EVAL_SET.read_text())["questions"]][:n_queries]
+    users: dict[int, str] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        for size in sizes:
+            users[size] = await new_user(sessionmaker)
+            await bulk_load(store, sessionmaker, users[size], size, "varied")
+        start = time.perf_counter()
+        await reindex(index, progress=lambda d, t: None)
+        embed_all = time.perf_counter() - start
+        service = MemoryService(store, settings)
+        for size in sizes:
+            user = users[size]
+            principal = InstallationPrincipal("bench", user, "Home", True)
+            await store.search(user, "warm up", limit=5)  # builds the cached matrix
+            embed, dense, recall = [], [], []
+            for q in questions:
+                t0 = time.perf_counter()
+                vector = await embedder.embed_query(q)
+                t1 = time.perf_counter()
+                await index.search(user, vector, speaker_ids=[], limit=50)
+                t2 = time.perf_counter()
+                await service.recall(principal, ChatRequest(message=q), q)
+                t3 = time.perf_counter()
+                embed.append(t1 - t0)
+                dense.append(t2 - t1)
+                recall.append(t3 - t2)
+            rows.append(
+                {
+                    "size": size,
+                    "embed": (pct(embed, 0.5), pct(embed, 0.95)),
+                    "dense": (pct(dense, 0.5), pct(dense, 0.95)),
+                    "recall": (pct(recall, 0.5), pct(recall, 0.95)),
+                    "embed_all_s": embed_all,
+                }
+            )
+        await service.drain()
+    finally:
+        await engine.dispose()
+    return rows
+
+
+def print_hybrid_latency(name: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\nHybrid recall latency, {name} (ms, p50 / p95); the DB holds every size at once")
+    print(f"{'facts':>7} {'query embed':>14} {'dense search':>14} {'chat recall':>14}")
+    for r in rows:
+        cells = [
+            f"{r[k][0] * 1000:.2f} / {r[k][1] * 1000:.2f}" for k in ("embed", "dense", "recall")
+        ]
+        print(f"{r['size']:>7} " + " ".join(f"{c:>14}" for c in cells))
+    if rows:
+        print(f"(embedding every fact for the index took {rows[0]['embed_all_s']:.0f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -489,7 +644,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=int, default=10_000, help="0: skip quality at scale")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--hybrid-only", action="store_true", help="only the lexical/dense/hybrid table"
+    )
     args = parser.parse_args()
+    if args.hybrid_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = json.loads(PARAPHRASE_SET.read_text())
+            print_hybrid(asyncio.run(hybrid_quality(f"sqlite+aiosqlite:///{tmp}/h.db", data)))
+            url = f"sqlite+aiosqlite:///{tmp}/lat.db"
+            print_hybrid_latency(
+                "SQLite",
+                asyncio.run(
+                    hybrid_latency(url, [int(n) for n in args.sizes.split(",") if n], args.queries)
+                ),
+            )
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [k for k in args.data.split(",") if k]
     backends = [b for b in args.backends.split(",") if b]

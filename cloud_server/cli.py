@@ -12,6 +12,7 @@ from aiohttp import web
 
 from . import __version__
 from .accounts.cli import register_commands as register_account_commands
+from .memory.cli import register_commands as register_memory_commands
 from .server_secrets import ConfigError, load_server_secrets
 from .settings import Settings
 
@@ -69,6 +70,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands["serve"] = cmd_serve
 
     register_account_commands(sub, commands)
+    register_memory_commands(sub, commands)  # type: ignore[arg-type]
     return parser, commands
 
 

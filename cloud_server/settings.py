@@ -70,6 +70,11 @@ class Settings(EnvSettings):
         validation_alias=env("HOMEMIND_EXTRACTION_MODEL", "extraction_model"),
     )
     # Facts are also extracted from each finished turn by a cheap model (a second call).
+    # Dense recall's sentence embedder: minilm (in-process ONNX, the default) or none
+    # (lexical only). See cloud_server/memory/embedder.py.
+    memory_embedder: str = Field(
+        default="minilm", validation_alias=env("HOMEMIND_EMBEDDER", "memory_embedder")
+    )
     memory_extraction: bool = Field(
         default=True, validation_alias=env("HOMEMIND_MEMORY_EXTRACTION", "memory_extraction")
     )

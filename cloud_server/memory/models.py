@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base, UTCDateTime, new_id, utcnow
@@ -43,3 +43,28 @@ class Memory(Base):
     index_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class MemoryVector(Base):
+    """One embedding of an active fact per model (little-endian float32, see vectors.py)."""
+
+    __tablename__ = "memory_vectors"
+    __table_args__ = (Index("ix_memory_vectors_user_model", "user_id", "model_id"),)
+
+    memory_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("memories.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MemoryGeneration(Base):
+    """Grows on every write to a household's memory: cached matrices compare against it."""
+
+    __tablename__ = "memory_generations"
+
+    user_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -7,6 +7,7 @@ on start-up, after the database, and becomes chat's memory provider.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,9 +17,11 @@ from ..app_keys import SETTINGS
 from ..chat.hooks import MEMORY_PROVIDER
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from .backend import MemoryBackend
+from .embedder import build_embedder
 from .provider import MemoryService
 from .shodh import ShodhClient, ShodhMemoryBackend
 from .sql_backend import sql_backend_for
+from .vectors import VectorIndex
 
 LOGGER = logging.getLogger(__name__)
 
@@ -26,9 +29,13 @@ MEMORY_BACKEND: web.AppKey[MemoryBackend] = web.AppKey("memory_backend", MemoryB
 MEMORY_SERVICE: web.AppKey[MemoryService] = web.AppKey("memory_service", MemoryService)
 
 
-def build_backend(app: web.Application) -> MemoryBackend:
+async def build_backend(app: web.Application) -> MemoryBackend:
     settings = app[SETTINGS]
-    store = sql_backend_for(app[DB_ENGINE], app[DB_SESSIONMAKER])
+    loop = asyncio.get_running_loop()
+    # Loading checks the model's SHA-256 (tens of MB): off the event loop.
+    embedder = await loop.run_in_executor(None, build_embedder, settings.memory_embedder)
+    vectors = VectorIndex(app[DB_ENGINE], embedder) if embedder is not None else None
+    store = sql_backend_for(app[DB_ENGINE], app[DB_SESSIONMAKER], vectors)
     if settings.shodh_url:
         key = settings.shodh_api_key.get_secret_value() if settings.shodh_api_key else None
         return ShodhMemoryBackend(store, ShodhClient(settings.shodh_url, key))
@@ -36,7 +43,7 @@ def build_backend(app: web.Application) -> MemoryBackend:
 
 
 async def _memory_ctx(app: web.Application) -> AsyncIterator[None]:
-    backend = build_backend(app)
+    backend = await build_backend(app)
     service = MemoryService(backend, app[SETTINGS], app=app)
     app[MEMORY_BACKEND] = backend
     app[MEMORY_SERVICE] = service
@@ -48,6 +55,9 @@ async def _memory_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await service.aclose()
+        vectors = getattr(getattr(backend, "store", backend), "vectors", None)
+        if vectors is not None:
+            await vectors.embedder.close()
 
 
 async def _drain(app: web.Application) -> None:

@@ -28,6 +28,7 @@ from .backend import (
     Source,
 )
 from .models import Memory
+from .vectors import VectorIndex
 
 LOGGER = logging.getLogger(__name__)
 
@@ -95,9 +96,33 @@ class SqlMemoryBackend:
 
     name = "sql"
 
-    def __init__(self, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        vectors: VectorIndex | None = None,
+    ):
         self._engine = engine
         self._sessionmaker = sessionmaker
+        # Dense recall; None keeps recall lexical (HOMEMIND_EMBEDDER=none).
+        self.vectors = vectors
+
+    async def _embed(self, user_id: str, facts: Sequence[tuple[str, str]]) -> None:
+        """Store the facts' vectors; a failure only logs (the fact is still found lexically)."""
+        if self.vectors is None:
+            return
+        try:
+            await self.vectors.store(user_id, facts)
+        except Exception:
+            LOGGER.warning("Could not embed a fact; it is recalled lexically", exc_info=True)
+
+    async def _changed(self, user_id: str, superseded: Sequence[str] = ()) -> None:
+        if self.vectors is None:
+            return
+        try:
+            await self.vectors.forget(user_id, superseded)
+        except SQLAlchemyError:
+            LOGGER.warning("Could not mark the memory as changed", exc_info=True)
 
     # --- writing ---------------------------------------------------------------
 
@@ -144,9 +169,11 @@ class SqlMemoryBackend:
                 )
                 session.add(row)
                 await session.flush()
-                return AddResult(to_record(row), created=True)
+                added = to_record(row)
         except SQLAlchemyError as err:
             raise MemoryBackendError("could not store the fact") from err
+        await self._embed(user_id, [(added.id, added.content)])
+        return AddResult(added, created=True)
 
     async def update(
         self,
@@ -166,7 +193,10 @@ class SqlMemoryBackend:
                 row.category = category
             row.updated_at = utcnow()
             await session.flush()
-            return to_record(row)
+            record = to_record(row)
+        if content is not None and record.active:
+            await self._embed(user_id, [(record.id, record.content)])
+        return record
 
     async def supersede(
         self, user_id: str, memory_id: str, content: str, *, source: Source = "tool"
@@ -207,7 +237,10 @@ class SqlMemoryBackend:
             old.superseded_at = now
             old.updated_at = now
             await session.flush()
-            return to_record(twin)
+            new, old_id = to_record(twin), old.id
+        await self._embed(user_id, [(new.id, new.content)])
+        await self._changed(user_id, [old_id])
+        return new
 
     async def delete(self, user_id: str, memory_id: str) -> MemoryRecord:
         """Delete the fact and the older versions it replaced (forgetting means all of it)."""
@@ -229,12 +262,14 @@ class SqlMemoryBackend:
             await session.execute(
                 delete(Memory).where(Memory.user_id == user_id, Memory.id.in_(doomed))
             )
-            return record
+        await self._changed(user_id)  # the vectors went with the rows (ON DELETE CASCADE)
+        return record
 
     async def delete_all(self, user_id: str) -> int:
         async with self._sessionmaker() as session, session.begin():
             result = await session.execute(delete(Memory).where(Memory.user_id == user_id))
-            return int(getattr(result, "rowcount", 0) or 0)
+        await self._changed(user_id)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def mark_used(self, user_id: str, memory_ids: list[str], *, times: int = 1) -> None:
         if not memory_ids or times < 1:
@@ -339,6 +374,50 @@ class SqlMemoryBackend:
         limit: int = 10,
     ) -> builtins.list[MemoryRecord]:
         limit = max(1, min(limit, 200))
+        lexical = await self.search_lexical(
+            user_id, query, speaker_id=speaker_id, all_speakers=all_speakers, limit=limit
+        )
+        if self.vectors is None:
+            return lexical
+        try:
+            dense = await self.search_dense(
+                user_id, query, speaker_id=speaker_id, all_speakers=all_speakers, limit=limit
+            )
+        except Exception:
+            # Dense recall is an addition: without it the lexical ranking still stands.
+            LOGGER.warning("Dense recall failed; lexical only", exc_info=True)
+            return lexical
+        order = fuse([d for d, _ in dense], [r.id for r in lexical])[:limit]
+        known = {r.id: r for r in lexical}
+        extra = await self.get_many(user_id, [i for i in order if i not in known])
+        known.update((r.id, r) for r in extra if r.active)
+        return [known[i] for i in order if i in known]
+
+    async def search_dense(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        speaker_id: str | None = None,
+        all_speakers: bool = False,
+        limit: int = 10,
+    ) -> builtins.list[tuple[str, float]]:
+        """(fact id, cosine) of the nearest facts in scope, best first."""
+        if self.vectors is None or not query.strip():
+            return []
+        vector = await self.vectors.embedder.embed_query(query)
+        scope = None if all_speakers else ([speaker_id] if speaker_id is not None else [])
+        return await self.vectors.search(user_id, vector, speaker_ids=scope, limit=limit)
+
+    async def search_lexical(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        speaker_id: str | None = None,
+        all_speakers: bool = False,
+        limit: int = 10,
+    ) -> builtins.list[MemoryRecord]:
         plan = memtext.SearchPlan(query, keep_accents=self.keep_accents)
         if not plan.own:
             return []
@@ -504,8 +583,10 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         processors = self._processors
         if processors is None:
             dialect = self._engine.dialect
+            # The public per-dialect processors (what a typed SQLAlchemy result applies).
             processors = self._processors = [
-                _TABLE.c[name].type._cached_result_processor(dialect, None) for name in _FIELDS
+                _TABLE.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
+                for name in _FIELDS
             ]
         values = {
             name: value if proc is None or value is None else proc(value)
@@ -557,9 +638,27 @@ class PostgresMemoryBackend(SqlMemoryBackend):
         return result.all()
 
 
+# Weighted reciprocal rank fusion: dense counts twice as much as lexical (lexical top
+# ranks are often look-alikes sharing room words); K damps the weight of the first ranks.
+DENSE_WEIGHT = 2.0
+LEXICAL_WEIGHT = 1.0
+RRF_K = 60
+
+
+def fuse(dense: Sequence[str], lexical: Sequence[str]) -> builtins.list[str]:
+    """Ids by weighted reciprocal rank; ties keep the dense order first."""
+    scores: dict[str, float] = {}
+    for weight, ranking in ((DENSE_WEIGHT, dense), (LEXICAL_WEIGHT, lexical)):
+        for rank, memory_id in enumerate(ranking, start=1):
+            scores[memory_id] = scores.get(memory_id, 0.0) + weight / (RRF_K + rank)
+    return sorted(scores, key=lambda i: -scores[i])
+
+
 def sql_backend_for(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vectors: VectorIndex | None = None,
 ) -> SqlMemoryBackend:
     if engine.dialect.name == "postgresql":
-        return PostgresMemoryBackend(engine, sessionmaker)
-    return SqliteMemoryBackend(engine, sessionmaker)
+        return PostgresMemoryBackend(engine, sessionmaker, vectors)
+    return SqliteMemoryBackend(engine, sessionmaker, vectors)

@@ -28,9 +28,10 @@ import custom_components.home_mind  # noqa: F401  # before the harness's custom_
 from cloud_server.accounts import installations, service
 from cloud_server.app import create_app
 from cloud_server.db.engine import DB_SESSIONMAKER
+from cloud_server.memory.extraction import DECISIONS_TOOL
 from cloud_server.settings import Settings
 from custom_components.home_mind.const import DOMAIN
-from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text
+from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text, tool_use
 
 SERVER_KEY = "sk-ant-test-fake"
 OWN_KEY = "sk-ant-own-fake"
@@ -100,7 +101,7 @@ class ClaudeScript:
 
     def _respond(self, record: RecordedRequest) -> Turn:
         if not record.stream:
-            return text('{"decisions": []}')
+            return tool_use(DECISIONS_TOOL, {"decisions": []})
         return self.turns.popleft() if self.turns else self.default
 
     @property

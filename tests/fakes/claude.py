@@ -18,7 +18,7 @@ import re
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -270,6 +270,7 @@ def _validate(record: RecordedRequest, body: Any, valid_keys: set[str] | None) -
         raise _Invalid("tool_choice may only be specified while providing tools.")
     _validate_system(body.get("system"))
     _validate_tools(body.get("tools"))
+    _validate_tool_choice(body.get("tool_choice"), body.get("tools") or [])
     _validate_messages(body.get("messages"))
 
 
@@ -310,6 +311,62 @@ def _validate_tools(tools: Any) -> None:
         if name in names:
             raise _Invalid("tools: Tool names must be unique.")
         names.add(name)
+
+
+_TOOL_CHOICES = {"auto", "any", "tool", "none"}
+
+
+def _validate_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> None:
+    if choice is None:
+        return
+    if not isinstance(choice, dict) or choice.get("type") not in _TOOL_CHOICES:
+        raise _Invalid(
+            "tool_choice: Input tag does not match any of the expected tags: "
+            "'auto', 'any', 'tool', 'none'"
+        )
+    kind = choice["type"]
+    parallel = choice.get("disable_parallel_tool_use")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _Invalid(f"tool_choice.{kind}.disable_parallel_tool_use: Input should be a boolean")
+    if kind != "tool":
+        return
+    name = choice.get("name")
+    if not isinstance(name, str):
+        raise _Invalid("tool_choice.tool.name: Field required")
+    if name not in {t.get("name") for t in tools}:
+        raise _Invalid(f"tool_choice.tool.name: Tool '{name}' not found in tools")
+
+
+def _honour_tool_choice(turn: MessageTurn, choice: Any) -> MessageTurn | ErrorTurn:
+    """The answer as Claude shapes it under `tool_choice` (validated before).
+
+    Forced (`tool` / `any`): only the tool call(s), no text before them, stop_reason
+    "tool_use"; `none`: never a tool call. A scripted answer that Claude could not give
+    under the request's tool_choice is a mistake in the test: it gets a 500 that says so.
+    """
+    if not isinstance(choice, dict):
+        return turn
+    kind = choice["type"]
+    calls = [c for c in turn.content if isinstance(c, ToolUseContent)]
+    if kind == "none":
+        if calls:
+            return error(500, message="FakeClaude script: a tool_use answer under tool_choice none")
+        return turn
+    if kind in ("tool", "any"):
+        if kind == "tool":
+            calls = [c for c in calls if c.name == choice["name"]]
+        if not calls:
+            return error(
+                500,
+                message=f"FakeClaude script: tool_choice {kind} needs a tool_use answer",
+            )
+        if kind == "tool" or choice.get("disable_parallel_tool_use"):
+            calls = calls[:1]
+        return replace(turn, content=tuple(calls), stop_reason="tool_use")
+    if choice.get("disable_parallel_tool_use") and len(calls) > 1:
+        first = turn.content.index(calls[0])
+        return replace(turn, content=turn.content[: first + 1])
+    return turn
 
 
 def _content_blocks(i: int, role: str, content: Any, last: bool) -> list[dict[str, Any]]:
@@ -591,6 +648,13 @@ class FakeClaude:
             return _drop(request)
         if isinstance(turn, CutTurn) and not record.stream:
             return _error_response(turn.error) if turn.error else _drop(request)
+        if isinstance(turn, ErrorTurn):
+            return _error_response(turn)
+        if isinstance(turn, MessageTurn):
+            turn = _honour_tool_choice(turn, record.body.get("tool_choice"))
+        elif isinstance(turn, CutTurn):
+            shaped = _honour_tool_choice(turn.then, record.body.get("tool_choice"))
+            turn = replace(turn, then=shaped) if isinstance(shaped, MessageTurn) else shaped
         if isinstance(turn, ErrorTurn):
             return _error_response(turn)
         model = record.model or "claude-fake"

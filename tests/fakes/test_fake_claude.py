@@ -604,6 +604,13 @@ TOOL_USE_TURN: dict[str, Any] = {
         ({"tools": [{**LIGHT_TOOL, "name": "bad name"}]}, "should match pattern"),
         ({"tools": [LIGHT_TOOL, LIGHT_TOOL]}, "Tool names must be unique"),
         ({"system": [{"type": "image"}]}, "system.0.type"),
+        ({"tools": [LIGHT_TOOL], "tool_choice": {"type": "some"}}, "tool_choice: Input tag"),
+        ({"tools": [LIGHT_TOOL], "tool_choice": {"type": "tool"}}, "tool_choice.tool.name"),
+        (
+            {"tools": [LIGHT_TOOL], "tool_choice": {"type": "tool", "name": "Other"}},
+            "Tool 'Other' not found",
+        ),
+        ({"tool_choice": {"type": "auto"}}, "only be specified while providing tools"),
     ],
 )
 async def test_invalid_bodies_are_rejected(
@@ -642,3 +649,78 @@ async def test_required_headers(
     assert got == status
     assert json.loads(raw)["error"]["type"] == error_type
     assert fake.last_request.headers.get("x-api-key") == headers.get("x-api-key")
+
+
+SAVE_TOOL: Any = {
+    "name": "save",
+    "description": "Save a note.",
+    "input_schema": {"type": "object", "properties": {"note": {"type": "string"}}},
+}
+
+
+async def test_forced_tool_choice_answers_with_that_tool_only(
+    fake: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    # Scripted with leading text and two calls: forced, Claude sends the named call alone.
+    fake.script(
+        claude.tool_uses(
+            [("HassTurnOn", {"name": "kitchen"}), ("save", {"note": "hi"})], text="Sure."
+        )
+    )
+    message = await client.messages.create(
+        model=MODEL,
+        max_tokens=50,
+        messages=USER,
+        tools=[LIGHT_TOOL, SAVE_TOOL],
+        tool_choice={"type": "tool", "name": "save"},
+    )
+    assert message.stop_reason == "tool_use"
+    assert [(b.type, getattr(b, "name", None)) for b in message.content] == [("tool_use", "save")]
+    assert message.content[0].input == {"note": "hi"}  # type: ignore[union-attr]
+
+
+async def test_forced_tool_choice_streams_the_call(
+    fake: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    fake.script(claude.tool_use("save", {"note": "hi"}, text="Let me save that."))
+    async with client.messages.stream(
+        model=MODEL,
+        max_tokens=50,
+        messages=USER,
+        tools=[SAVE_TOOL],
+        tool_choice={"type": "any"},
+    ) as stream:
+        message = await stream.get_final_message()
+    assert [b.type for b in message.content] == ["tool_use"]
+
+
+@pytest.mark.parametrize(
+    ("choice", "turn"),
+    [
+        ({"type": "tool", "name": "save"}, claude.text("No tool for you.")),
+        ({"type": "any"}, claude.text("No tool for you.")),
+        ({"type": "none"}, claude.tool_use("save", {"note": "hi"})),
+    ],
+)
+async def test_answer_claude_could_not_give_under_tool_choice_fails_the_test(
+    fake: FakeClaude, client: anthropic.AsyncAnthropic, choice: Any, turn: Any
+) -> None:
+    fake.script(turn)
+    with pytest.raises(anthropic.InternalServerError, match="FakeClaude script"):
+        await client.with_options(max_retries=0).messages.create(
+            model=MODEL, max_tokens=50, messages=USER, tools=[SAVE_TOOL], tool_choice=choice
+        )
+
+
+async def test_disable_parallel_tool_use_keeps_the_first_call(
+    fake: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    fake.script(claude.tool_uses([("save", {"note": "a"}), ("save", {"note": "b"})]))
+    message = await client.messages.create(
+        model=MODEL,
+        max_tokens=50,
+        messages=USER,
+        tools=[SAVE_TOOL],
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )
+    assert [b.input for b in message.content] == [{"note": "a"}]  # type: ignore[union-attr]

@@ -15,8 +15,10 @@ from cloud_server.db.base import utcnow
 from cloud_server.db.engine import create_engine, make_sessionmaker, upgrade_database
 from cloud_server.db.models import User
 from cloud_server.memory.backend import MemoryBackend, MemoryNotFoundError
+from cloud_server.memory.embedder import build_embedder
 from cloud_server.memory.shodh import ShodhClient, ShodhMemoryBackend, shodh_user_id
 from cloud_server.memory.sql_backend import sql_backend_for
+from cloud_server.memory.vectors import VectorIndex
 from tests.server.memory_eval.fake_shodh import FakeShodh
 
 
@@ -35,10 +37,11 @@ def _url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'memory.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "shodh"])
+# "+dense": the same suite with hybrid (dense + lexical) recall.
+@pytest.fixture(params=["sqlite", "postgresql", "shodh", "sqlite+dense", "postgresql+dense"])
 def kind_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     # Synchronous: the PostgreSQL database fixture runs its own event loop.
-    return request.param, _url(request.param, tmp_path, request)
+    return request.param, _url(request.param.removesuffix("+dense"), tmp_path, request)
 
 
 @pytest.fixture
@@ -64,7 +67,12 @@ async def env(kind_url: tuple[str, str]) -> AsyncIterator[Env]:
             )
         return user_id
 
-    store = sql_backend_for(engine, sessionmaker)
+    vectors = None
+    if kind.endswith("+dense"):
+        embedder = build_embedder("minilm")
+        assert embedder is not None
+        vectors = VectorIndex(engine, embedder)
+    store = sql_backend_for(engine, sessionmaker, vectors)
     shodh = None
     backend: MemoryBackend = store
     if kind == "shodh":

@@ -4,7 +4,6 @@ Claude is the fake Messages API on 127.0.0.1; everything else is the real app.""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from pydantic import SecretStr
 from cloud_server.accounts.principal import InstallationPrincipal
 from cloud_server.chat.hooks import ChatAccess
 from cloud_server.memory.backend import MemoryBackend
+from cloud_server.memory.extraction import DECISIONS_TOOL
 from cloud_server.memory.provider import MemoryService
 from cloud_server.memory.setup import MEMORY_BACKEND, MEMORY_SERVICE
 from cloud_server.settings import Settings
@@ -69,7 +69,7 @@ async def env(
 
 
 def extraction_answer(*decisions: dict[str, Any]) -> Any:
-    return text(json.dumps({"decisions": list(decisions)}))
+    return tool_use(DECISIONS_TOOL, {"decisions": list(decisions)})
 
 
 async def test_a_fact_told_in_one_chat_is_in_the_prompt_of_the_next(env: Env) -> None:
@@ -268,7 +268,12 @@ async def test_extraction_decisions_are_applied(env: Env) -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    [error(500), error(401), text("I think nothing changes."), text('{"decisions": "all"}')],
+    [
+        error(500),
+        error(401),
+        tool_use(DECISIONS_TOOL, {"decisions": "all"}),
+        tool_use(DECISIONS_TOOL, {}),
+    ],
 )
 async def test_extraction_failure_loses_nothing(env: Env, answer: Any) -> None:
     await env.backend.add(env.user_id, "My daughter is called Ana")

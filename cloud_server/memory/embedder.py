@@ -1,0 +1,154 @@
+"""Sentence embedders behind one small interface, selected by `HOMEMIND_EMBEDDER`.
+
+- `minilm` (default): all-MiniLM-L6-v2, int8 ONNX, 384 dimensions, run in-process with
+  onnxruntime + tokenizers. The files come from a pinned package and the repo (see
+  models.lock.json); their SHA-256 is checked on load, nothing is downloaded.
+- `none`: no embedder; recall stays lexical.
+
+Inference runs off the event loop on one dedicated thread with one onnxruntime thread:
+on two shared cores the default thread pool made p95 several times worse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+LOGGER = logging.getLogger(__name__)
+
+Vectors = npt.NDArray[np.float32]
+
+LOCK_FILE = Path(__file__).with_name("models.lock.json")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_TOKENS = 128
+EMBEDDERS = ("minilm", "none")
+
+
+class EmbedderError(RuntimeError):
+    """The model could not be loaded or run."""
+
+
+class Embedder(Protocol):
+    model_id: str
+    dimension: int
+
+    async def embed_query(self, text: str) -> Vectors:
+        """One L2-normalised vector (shape `(dimension,)`)."""
+        ...
+
+    async def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        """One L2-normalised row per text (shape `(len(texts), dimension)`)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified(path: Path, expected: str) -> Path:
+    if not path.is_file():
+        raise EmbedderError(f"model file missing: {path}")
+    actual = _sha256(path)
+    if actual != expected:
+        raise EmbedderError(f"model file {path.name} has SHA-256 {actual}, expected {expected}")
+    return path
+
+
+def _package_file(relative: str) -> Path:
+    package, _, name = relative.partition("/")
+    return Path(str(resources.files(package).joinpath(name)))
+
+
+class OnnxEmbedder:
+    """A BERT-style sentence encoder: tokenise, run, mean-pool over the mask, L2-normalise."""
+
+    def __init__(self, model_id: str, model_path: Path, tokenizer_path: Path, dimension: int):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model_id = model_id
+        self.dimension = dimension
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        # Pad to the longest text of the batch, not to a fixed length.
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
+        self._tokenizer = tokenizer
+        self._thread: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_lock(cls, name: str = "all-MiniLM-L6-v2-int8") -> OnnxEmbedder:
+        entry = json.loads(LOCK_FILE.read_text())[name]
+        model = verified(_package_file(entry["model"]["path"]), entry["model"]["sha256"])
+        tokenizer = verified(REPO_ROOT / entry["tokenizer"]["path"], entry["tokenizer"]["sha256"])
+        return cls(name, model, tokenizer, int(entry["dimension"]))
+
+    def embed_sync(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    async def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        if self._thread is None:  # started on first use, again after `close`
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self.embed_sync, list(texts))
+
+    async def embed_query(self, text: str) -> Vectors:
+        return (await self.embed_documents([text]))[0]
+
+    async def close(self) -> None:
+        """Stop the inference thread (the loaded model stays; a later call restarts it)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.shutdown)
+
+
+@functools.cache
+def _shared_minilm() -> OnnxEmbedder:
+    # One instance per process: the files are immutable and each load costs a hash and a
+    # session; its one inference thread serves every app of the process.
+    return OnnxEmbedder.from_lock()
+
+
+def build_embedder(name: str) -> Embedder | None:
+    """The embedder `HOMEMIND_EMBEDDER` names; None for `none`."""
+    name = name.strip().lower()
+    if name == "none":
+        return None
+    if name == "minilm":
+        return _shared_minilm()
+    raise EmbedderError(f"HOMEMIND_EMBEDDER must be one of {', '.join(EMBEDDERS)}, not {name!r}")

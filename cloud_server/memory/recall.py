@@ -1,0 +1,119 @@
+"""Recall into the prompt: every fact the turn may see while they fit the token budget,
+best matches for the turn first; beyond the budget only the best ranked for the turn's
+last user message. Recalls are counted (a ranking tie-break) off the turn, in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ..chat.hooks import RecalledFact
+from . import text as memtext
+from .backend import MemoryBackend, MemoryRecord
+
+LOGGER = logging.getLogger(__name__)
+
+RECALL_BUDGET_TOKENS = 800
+# Beyond this many facts the "everything fits" check is not even tried.
+RECALL_ALL_MAX = 200
+# The least a fact costs in the prompt (`fact_tokens` of a one-character fact): more
+# than budget / this many facts can never all fit.
+MIN_FACT_TOKENS = 5
+# Recalls are counted in one write per this many seconds at most, off the turn: a write
+# per turn competed with the next turns' searches.
+USE_FLUSH_DELAY = 1.0
+
+Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+
+def recalled(record: MemoryRecord) -> RecalledFact:
+    return RecalledFact(
+        id=record.id,
+        content=record.content,
+        category=record.category,
+        speaker_id=record.speaker_id,
+    )
+
+
+def fact_tokens(record: MemoryRecord) -> int:
+    return memtext.estimate_tokens(record.content) + 4
+
+
+class Recall:
+    """Chooses the facts of one turn's prompt and counts their use."""
+
+    def __init__(self, backend: MemoryBackend, budget_tokens: int, spawn: Spawn) -> None:
+        self.backend = backend
+        self.budget_tokens = budget_tokens
+        self._spawn = spawn
+        # Recalls not yet written: user -> fact id -> times; one flush task at a time.
+        self._uses: dict[str, Counter[str]] = {}
+        self._use_flush: asyncio.Task[None] | None = None
+        self._flush_now = asyncio.Event()
+
+    async def facts(self, user: str, speaker: str | None, query: str) -> list[RecalledFact]:
+        # A capped count decides first: listing up to 201 facts on every turn only to find
+        # they do not fit cost as much as the search itself.
+        cap = min(RECALL_ALL_MAX, self.budget_tokens // MIN_FACT_TOKENS)
+        size = await self.backend.count_active(user, speaker_id=speaker, cap=cap + 1)
+        if size.facts == 0:
+            return []
+        everything: list[MemoryRecord] = []
+        # Each fact costs at least a quarter of its characters plus 4 tokens: a lower
+        # bound, so listing is skipped only where the exact sum could not fit either.
+        if size.facts <= cap and size.chars + 4 * 4 * size.facts <= 4 * self.budget_tokens:
+            everything = await self.backend.list(
+                user, speaker_id=speaker, all_speakers=False, limit=cap
+            )
+        fits = bool(everything) and sum(fact_tokens(r) for r in everything) <= self.budget_tokens
+        ranked = (
+            await self.backend.search(user, query, speaker_id=speaker, limit=50)
+            if query.strip()
+            else []
+        )
+        if fits:
+            seen = {r.id for r in ranked}
+            chosen = ranked + [r for r in everything if r.id not in seen]
+        else:
+            chosen, used = [], 0
+            for record in ranked:
+                cost = fact_tokens(record)
+                if used + cost > self.budget_tokens:
+                    break
+                chosen.append(record)
+                used += cost
+        if ranked:
+            self._count_use(user, [r.id for r in ranked if r in chosen])
+        return [recalled(r) for r in chosen]
+
+    def _count_use(self, user_id: str, ids: list[str]) -> None:
+        if not ids:
+            return
+        self._uses.setdefault(user_id, Counter()).update(ids)
+        if self._use_flush is None:
+            self._use_flush = self._spawn(self._flush_uses())
+
+    def flush_now(self) -> None:
+        """Shutdown: write the pending counts at once, and every count from now on."""
+        self._flush_now.set()
+
+    async def _flush_uses(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flush_now.wait(), USE_FLUSH_DELAY)
+        # Uses counted from here on start the next flush.
+        self._use_flush = None
+        pending, self._uses = self._uses, {}
+        for user_id, counts in pending.items():
+            by_times: defaultdict[int, list[str]] = defaultdict(list)
+            for memory_id, times in counts.items():
+                by_times[times].append(memory_id)
+            for times, ids in by_times.items():
+                try:
+                    await self.backend.mark_used(user_id, ids, times=times)
+                except Exception:
+                    LOGGER.warning("Could not count the use of recalled facts", exc_info=True)

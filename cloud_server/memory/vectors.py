@@ -1,0 +1,230 @@
+"""Fact vectors in our own schema, and the in-memory matrices dense recall searches.
+
+Rows: one per active fact and embedding model (`memory_vectors`, float32 bytes). The hot
+path never reads them per query: each household's vectors are held as one float32
+matrix in an LRU (bounded by `max_households`), built on first use.
+
+Correct across several server instances: every write to a household's memory bumps
+its row in `memory_generations` (one indexed read per query tells whether the cached
+matrix is still current). We chose this over Redis pub/sub because it needs nothing
+beyond the database every deployment already has, and a missed message cannot leave a
+stale matrix behind: the check is against the source of truth.
+
+A fact without a vector (embedding failed, model changed, not yet reindexed) is still
+found lexically; `homemind-server memory reindex` fills the gaps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .embedder import Embedder, Vectors
+from .models import Memory, MemoryGeneration, MemoryVector
+
+LOGGER = logging.getLogger(__name__)
+
+_VECTORS: Table = MemoryVector.__table__  # type: ignore[assignment]
+_GENERATIONS: Table = MemoryGeneration.__table__  # type: ignore[assignment]
+_MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
+
+MAX_HOUSEHOLDS = 64
+# Below this cosine similarity a fact is not a dense candidate at all.
+MIN_SIMILARITY = 0.2
+# Nor when it is this far below the best candidate of the query.
+DENSE_MARGIN = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdMatrix:
+    generation: int
+    ids: list[str]
+    speakers: np.ndarray  # object array of speaker ids (None = household)
+    matrix: Vectors
+
+
+def to_bytes(vector: Vectors) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def from_bytes(blob: bytes) -> Vectors:
+    return np.frombuffer(blob, dtype="<f4")
+
+
+def _insert(connection: AsyncConnection) -> Any:
+    """The dialect's INSERT with ON CONFLICT (same API on SQLite and PostgreSQL)."""
+    return pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+
+
+class VectorIndex:
+    def __init__(
+        self, engine: AsyncEngine, embedder: Embedder, *, max_households: int = MAX_HOUSEHOLDS
+    ) -> None:
+        self.engine = engine
+        self.embedder = embedder
+        self.max_households = max_households
+        self._cache: OrderedDict[str, HouseholdMatrix] = OrderedDict()
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    # --- writing ---------------------------------------------------------------
+
+    @staticmethod
+    async def bump(connection: AsyncConnection, user_id: str) -> None:
+        """Mark the household's memory as changed (for every instance's cache)."""
+        insert = _insert(connection)
+        stmt = insert(_GENERATIONS).values(user_id=user_id, generation=1)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user_id"], set_={"generation": _GENERATIONS.c.generation + 1}
+        )
+        await connection.execute(stmt)
+
+    async def store(self, user_id: str, facts: Sequence[tuple[str, str]]) -> None:
+        """Embed and upsert (fact id, content) pairs, then bump the generation."""
+        if not facts:
+            return
+        vectors = await self.embedder.embed_documents([content for _, content in facts])
+        async with self.engine.begin() as connection:
+            await self.write(connection, user_id, [i for i, _ in facts], vectors)
+            await self.bump(connection, user_id)
+
+    async def write(
+        self, connection: AsyncConnection, user_id: str, ids: Sequence[str], vectors: Vectors
+    ) -> None:
+        insert = _insert(connection)
+        rows = [
+            {"memory_id": i, "model_id": self.model_id, "user_id": user_id, "vector": to_bytes(v)}
+            for i, v in zip(ids, vectors, strict=True)
+        ]
+        stmt = insert(_VECTORS).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["memory_id", "model_id"], set_={"vector": stmt.excluded.vector}
+        )
+        await connection.execute(stmt)
+
+    async def forget(self, user_id: str, memory_ids: Sequence[str]) -> None:
+        """Drop the vectors of facts no longer active (superseded), then bump."""
+        async with self.engine.begin() as connection:
+            if memory_ids:
+                await connection.execute(
+                    delete(_VECTORS).where(
+                        _VECTORS.c.user_id == user_id, _VECTORS.c.memory_id.in_(memory_ids)
+                    )
+                )
+            await self.bump(connection, user_id)
+
+    async def changed(self, user_id: str) -> None:
+        async with self.engine.begin() as connection:
+            await self.bump(connection, user_id)
+
+    # --- searching -------------------------------------------------------------
+
+    async def _generation(self, connection: AsyncConnection, user_id: str) -> int:
+        value = await connection.scalar(
+            select(_GENERATIONS.c.generation).where(_GENERATIONS.c.user_id == user_id)
+        )
+        return int(value or 0)
+
+    async def matrix(self, user_id: str) -> HouseholdMatrix:
+        async with self.engine.connect() as connection:
+            generation = await self._generation(connection, user_id)
+            cached = self._cache.get(user_id)
+            if cached is not None and cached.generation == generation:
+                self._cache.move_to_end(user_id)
+                return cached
+            rows = (
+                await connection.execute(
+                    select(_VECTORS.c.memory_id, _MEMORIES.c.speaker_id, _VECTORS.c.vector)
+                    .join(_MEMORIES, _MEMORIES.c.id == _VECTORS.c.memory_id)
+                    .where(
+                        _VECTORS.c.user_id == user_id,
+                        _VECTORS.c.model_id == self.model_id,
+                        _MEMORIES.c.superseded_by.is_(None),
+                    )
+                )
+            ).all()
+        dimension = self.embedder.dimension
+        matrix = np.zeros((len(rows), dimension), dtype=np.float32)
+        for n, row in enumerate(rows):
+            matrix[n] = from_bytes(row.vector)
+        built = HouseholdMatrix(
+            generation,
+            [row.memory_id for row in rows],
+            np.array([row.speaker_id for row in rows], dtype=object),
+            matrix,
+        )
+        self._cache[user_id] = built
+        self._cache.move_to_end(user_id)
+        while len(self._cache) > self.max_households:
+            self._cache.popitem(last=False)
+        return built
+
+    async def search(
+        self,
+        user_id: str,
+        query: Vectors,
+        *,
+        speaker_ids: Sequence[str] | None,
+        limit: int,
+    ) -> list[tuple[str, float]]:
+        """(fact id, cosine) best first; `speaker_ids` None = every scope, else the household
+        plus those speakers."""
+        household = await self.matrix(user_id)
+        if not household.ids:
+            return []
+        scores = household.matrix @ query
+        if speaker_ids is not None:
+            allowed = np.array(
+                [s is None or s in speaker_ids for s in household.speakers], dtype=bool
+            )
+            scores = np.where(allowed, scores, -1.0)
+        take = min(limit, len(scores))
+        top = np.argpartition(-scores, take - 1)[:take]
+        top = top[np.argsort(-scores[top])]
+        if not take or scores[top[0]] < MIN_SIMILARITY:
+            return []
+        # Far below the best match is noise (a near-exact hit makes loose ones irrelevant).
+        cut = max(MIN_SIMILARITY, float(scores[top[0]]) - DENSE_MARGIN)
+        return [(household.ids[i], float(scores[i])) for i in top if scores[i] >= cut]
+
+    # --- reindex ---------------------------------------------------------------
+
+    async def missing(self, user_id: str | None, batch: int) -> list[tuple[str, str, str]]:
+        """(user id, fact id, content) of active facts without a vector of this model."""
+        have = select(_VECTORS.c.memory_id).where(
+            _VECTORS.c.memory_id == _MEMORIES.c.id, _VECTORS.c.model_id == self.model_id
+        )
+        stmt = select(_MEMORIES.c.user_id, _MEMORIES.c.id, _MEMORIES.c.content).where(
+            _MEMORIES.c.superseded_by.is_(None), ~have.exists()
+        )
+        if user_id is not None:
+            stmt = stmt.where(_MEMORIES.c.user_id == user_id)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(stmt.order_by(_MEMORIES.c.id).limit(batch))).all()
+        return [(r.user_id, r.id, r.content) for r in rows]
+
+    async def count_missing(self) -> int:
+        have = select(_VECTORS.c.memory_id).where(
+            _VECTORS.c.memory_id == _MEMORIES.c.id, _VECTORS.c.model_id == self.model_id
+        )
+        stmt = select(func.count()).where(_MEMORIES.c.superseded_by.is_(None), ~have.exists())
+        async with self.engine.connect() as connection:
+            return int(await connection.scalar(stmt) or 0)
+
+    async def drop_other_models(self) -> int:
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                delete(_VECTORS).where(_VECTORS.c.model_id != self.model_id)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)

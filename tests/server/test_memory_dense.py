@@ -1,0 +1,172 @@
+"""Hybrid recall: dense vectors fused with the lexical search, on SQLite and PostgreSQL.
+
+The embedder is the real in-process model (the pinned ONNX file); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud_server.db.base import utcnow
+from cloud_server.db.engine import create_engine, make_sessionmaker, upgrade_database
+from cloud_server.db.models import User
+from cloud_server.memory import text as memtext
+from cloud_server.memory.cli import reindex
+from cloud_server.memory.embedder import Embedder, EmbedderError, build_embedder, verified
+from cloud_server.memory.models import MemoryVector
+from cloud_server.memory.sql_backend import SqlMemoryBackend, sql_backend_for
+from cloud_server.memory.vectors import VectorIndex
+
+BRUNO = "Bruno has a sensitive stomach and is on a vet-ordered diet."
+CHALET = "Our mountain chalet has its own smart heater."
+TAP = "The garden tap must be drained before the first frost."
+OTHERS = [
+    "The bins go out on Monday evening.",
+    "Ana prefers the bedroom at 19 degrees.",
+    "The wifi password is on the fridge.",
+    "Dad supports the local football club.",
+]
+
+
+@dataclass
+class Env:
+    engine: AsyncEngine
+    user: str
+    embedder: Embedder
+
+    def backend(self, *, dense: bool = True) -> SqlMemoryBackend:
+        vectors = VectorIndex(self.engine, self.embedder) if dense else None
+        return sql_backend_for(self.engine, make_sessionmaker(self.engine), vectors)
+
+    async def vector_count(self) -> int:
+        async with self.engine.connect() as connection:
+            stmt = select(func.count()).where(MemoryVector.user_id == self.user)
+            return int(await connection.scalar(stmt) or 0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'dense.db'}"
+    url: str = request.getfixturevalue("pg_session_url")
+    return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+
+
+@pytest.fixture
+async def env(db_url: str) -> AsyncIterator[Env]:
+    engine = create_engine(db_url)
+    await upgrade_database(engine)
+    user = secrets.token_hex(16)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        email = f"{user}@example.test"
+        session.add(
+            User(
+                id=user,
+                email=email,
+                email_normalized=email,
+                password_hash="x",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    embedder = build_embedder("minilm")
+    assert embedder is not None
+    try:
+        yield Env(engine, user, embedder)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("question", "fact"),
+    [
+        ("Is it OK to give the dog a bit of chocolate cake?", BRUNO),
+        ("Warm up the cabin before we get there.", CHALET),
+        ("It's freezing tonight, anything outside to protect?", TAP),
+    ],
+)
+async def test_a_paraphrase_sharing_no_word_is_recalled(env: Env, question: str, fact: str) -> None:
+    backend = env.backend()
+    for content in [BRUNO, CHALET, TAP, *OTHERS]:
+        await backend.add(env.user, content)
+    # Not one content word in common: only meaning connects them.
+    assert not set(memtext.content_terms(question)) & set(memtext.content_terms(fact))
+    hybrid = [r.content for r in await backend.search(env.user, question, limit=3)]
+    assert fact in hybrid
+
+
+async def test_a_fact_without_vector_is_still_found_lexically(env: Env) -> None:
+    backend = env.backend()
+    fact = (await backend.add(env.user, "The piano tuner comes every spring")).record
+    async with env.engine.begin() as connection:
+        await connection.execute(delete(MemoryVector).where(MemoryVector.memory_id == fact.id))
+    await backend.vectors.changed(env.user)  # type: ignore[union-attr]
+    assert [r.id for r in await backend.search(env.user, "piano tuner")] == [fact.id]
+
+
+async def test_vectors_follow_add_supersede_and_delete(env: Env) -> None:
+    backend = env.backend()
+    old = (await backend.add(env.user, "The bins go out on Monday")).record
+    assert await env.vector_count() == 1
+    new = await backend.supersede(env.user, old.id, "The bins go out on Tuesday")
+    assert await env.vector_count() == 1  # one row per active fact
+    hits = await backend.search(env.user, "When is rubbish collected?")
+    assert [r.id for r in hits] == [new.id]  # never the stale version
+    await backend.delete(env.user, new.id)
+    assert await env.vector_count() == 0
+
+
+async def test_a_write_on_one_instance_is_seen_by_another(env: Env) -> None:
+    first, second = env.backend(), env.backend()
+    await first.add(env.user, BRUNO)
+    assert [r.content for r in await second.search(env.user, "chocolate for the dog?")] == [BRUNO]
+    await first.add(env.user, CHALET)  # `second` holds a cached matrix: it must notice
+    hits = [r.content for r in await second.search(env.user, "heat the cabin", limit=1)]
+    assert hits == [CHALET]
+
+
+async def test_reindex_fills_gaps_once_and_re_embeds_on_model_change(env: Env) -> None:
+    lexical_only = env.backend(dense=False)
+    for content in [BRUNO, CHALET, *OTHERS]:
+        await lexical_only.add(env.user, content)
+    assert await env.vector_count() == 0
+    index = VectorIndex(env.engine, env.embedder)
+    seen: list[tuple[int, int]] = []
+    assert await reindex(index, progress=lambda d, t: seen.append((d, t))) >= 6
+    assert await env.vector_count() == 6 and seen[-1][0] == seen[-1][1]
+    assert await reindex(index, progress=lambda d, t: None) == 0  # idempotent
+    # Vectors of an older model do not count: the next reindex embeds with the current one.
+    async with env.engine.begin() as connection:
+        await connection.execute(
+            update(MemoryVector)
+            .where(MemoryVector.user_id == env.user)
+            .values(model_id="an-older-model")
+        )
+    assert await reindex(index, progress=lambda d, t: None) >= 6
+    async with env.engine.connect() as connection:
+        models = (
+            await connection.scalars(
+                select(MemoryVector.model_id).where(MemoryVector.user_id == env.user).distinct()
+            )
+        ).all()
+    assert models == [env.embedder.model_id]
+
+
+def test_a_model_file_with_the_wrong_hash_is_refused(tmp_path: Path) -> None:
+    tampered = tmp_path / "model.onnx"
+    tampered.write_bytes(b"not the model")
+    with pytest.raises(EmbedderError, match="SHA-256"):
+        verified(tampered, "0" * 64)
+
+
+def test_unknown_embedder_name_is_a_clear_error() -> None:
+    assert build_embedder("none") is None
+    with pytest.raises(EmbedderError, match="HOMEMIND_EMBEDDER"):
+        build_embedder("word2vec")
