@@ -14,12 +14,14 @@ $(VENV)/bin/python:
 	@set -e; PYTHON=$$(scripts/find-python); echo "Creating $(VENV) with $$PYTHON"; \
 	"$$PYTHON" -m venv $(VENV); $(VENV)/bin/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.stamp-server: $(VENV)/bin/python pyproject.toml constraints.txt
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
+# Both distributions are installed editable: the client (homemind_client/pyproject.toml)
+# and the server (pyproject.toml), which requires exactly that client release.
+$(VENV)/.stamp-server: $(VENV)/bin/python pyproject.toml homemind_client/pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ./homemind_client -e .
 	@touch $@
 
-$(VENV)/.stamp-test: $(VENV)/bin/python pyproject.toml constraints.txt
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,test]'
+$(VENV)/.stamp-test: $(VENV)/bin/python pyproject.toml homemind_client/pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ./homemind_client -e '.[test]'
 	@touch $@ $(VENV)/.stamp-server
 
 run: $(VENV)/.stamp-server
@@ -37,7 +39,7 @@ typecheck: $(VENV)/.stamp-test
 # (it disables sockets and checks for HA-specific leftovers); the HA-harness tests
 # (integration and end to end) run with it.
 pytest: $(VENV)/.stamp-test
-	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/fakes tests/client tests/contract tests/server
+	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/fakes tests/client tests/contract tests/packaging tests/server
 	$(VENV)/bin/pytest -p no:cacheprovider tests/components tests/e2e
 
 test: lint typecheck pytest
