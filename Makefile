@@ -6,7 +6,7 @@ HOST ?= $(or $(HOMEMIND_HOST),127.0.0.1)
 PORT ?= $(or $(HOMEMIND_PORT),8080)
 DATA_DIR ?= $(or $(HOMEMIND_DATA_DIR),./data)
 
-.PHONY: run test lint typecheck pytest constraints clean
+.PHONY: run test lint typecheck pytest pytest-ha-newest py314-env constraints constraints-py314 clean
 
 # The venv is rebuilt when the interpreter is gone and refreshed when the
 # project's dependencies or pins change (the stamps are newer than both files).
@@ -42,12 +42,25 @@ pytest: $(VENV)/.stamp-test
 	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/fakes tests/client tests/contract tests/packaging tests/server
 	$(VENV)/bin/pytest -p no:cacheprovider tests/components tests/e2e
 
+# The same HA-harness tests on the newest harness (HA 2026.10.4, Python 3.14), in the
+# Debian chroot of scripts/py314 (built once per machine, cached in /var/cache/homemind).
+py314-env:
+	scripts/py314 setup
+
+pytest-ha-newest: py314-env
+	scripts/py314 run pytest -p no:cacheprovider tests/components tests/e2e
+
 test: lint typecheck pytest
 
 constraints: $(VENV)/.stamp-test
 	@( echo "# Exact pins for everything the tests and the server install (one resolution for every machine)."; \
 	   echo "# Regenerate with: make constraints"; \
 	   $(PY) -m pip freeze --exclude-editable | grep -v '^homemind' ) > constraints.txt
+
+constraints-py314: py314-env
+	@( echo "# Exact pins of the Python 3.14 test environment (scripts/py314: HA 2026.10.4's harness)."; \
+	   echo "# Regenerate with: make constraints-py314"; \
+	   scripts/py314 freeze ) > constraints-py314.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
