@@ -50,7 +50,7 @@ py314-env:
 pytest-ha-newest: py314-env
 	scripts/py314 run pytest -p no:cacheprovider tests/components tests/e2e
 
-test: lint typecheck pytest
+test: lint typecheck pytest pytest-ha-newest
 
 constraints: $(VENV)/.stamp-test
 	@( echo "# Exact pins for everything the tests and the server install (one resolution for every machine)."; \

@@ -212,7 +212,10 @@ async def test_result_from_chat_log_on_ha_2025_4(
     assert result.continue_conversation is True
 
 
-async def test_result_from_chat_log_without_answer(hass: HomeAssistant) -> None:
+async def test_result_from_chat_log_without_answer(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(conversation, "async_get_result_from_chat_log", raising=False)
     chat_log = conversation.ChatLog(hass, "conv-1")
     chat_log.async_add_user_content(conversation.UserContent(content="hi"))
 
@@ -283,6 +286,7 @@ def test_update_entry_and_abort(
 
 
 def test_multiple_llm_apis_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(llm, "MergedAPI", raising=False)
     assert compat.supports_multiple_llm_apis() is False
     monkeypatch.setattr(llm, "MergedAPI", object, raising=False)
     assert compat.supports_multiple_llm_apis() is True
