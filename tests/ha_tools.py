@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from contextlib import AbstractContextManager
 from typing import Any
 
 from homeassistant.components import conversation
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import chat_session as ha_chat_session
 from homeassistant.helpers import llm
+from homeassistant.helpers.chat_session import ChatSession
 
 
 def intent_tool_name(intent_type: str) -> str:
@@ -37,3 +42,10 @@ def tool_result_content(
     return conversation.ToolResultContent(
         agent_id=agent_id, tool_call_id=tool_call_id, tool_name=tool_name, **payload
     )
+
+
+def chat_session(hass: HomeAssistant) -> AbstractContextManager[ChatSession]:
+    """A new chat session; HA 2026.11 wants the turn's `context=` as well."""
+    parameters = inspect.signature(ha_chat_session.async_get_chat_session).parameters
+    extra: dict[str, Any] = {"context": Context()} if "context" in parameters else {}
+    return ha_chat_session.async_get_chat_session(hass, **extra)

@@ -12,9 +12,9 @@ from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_LLM_HASS_API, STATE_OFF, STATE_ON
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import chat_session, intent, llm
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import intent, llm
 from pydantic import SecretStr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from sqlalchemy import delete
@@ -26,6 +26,7 @@ from custom_components.home_mind.const import DOMAIN, FIRST_EVENT_TIMEOUT, IDLE_
 from tests.components.home_mind.spoken import CANNOT_CONNECT_EN, SPOKEN_EN
 from tests.fakes.claude import FakeClaude, error, hang, text, tool_use
 from tests.ha_tools import TURN_ON, tool_result
+from tests.ha_tools import chat_session as new_chat_session
 
 from .conftest import OWN_KEY, ClaudeScript, Cloud, Relay, SetupAgent, StartCloud
 
@@ -46,7 +47,7 @@ async def test_answer_streams_into_the_chat_log(
     deltas: list[dict[str, Any]] = []
 
     with (
-        chat_session.async_get_chat_session(hass) as session,
+        new_chat_session(hass) as session,
         conversation.async_get_chat_log(
             hass, session, chat_log_delta_listener=lambda _log, delta: deltas.append(delta)
         ) as chat_log,
@@ -371,7 +372,7 @@ async def test_server_going_away_mid_stream_is_spoken_in_time(
 
     async def converse() -> conversation.ConversationResult:
         with (
-            chat_session.async_get_chat_session(hass) as session,
+            new_chat_session(hass) as session,
             conversation.async_get_chat_log(hass, session, chat_log_delta_listener=listener),
         ):
             return await conversation.async_converse(

@@ -13,9 +13,9 @@ from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_LLM_HASS_API, STATE_OFF, STATE_ON
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import chat_session, intent, llm
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import intent, llm
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -29,6 +29,7 @@ from homemind_client.models import (
     TextDeltaEvent,
 )
 from tests.ha_tools import TURN_ON, tool_result
+from tests.ha_tools import chat_session as new_chat_session
 
 from .fake_homemind import (
     Disconnect,
@@ -53,7 +54,7 @@ async def test_streamed_answer_is_spoken_and_kept(
     deltas: list[dict[str, Any]] = []
 
     with (
-        chat_session.async_get_chat_session(hass) as session,
+        new_chat_session(hass) as session,
         conversation.async_get_chat_log(
             hass, session, chat_log_delta_listener=lambda _log, delta: deltas.append(delta)
         ) as chat_log,
