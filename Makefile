@@ -6,7 +6,7 @@ HOST ?= $(or $(HOMEMIND_HOST),127.0.0.1)
 PORT ?= $(or $(HOMEMIND_PORT),8080)
 DATA_DIR ?= $(or $(HOMEMIND_DATA_DIR),./data)
 
-.PHONY: run test lint typecheck pytest hooks constraints clean
+.PHONY: run test lint typecheck pytest pytest-ha-newest py314-env hooks constraints constraints-py314 clean
 
 # The venv is rebuilt when the interpreter is gone and refreshed when the
 # project's dependencies or pins change (the stamps are newer than both files).
@@ -14,12 +14,14 @@ $(VENV)/bin/python:
 	@set -e; PYTHON=$$(scripts/find-python); echo "Creating $(VENV) with $$PYTHON"; \
 	"$$PYTHON" -m venv $(VENV); $(VENV)/bin/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.stamp-server: $(VENV)/bin/python pyproject.toml constraints.txt
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
+# Both distributions are installed editable: the client (homemind_client/pyproject.toml)
+# and the server (pyproject.toml), which requires exactly that client release.
+$(VENV)/.stamp-server: $(VENV)/bin/python pyproject.toml homemind_client/pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ./homemind_client -e .
 	@touch $@
 
-$(VENV)/.stamp-test: $(VENV)/bin/python pyproject.toml constraints.txt
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,test]'
+$(VENV)/.stamp-test: $(VENV)/bin/python pyproject.toml homemind_client/pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ./homemind_client -e '.[test]'
 	@touch $@ $(VENV)/.stamp-server
 
 run: $(VENV)/.stamp-server
@@ -37,10 +39,18 @@ typecheck: $(VENV)/.stamp-test
 # (it disables sockets and checks for HA-specific leftovers); the HA-harness tests
 # (integration and end to end) run with it.
 pytest: $(VENV)/.stamp-test
-	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/fakes tests/client tests/contract tests/server
+	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/fakes tests/client tests/contract tests/packaging tests/server
 	$(VENV)/bin/pytest -p no:cacheprovider tests/components tests/e2e
 
-test: lint typecheck pytest
+# The same HA-harness tests on the newest harness (HA 2026.10.4, Python 3.14), in the
+# Debian chroot of scripts/py314 (built once per machine, cached in /var/cache/homemind).
+py314-env:
+	scripts/py314 setup
+
+pytest-ha-newest: py314-env
+	scripts/py314 run pytest -p no:cacheprovider tests/components tests/e2e
+
+test: lint typecheck pytest pytest-ha-newest
 
 # The pre-commit hooks of .pre-commit-config.yaml (ruff, ruff format, mypy from this venv).
 hooks: $(VENV)/.stamp-test
@@ -51,6 +61,11 @@ constraints: $(VENV)/.stamp-test
 	@( echo "# Exact pins for everything the tests and the server install (one resolution for every machine)."; \
 	   echo "# Regenerate with: make constraints"; \
 	   $(PY) -m pip freeze --exclude-editable | grep -v '^homemind' ) > constraints.txt
+
+constraints-py314: py314-env
+	@( echo "# Exact pins of the Python 3.14 test environment (scripts/py314: HA 2026.10.4's harness)."; \
+	   echo "# Regenerate with: make constraints-py314"; \
+	   scripts/py314 freeze ) > constraints-py314.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

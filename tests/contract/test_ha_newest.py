@@ -139,14 +139,11 @@ def test_newest_ha_has_the_new_branch_of_every_shim(newest: Source) -> None:
     assert {"async_update_and_abort", "async_update_reload_and_abort"} <= flow
 
 
-def test_installed_ha_has_the_old_branch_of_every_shim(installed: Source) -> None:
+def test_installed_ha_has_one_branch_of_every_shim(installed: Source) -> None:
+    """Whatever HA the tests run on (2025.4.4 or 2026.10.4), each shim finds one of its branches."""
     chat_log = installed.class_members(CHAT_LOG, "ChatLog")
-    assert "async_update_llm_data" in chat_log
-    assert "async_provide_llm_data" not in chat_log  # so the old branch is what the tests run
-    assert "tool_result" in installed.class_members(CHAT_LOG, "ToolResultContent")
-    assert "ToolResult" not in installed.top_level_names(LLM)
-    assert "async_get_result_from_chat_log" not in installed.top_level_names(CONVERSATION)
-    assert "satellite_id" not in installed.class_members(MODELS, "ConversationInput")
+    assert {"async_update_llm_data", "async_provide_llm_data"} & chat_log
+    tool_result = installed.class_members(CHAT_LOG, "ToolResultContent")
+    assert {"tool_result", "result"} & tool_result
     flow = installed.class_members(CONFIG_ENTRIES, "ConfigFlow")
-    assert "async_update_reload_and_abort" in flow
-    assert "async_update_and_abort" not in flow
+    assert {"async_update_reload_and_abort", "async_update_and_abort"} & flow

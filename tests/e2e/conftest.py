@@ -32,6 +32,7 @@ from cloud_server.memory.extraction import DECISIONS_TOOL
 from cloud_server.settings import Settings
 from custom_components.home_mind.const import DOMAIN
 from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text, tool_use
+from tests.lights import setup_lights
 
 SERVER_KEY = "sk-ant-test-fake"
 OWN_KEY = "sk-ant-own-fake"
@@ -221,12 +222,10 @@ async def cloud(start_cloud: StartCloud) -> Cloud:
 
 @pytest.fixture
 async def home(hass: HomeAssistant) -> None:
-    """A home with demo lights: the kitchen exposed to Assist, the others not."""
+    """A home with lights (tests/lights.py): the kitchen exposed to Assist, the others not."""
     assert await async_setup_component(hass, "homeassistant", {})
     assert await async_setup_component(hass, "intent", {})
-    assert await async_setup_component(hass, "light", {"light": [{"platform": "demo"}]})
-    await hass.async_block_till_done()
-    await hass.services.async_call("light", "turn_off", {"entity_id": "all"}, blocking=True)
+    await setup_lights(hass)
     for entity_id in hass.states.async_entity_ids("light"):
         async_expose_entity(hass, "conversation", entity_id, entity_id == "light.kitchen_lights")
 

@@ -12,9 +12,9 @@ from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_LLM_HASS_API, STATE_OFF, STATE_ON
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import chat_session, intent, llm
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import intent, llm
 from pydantic import SecretStr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from sqlalchemy import delete
@@ -25,6 +25,8 @@ from cloud_server.db.models import Installation
 from custom_components.home_mind.const import DOMAIN, FIRST_EVENT_TIMEOUT, IDLE_TIMEOUT
 from tests.components.home_mind.spoken import CANNOT_CONNECT_EN, SPOKEN_EN
 from tests.fakes.claude import FakeClaude, error, hang, text, tool_use
+from tests.ha_tools import TURN_ON, tool_result
+from tests.ha_tools import chat_session as new_chat_session
 
 from .conftest import OWN_KEY, ClaudeScript, Cloud, Relay, SetupAgent, StartCloud
 
@@ -45,7 +47,7 @@ async def test_answer_streams_into_the_chat_log(
     deltas: list[dict[str, Any]] = []
 
     with (
-        chat_session.async_get_chat_session(hass) as session,
+        new_chat_session(hass) as session,
         conversation.async_get_chat_log(
             hass, session, chat_log_delta_listener=lambda _log, delta: deltas.append(delta)
         ) as chat_log,
@@ -66,7 +68,7 @@ async def test_kitchen_light_is_turned_on_by_ha(
     hass: HomeAssistant, script: ClaudeScript, agent_id: str
 ) -> None:
     script(
-        tool_use("HassTurnOn", {"name": "Kitchen Lights"}, id="toolu_kitchen"),
+        tool_use(TURN_ON, {"name": "Kitchen Lights"}, id="toolu_kitchen"),
         text("The kitchen light is on."),
     )
 
@@ -77,7 +79,7 @@ async def test_kitchen_light_is_turned_on_by_ha(
     assert speech(result) == "The kitchen light is on."
     assert hass.states.get("light.kitchen_lights").state == STATE_ON
     first, second = script.chat_requests
-    assert "HassTurnOn" in {tool["name"] for tool in first.tools}
+    assert TURN_ON in {tool["name"] for tool in first.tools}
     assert "Kitchen Lights" in first.system_text
     assert "Bed Light" not in first.system_text
     result_block = second.messages[-1]["content"][0]
@@ -94,7 +96,7 @@ async def test_non_exposed_light_is_untouched(
     hass: HomeAssistant, script: ClaudeScript, agent_id: str
 ) -> None:
     script(
-        tool_use("HassTurnOn", {"name": "Bed Light"}, id="toolu_bed"),
+        tool_use(TURN_ON, {"name": "Bed Light"}, id="toolu_bed"),
         text("I can't reach that light."),
     )
 
@@ -104,6 +106,8 @@ async def test_non_exposed_light_is_untouched(
 
     assert speech(result) == "I can't reach that light."
     assert hass.states.get("light.bed_light").state == STATE_OFF
+    # The tool exists (so HA ran it) and HA refused the unexposed light.
+    assert TURN_ON in {tool["name"] for tool in script.chat_requests[0].tools}
     result_block = script.chat_requests[1].messages[-1]["content"][0]
     assert result_block["tool_use_id"].startswith("toolu_bed_")
     assert "error" in str(result_block["content"]).lower()
@@ -280,7 +284,7 @@ class _DottedTool(llm.Tool):
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> dict[str, Any]:
         self.added.append(tool_input.tool_args["item"])
-        return {"added": tool_input.tool_args["item"]}
+        return tool_result({"added": tool_input.tool_args["item"]})
 
 
 async def test_dotted_tool_names_reach_claude_and_run_in_ha(
@@ -368,7 +372,7 @@ async def test_server_going_away_mid_stream_is_spoken_in_time(
 
     async def converse() -> conversation.ConversationResult:
         with (
-            chat_session.async_get_chat_session(hass) as session,
+            new_chat_session(hass) as session,
             conversation.async_get_chat_log(hass, session, chat_log_delta_listener=listener),
         ):
             return await conversation.async_converse(

@@ -15,6 +15,7 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_mind.const import DOMAIN
+from tests.lights import setup_lights
 
 from .fake_homemind import INSTALLATION_ID, TOKEN, FakeHomeMind
 
@@ -50,11 +51,9 @@ def mock_config_entry(hass: HomeAssistant, fake_homemind: FakeHomeMind) -> MockC
 
 @pytest.fixture
 async def home(hass: HomeAssistant) -> None:
-    """A home with demo lights: the kitchen exposed to Assist, the bed light not."""
+    """A home with lights (tests/lights.py): the kitchen exposed to Assist, the bed light not."""
     assert await async_setup_component(hass, "intent", {})
-    assert await async_setup_component(hass, "light", {"light": [{"platform": "demo"}]})
-    await hass.async_block_till_done()
-    await hass.services.async_call("light", "turn_off", {"entity_id": "all"}, blocking=True)
+    await setup_lights(hass)
     async_expose_entity(hass, "conversation", "light.kitchen_lights", True)
     for entity_id in hass.states.async_entity_ids("light"):
         if entity_id != "light.kitchen_lights":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 from dataclasses import dataclass
@@ -9,7 +10,6 @@ from typing import Any
 
 import pytest
 import voluptuous as vol
-import voluptuous_openapi
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigFlowResult
@@ -20,6 +20,10 @@ from custom_components.home_mind import compat
 
 
 def _user_input(text: str = "hi", **extra: Any) -> conversation.ConversationInput:
+    """A typed turn of the running HA (2026.x adds the required `satellite_id`)."""
+    fields = {field.name for field in dataclasses.fields(conversation.ConversationInput)}
+    if "satellite_id" in fields:
+        extra.setdefault("satellite_id", None)
     return conversation.ConversationInput(
         text=text,
         context=Context(),
@@ -72,9 +76,11 @@ async def test_provide_llm_data_on_new_ha() -> None:
     ]
 
 
-async def test_provide_llm_data_on_ha_2025_4_takes_one_api() -> None:
+async def test_provide_llm_data_on_ha_2025_4_takes_one_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     chat_log, user_input = _OldChatLog(), _user_input()
-    assert not hasattr(llm, "MergedAPI")
+    monkeypatch.delattr(llm, "MergedAPI", raising=False)
 
     await compat.provide_llm_data(chat_log, user_input, "home_mind", ["assist", "other"], None)  # type: ignore[arg-type]
     await compat.provide_llm_data(chat_log, user_input, "home_mind", [], None)  # type: ignore[arg-type]
@@ -96,28 +102,36 @@ async def test_provide_llm_data_on_ha_2025_5_passes_the_list(
     assert chat_log.calls == [("home_mind", user_input, ["assist", "other"], None)]
 
 
-def test_tool_schema_with_voluptuous_openapi() -> None:
-    """HA up to 2026.8: voluptuous_openapi, with the API's own serializer."""
-    assert "probatio" not in sys.modules
-    marker = object()
+def test_tool_schema_with_voluptuous_openapi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HA up to 2026.8: no probatio, so voluptuous_openapi, with the API's own serializer."""
+    calls: list[tuple[Any, Any]] = []
+
+    def convert(schema: Any, *, custom_serializer: Any = None) -> dict[str, Any]:
+        calls.append((schema, custom_serializer))
+        return {"type": "object", "properties": {"where": {"type": "string"}}}
 
     def serializer(value: Any) -> Any:
-        if value is marker:
-            return {"type": "string", "format": "custom"}
-        return voluptuous_openapi.UNSUPPORTED
+        return value
 
-    schema = vol.Schema({vol.Required("where"): marker, vol.Optional("count"): int})
+    monkeypatch.setitem(sys.modules, "probatio", None)  # import probatio -> ImportError
+    monkeypatch.setitem(sys.modules, "voluptuous_openapi", types.SimpleNamespace(convert=convert))
+    schema = vol.Schema({vol.Required("where"): str})
 
     result = compat.tool_parameters_schema(schema, serializer)
 
-    assert result == {
-        "type": "object",
-        "properties": {
-            "where": {"type": "string", "format": "custom"},
-            "count": {"type": "integer"},
-        },
-        "required": ["where"],
-    }
+    assert result == {"type": "object", "properties": {"where": {"type": "string"}}}
+    assert calls == [(schema, serializer)]
+
+
+def test_tool_schema_with_the_running_has_converter() -> None:
+    """Whichever converter this HA ships turns a tool schema into a JSON object schema."""
+    schema = vol.Schema({vol.Required("where"): str, vol.Optional("count"): int})
+
+    result = compat.tool_parameters_schema(schema, None)
+
+    assert result["type"] == "object"
+    assert set(result["properties"]) == {"where", "count"}
+    assert result["required"] == ["where"]
 
 
 def test_tool_schema_with_probatio(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,11 +160,10 @@ def test_tool_schema_that_is_not_an_object(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_tool_result_data_on_ha_2025_4() -> None:
-    content = conversation.ToolResultContent(
-        agent_id="a", tool_call_id="c", tool_name="t", tool_result={"ok": True}
-    )
+    # HA 2025.4-2026.9: `ToolResultContent(..., tool_result={...})`, no `result`.
+    content = types.SimpleNamespace(agent_id="a", tool_call_id="c", tool_result={"ok": True})
 
-    assert compat.tool_result_data(content) == {"ok": True}
+    assert compat.tool_result_data(content) == {"ok": True}  # type: ignore[arg-type]
 
 
 def test_tool_result_data_on_ha_2026_10() -> None:
@@ -182,8 +195,10 @@ async def test_satellite_id_means_voice(hass: HomeAssistant) -> None:
     assert is_voice_turn(hass, _user_input()) is False
 
 
-async def test_result_from_chat_log_on_ha_2025_4(hass: HomeAssistant) -> None:
-    assert not hasattr(conversation, "async_get_result_from_chat_log")
+async def test_result_from_chat_log_on_ha_2025_4(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(conversation, "async_get_result_from_chat_log", raising=False)
     chat_log = conversation.ChatLog(hass, "conv-1")
     chat_log.async_add_user_content(conversation.UserContent(content="hi"))
     chat_log.async_add_assistant_content_without_tools(
@@ -197,7 +212,10 @@ async def test_result_from_chat_log_on_ha_2025_4(hass: HomeAssistant) -> None:
     assert result.continue_conversation is True
 
 
-async def test_result_from_chat_log_without_answer(hass: HomeAssistant) -> None:
+async def test_result_from_chat_log_without_answer(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(conversation, "async_get_result_from_chat_log", raising=False)
     chat_log = conversation.ChatLog(hass, "conv-1")
     chat_log.async_add_user_content(conversation.UserContent(content="hi"))
 
@@ -268,6 +286,7 @@ def test_update_entry_and_abort(
 
 
 def test_multiple_llm_apis_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(llm, "MergedAPI", raising=False)
     assert compat.supports_multiple_llm_apis() is False
     monkeypatch.setattr(llm, "MergedAPI", object, raising=False)
     assert compat.supports_multiple_llm_apis() is True
@@ -283,6 +302,15 @@ NEW_DEFAULTS = """You are a voice assistant for Home Assistant.
 Answer questions about the world truthfully.
 Respond simply and to the point in plain text.
 """
+OLD_DATE_TIME = (
+    'Current time is {{ now().strftime("%H:%M:%S") }}. '
+    'Today\'s date is {{ now().strftime("%Y-%m-%d") }}.\n'
+)
+OLD_DEFAULTS = (
+    "You are a voice assistant for Home Assistant.\n"
+    "Answer questions about the world truthfully.\n"
+    "Answer in plain text. Keep it simple and to the point.\n"
+)
 NEW_DATE_TIME = "Current time is {{ now().strftime('%H:%M') }}. Today's date is {{ now().day }}.\n"
 
 
@@ -293,7 +321,7 @@ def _render(hass: HomeAssistant, text: str) -> str:
 
 def _prompt_of_ha_2025_4(hass: HomeAssistant) -> str:
     """`async_update_llm_data`: clock and default instructions in one template, then the rest."""
-    first = _render(hass, llm.BASE_PROMPT + llm.DEFAULT_INSTRUCTIONS_PROMPT)
+    first = _render(hass, OLD_DATE_TIME + OLD_DEFAULTS)
     return "\n".join([first, API_PROMPT, EXTRA])
 
 
@@ -303,32 +331,46 @@ def _prompt_of_ha_2025_11(hass: HomeAssistant) -> str:
     return "\n".join(_render(hass, part) for part in parts)
 
 
-def test_date_time_prompt_on_ha_2025_4() -> None:
-    assert compat.date_time_prompt() == llm.BASE_PROMPT
+def _as_ha_2025_4(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HA 2025.4's constants: the clock in `BASE_PROMPT`, no `DATE_TIME_PROMPT`."""
+    monkeypatch.setattr(llm, "BASE_PROMPT", OLD_DATE_TIME, raising=False)
+    monkeypatch.delattr(llm, "DATE_TIME_PROMPT", raising=False)
+    monkeypatch.setattr(llm, "DEFAULT_INSTRUCTIONS_PROMPT", OLD_DEFAULTS, raising=False)
+
+
+def test_date_time_prompt_of_the_running_ha() -> None:
     assert "Current time is" in compat.date_time_prompt()
 
 
+def test_date_time_prompt_on_ha_2025_4(monkeypatch: pytest.MonkeyPatch) -> None:
+    _as_ha_2025_4(monkeypatch)
+    assert compat.date_time_prompt() == OLD_DATE_TIME
+
+
 def test_date_time_prompt_on_ha_2025_11(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(llm, "BASE_PROMPT")
+    monkeypatch.delattr(llm, "BASE_PROMPT", raising=False)
     monkeypatch.setattr(llm, "DATE_TIME_PROMPT", NEW_DATE_TIME, raising=False)
     assert compat.date_time_prompt() == NEW_DATE_TIME
 
 
 def test_date_time_prompt_without_either_constant(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(llm, "BASE_PROMPT")
+    monkeypatch.delattr(llm, "BASE_PROMPT", raising=False)
+    monkeypatch.delattr(llm, "DATE_TIME_PROMPT", raising=False)
     template_text = compat.date_time_prompt()
     assert template_text.startswith("Current time is {{")
 
 
 def test_default_instructions_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert compat.default_instructions_prompt() == llm.DEFAULT_INSTRUCTIONS_PROMPT
+    _as_ha_2025_4(monkeypatch)
+    assert compat.default_instructions_prompt() == OLD_DEFAULTS
     monkeypatch.delattr(llm, "DEFAULT_INSTRUCTIONS_PROMPT")
     assert compat.default_instructions_prompt() is None
 
 
 async def test_stable_prompt_on_ha_2025_4(
-    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _as_ha_2025_4(monkeypatch)
     freezer.move_to("2025-04-01 09:15:07+00:00")
     morning = _prompt_of_ha_2025_4(hass)
     freezer.move_to("2025-04-02 21:40:59+00:00")
@@ -343,7 +385,7 @@ async def test_stable_prompt_on_ha_2025_4(
 async def test_stable_prompt_on_ha_2025_11(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delattr(llm, "BASE_PROMPT")
+    monkeypatch.delattr(llm, "BASE_PROMPT", raising=False)
     monkeypatch.setattr(llm, "DATE_TIME_PROMPT", NEW_DATE_TIME, raising=False)
     monkeypatch.setattr(llm, "DEFAULT_INSTRUCTIONS_PROMPT", NEW_DEFAULTS)
     freezer.move_to("2025-11-05 07:00:00+00:00")

@@ -196,10 +196,10 @@ async def test_reconfigure_refuses_another_installation(
 
 
 async def test_options_single_api_on_ha_2025_4(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """HA without `llm.MergedAPI`: one API or none, from a single select."""
-    assert not hasattr(llm, "MergedAPI")
+    monkeypatch.delattr(llm, "MergedAPI", raising=False)
     result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     schema = result["data_schema"].schema
@@ -207,7 +207,10 @@ async def test_options_single_api_on_ha_2025_4(
     assert api_key.default() == llm.LLM_API_ASSIST
     selector = schema[api_key].config
     assert selector["multiple"] is False
-    assert {option["value"] for option in selector["options"]} == {"none", llm.LLM_API_ASSIST}
+    # Every registered API is offered (HA 2026.x adds its admin-only "Home Assistant" API).
+    offered = {option["value"] for option in selector["options"]}
+    assert offered == {"none"} | {api.id for api in llm.async_get_apis(hass)}
+    assert llm.LLM_API_ASSIST in offered
 
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],

@@ -13,9 +13,10 @@ from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_LLM_HASS_API, STATE_OFF, STATE_ON
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import chat_session, intent, llm
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import intent, llm
+from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_mind.const import CONF_INSTRUCTIONS, MAX_TOOL_ITERATIONS
@@ -27,6 +28,8 @@ from homemind_client.models import (
     Notice,
     TextDeltaEvent,
 )
+from tests.ha_tools import TURN_ON, tool_result
+from tests.ha_tools import chat_session as new_chat_session
 
 from .conftest import AddPerson
 from .fake_homemind import (
@@ -52,7 +55,7 @@ async def test_streamed_answer_is_spoken_and_kept(
     deltas: list[dict[str, Any]] = []
 
     with (
-        chat_session.async_get_chat_session(hass) as session,
+        new_chat_session(hass) as session,
         conversation.async_get_chat_log(
             hass, session, chat_log_delta_listener=lambda _log, delta: deltas.append(delta)
         ) as chat_log,
@@ -126,7 +129,7 @@ async def test_turn_on_exposed_light_through_ha_tools(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
     fake_homemind.script(
-        tool_call("call_1", "HassTurnOn", {"name": "Kitchen Lights"}),
+        tool_call("call_1", TURN_ON, {"name": "Kitchen Lights"}),
         answer("The kitchen light is on."),
     )
 
@@ -137,7 +140,7 @@ async def test_turn_on_exposed_light_through_ha_tools(
     assert speech(result) == "The kitchen light is on."
     assert hass.states.get("light.kitchen_lights").state == STATE_ON
     first, second = fake_homemind.chat_requests
-    assert "HassTurnOn" in {tool["name"] for tool in first["tools"]}
+    assert TURN_ON in {tool["name"] for tool in first["tools"]}
     # HA's prompt describes the exposed light only.
     assert "Kitchen Lights" in first["home_prompt"]
     assert "Bed Light" not in first["home_prompt"]
@@ -145,14 +148,12 @@ async def test_turn_on_exposed_light_through_ha_tools(
     assert second["messages"][1] == {
         "role": "assistant",
         "content": "",
-        "tool_calls": [
-            {"id": "call_1", "name": "HassTurnOn", "arguments": {"name": "Kitchen Lights"}}
-        ],
+        "tool_calls": [{"id": "call_1", "name": TURN_ON, "arguments": {"name": "Kitchen Lights"}}],
     }
     tool_result = second["messages"][2]
     assert tool_result["role"] == "tool_result"
     assert tool_result["tool_call_id"] == "call_1"
-    assert tool_result["name"] == "HassTurnOn"
+    assert tool_result["name"] == TURN_ON
     assert tool_result["result"]["response_type"] == "action_done"
     assert tool_result["result"]["data"]["success"][0]["id"] == "light.kitchen_lights"
     assert len(second["messages"]) == 3
@@ -162,7 +163,7 @@ async def test_non_exposed_light_stays_off(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
     fake_homemind.script(
-        tool_call("call_1", "HassTurnOn", {"name": "Bed Light"}),
+        tool_call("call_1", TURN_ON, {"name": "Bed Light"}),
         answer("I can't control that light."),
     )
 
@@ -172,8 +173,12 @@ async def test_non_exposed_light_stays_off(
 
     assert speech(result) == "I can't control that light."
     assert hass.states.get("light.bed_light").state == STATE_OFF
-    tool_result = fake_homemind.chat_requests[1]["messages"][2]
+    first, second = fake_homemind.chat_requests
+    # The tool exists (so HA ran it) and HA refused the unexposed light.
+    assert TURN_ON in {tool["name"] for tool in first["tools"]}
+    tool_result = second["messages"][2]
     assert tool_result["role"] == "tool_result"
+    assert tool_result["name"] == TURN_ON
     assert "error" in tool_result["result"]
 
 
@@ -328,7 +333,7 @@ async def test_chat_only_sends_no_tools_and_ignores_tool_calls(
     state = hass.states.get(agent_id)
     assert not state.attributes.get("supported_features")
     fake_homemind.script(
-        tool_call("call_1", "HassTurnOn", {"name": "Kitchen Lights"}, text="I can only chat.")
+        tool_call("call_1", TURN_ON, {"name": "Kitchen Lights"}, text="I can only chat.")
     )
 
     result = await conversation.async_converse(
@@ -372,7 +377,7 @@ class _AddItemTool(llm.Tool):
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> dict[str, Any]:
         ADDED.append(tool_input.tool_args["item"])
-        return {"added": tool_input.tool_args["item"]}
+        return tool_result({"added": tool_input.tool_args["item"]})
 
 
 ADDED: list[str] = []
@@ -400,17 +405,16 @@ async def test_tools_of_any_llm_api_are_relayed(
     assert speech(result) == "Added milk."
     assert ADDED == ["milk"]
     first, second = fake_homemind.chat_requests
-    assert first["tools"] == [
-        {
-            "name": "add_item",
-            "description": "Add an item to the shopping list",
-            "parameters": {
-                "type": "object",
-                "properties": {"item": {"type": "string"}},
-                "required": ["item"],
-            },
-        }
-    ]
+    (tool,) = first["tools"]
+    assert tool["name"] == "add_item"
+    assert tool["description"] == "Add an item to the shopping list"
+    # HA's converter of the release (probatio on 2026.9+ also closes the object).
+    parameters = {k: v for k, v in tool["parameters"].items() if k != "additionalProperties"}
+    assert parameters == {
+        "type": "object",
+        "properties": {"item": {"type": "string"}},
+        "required": ["item"],
+    }
     assert "You can add to the shopping list." in first["home_prompt"]
     assert second["messages"][2]["result"] == {"added": "milk"}
 
@@ -445,7 +449,7 @@ class _NamedTool(llm.Tool):
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> dict[str, Any]:
         self.calls.append((self.name, tool_input.tool_args["item"]))
-        return {"done_by": self.name}
+        return tool_result({"done_by": self.name})
 
 
 async def _use_named_tools(
@@ -622,7 +626,7 @@ async def test_notices_are_spoken_in_the_users_language(
 async def test_tool_loop_stops_at_the_limit(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
-    fake_homemind.default_script = tool_call("call_x", "HassTurnOn", {"name": "Kitchen Lights"})
+    fake_homemind.default_script = tool_call("call_x", TURN_ON, {"name": "Kitchen Lights"})
 
     result = await conversation.async_converse(hass, "loop", None, Context(), agent_id=agent_id)
 

@@ -28,8 +28,8 @@ async def test_setup_creates_service_device_and_agent(
 ) -> None:
     assert init_integration.state is ConfigEntryState.LOADED
     assert init_integration.runtime_data.installation.id == INSTALLATION_ID
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, init_integration.entry_id)})
-    assert device is not None
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), init_integration.entry_id)
+    (device,) = (d for d in devices if (DOMAIN, init_integration.entry_id) in d.identifiers)
     assert device.entry_type is dr.DeviceEntryType.SERVICE
     assert device.name == "Test home"
     assert device.manufacturer == "Home Mind"

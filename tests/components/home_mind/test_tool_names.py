@@ -11,6 +11,7 @@ from homeassistant.helpers import llm
 from custom_components.home_mind.conversation import chat_messages
 from custom_components.home_mind.tool_names import ToolNames
 from homemind_client.models import TOOL_NAME_PATTERN, AssistantMessage, ToolResultMessage
+from tests.ha_tools import tool_result_content
 
 VALID = re.compile(TOOL_NAME_PATTERN)
 
@@ -104,12 +105,8 @@ def test_history_carries_wire_names() -> None:
                 llm.ToolInput(tool_name="old.tool", tool_args={}, id="c2"),
             ],
         ),
-        conversation.ToolResultContent(
-            agent_id="a", tool_call_id="c1", tool_name="myapi.Do_Thing", tool_result={}
-        ),
-        conversation.ToolResultContent(
-            agent_id="a", tool_call_id="c2", tool_name="old.tool", tool_result={}
-        ),
+        tool_result_content("a", "c1", "myapi.Do_Thing", {}),
+        tool_result_content("a", "c2", "old.tool", {}),
     ]
 
     _user, call, result_1, result_2 = chat_messages(contents, names)
