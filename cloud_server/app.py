@@ -9,9 +9,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import __version__
+from .accounts.account_routes import setup_account_api
 from .accounts.routes import setup_accounts
 from .billing.routes import setup_billing
 from .chat.routes import setup_chat
+from .dashboard.setup import setup_dashboard
 from .db.engine import setup_database
 from .errors import problem_middleware
 from .keys import SETTINGS
@@ -40,4 +42,6 @@ def create_app(settings: Settings | None = None) -> web.Application:
     setup_billing(app)
     setup_memory(app)
     setup_chat(app)
+    setup_account_api(app)
+    setup_dashboard(app)
     return app

@@ -151,14 +151,21 @@ async def resend_verification(app: web.Application, user_id: str) -> None:
     spawn(app, app[MAILER].send_verification(user.email, _link(app, "verify-email", token)))
 
 
-async def verify_email(app: web.Application, token: str) -> User:
+async def verify_email(
+    app: web.Application, token: str, *, sign_in: bool = False
+) -> tuple[User, service.Tokens | None]:
+    """Confirm the address of the link's account; with `sign_in`, also open a session
+    (the page's case: opening the link proves the mailbox, as a magic link does)."""
     async with app[DB_SESSIONMAKER].begin() as session:
         user = await email_tokens.consume(session, token, email_tokens.VERIFY_EMAIL)
+        tokens = None
         if user is not None:
             await email_tokens.mark_verified(session, user)
+            if sign_in:
+                tokens = await service.start_session(session, app[SERVER_SECRETS].jwt, user)
     if user is None:
         raise ApiError(400, "invalid_link", "This link is not valid any more; ask for a new one.")
-    return user
+    return user, tokens
 
 
 async def request_password_reset(app: web.Application, email: str, *, ip: str) -> None:

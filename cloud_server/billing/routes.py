@@ -44,6 +44,7 @@ from ..db.engine import DB_SESSIONMAKER
 from ..db.models import User
 from ..errors import ApiError, request_id_of
 from ..keys import SETTINGS
+from .account_data import register_billing_account_data
 from .config import BillingConfig
 from .entitlements import LIVE_STATUSES, PlanTier
 from .gate import BILLING_CONFIG, BillingGate
@@ -358,6 +359,7 @@ def setup_billing(app: web.Application, config: BillingConfig | None = None) -> 
     if CONTRIBUTORS not in app:
         app[CONTRIBUTORS] = []
     add_installation_info_contributor(app, installation_billing)
+    register_billing_account_data(app)
     app.router.add_get("/api/subscription", get_subscription)
     app.router.add_get("/api/usage", get_usage)
     if not settings.billing_enabled:

@@ -134,3 +134,35 @@ class InstallationInfo(ResponseModel):
     subscription: SubscriptionSummary = Field(default_factory=SubscriptionSummary)
     usage: UsageSummary = Field(default_factory=UsageSummary)
     extra: dict[str, Any] | None = None
+
+
+class InstallationRename(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class PasswordChange(RequestModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class SessionOut(ResponseModel):
+    """One signed-in session (a refresh-token family); `current` is the caller's own."""
+
+    id: str
+    created_at: datetime
+    expires_at: datetime
+    current: bool = False
+
+
+class AccountDelete(RequestModel):
+    password: str = Field(max_length=1024)
+
+
+class MagicLinkRequest(RequestModel):
+    email: str = Field(min_length=1, max_length=254)
+
+
+class LinkTokenConfirm(RequestModel):
+    """The token of a mailed link (magic sign-in link or address verification)."""
+
+    token: str = Field(min_length=1, max_length=512)

@@ -1,0 +1,62 @@
+"""The usage bar chart as plain SVG geometry (rendered by the template; no JavaScript)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+WIDTH = 640
+HEIGHT = 180
+TOP = 16
+BOTTOM = 24
+MAX_DAYS = 62
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    day: date
+    messages: int
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    bars: list[Bar]
+    peak: int
+    width: int = WIDTH
+    height: int = HEIGHT
+    baseline: int = HEIGHT - BOTTOM
+
+
+def daily_chart(
+    start: datetime, end: datetime, per_day: dict[date, int], today: date | None = None
+) -> Chart:
+    """One bar per day of the period up to today (days without messages are zero bars)."""
+    today = today or datetime.now(UTC).date()
+    first = start.astimezone(UTC).date()
+    last = min(end.astimezone(UTC).date() - timedelta(days=1), max(today, first))
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)][-MAX_DAYS:]
+    peak = max([per_day.get(d, 0) for d in days] + [1])
+    slot = WIDTH / max(len(days), 1)
+    usable = HEIGHT - TOP - BOTTOM
+    bars = []
+    for index, day in enumerate(days):
+        count = per_day.get(day, 0)
+        height = usable * count / peak
+        every = max(1, len(days) // 8)
+        bars.append(
+            Bar(
+                day=day,
+                messages=count,
+                x=index * slot + slot * 0.15,
+                y=TOP + usable - height,
+                width=slot * 0.7,
+                height=height,
+                label=day.strftime("%d %b") if index % every == 0 else None,
+            )
+        )
+    return Chart(bars=bars, peak=peak)
