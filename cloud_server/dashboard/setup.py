@@ -2,7 +2,7 @@
 
 Every dashboard response (pages, redirects, static files, error pages) carries a strict
 Content-Security-Policy (scripts and styles from this origin only: no inline script, no
-inline style), `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy: no-referrer`, and
+inline style), `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy: same-origin`, and
 pages are `Cache-Control: no-store` (they show account data).
 """
 
@@ -32,7 +32,10 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": with it browsers send `Origin: null` on our own form posts, and the
+    # CSRF check needs the real origin. Other sites still get no referrer; mailed tokens
+    # travel after `#`, which is never part of a referrer.
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 

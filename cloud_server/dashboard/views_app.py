@@ -202,6 +202,9 @@ async def billing(request: web.Request, signed_in: session.SignedIn) -> web.Stre
         "billing.html",
         {
             "sub": sub,
+            # A Stripe subscription (not the sign-up trial): changed in the portal instead.
+            "subscribed": state.subscription_id is not None
+            and sub.status in ("active", "trialing", "past_due"),
             "trial_days_left": trial_days_left,
             "checkout": request.query.get("checkout"),
             "error": request.query.get("error"),
