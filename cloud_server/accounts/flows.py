@@ -81,6 +81,14 @@ def verification_required(app: web.Application) -> bool:
 async def register(
     app: web.Application, email: str, password: str, name: str | None, *, ip: str
 ) -> tuple[User, service.Tokens]:
+    user, tokens = await _create_account(app, email, password, name, ip=ip, sign_in=True)
+    assert tokens is not None
+    return user, tokens
+
+
+async def _create_account(
+    app: web.Application, email: str, password: str, name: str | None, *, ip: str, sign_in: bool
+) -> tuple[User, service.Tokens | None]:
     """A new account and its first session; hosted: unverified, a verification mail sent.
 
     Raises 409 `email_taken` for a taken address: callers that must not reveal it (the
@@ -124,7 +132,7 @@ async def register_quietly(
     in both cases by `create_user`). Returns the new user, or None for a taken address.
     """
     try:
-        user, _ = await register(app, email, password, name, ip=ip)
+        user, _ = await _create_account(app, email, password, name, ip=ip, sign_in=False)
     except ApiError as err:
         if err.code != "email_taken":
             raise

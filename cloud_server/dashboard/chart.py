@@ -10,6 +10,7 @@ HEIGHT = 180
 TOP = 16
 BOTTOM = 24
 MAX_DAYS = 62
+MAX_BAR_WIDTH = 28.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +49,14 @@ def daily_chart(
         count = per_day.get(day, 0)
         height = usable * count / peak
         every = max(1, len(days) // 8)
+        width = min(slot * 0.7, MAX_BAR_WIDTH)
         bars.append(
             Bar(
                 day=day,
                 messages=count,
-                x=index * slot + slot * 0.15,
+                x=index * slot + (slot - width) / 2,
                 y=TOP + usable - height,
-                width=slot * 0.7,
+                width=width,
                 height=height,
                 label=day.strftime("%d %b") if index % every == 0 else None,
             )

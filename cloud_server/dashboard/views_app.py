@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from datetime import date
 from typing import Any
 
@@ -175,7 +176,9 @@ async def usage(request: web.Request, signed_in: session.SignedIn) -> web.Stream
     chart = daily_chart(report.period_start, report.period_end, per_day)
     percent = None
     if report.allowance:
-        percent = min(100, round(100 * report.messages / report.allowance))
+        percent = min(100.0, 100 * report.messages / report.allowance)
+        if report.messages:
+            percent = max(percent, 1.0)  # a first message shows on the meter
     return render(
         request,
         "usage.html",
@@ -196,7 +199,7 @@ async def billing(request: web.Request, signed_in: session.SignedIn) -> web.Stre
     now = gate.now()
     trial_days_left = None
     if sub.status == "trialing" and sub.trial_end is not None:
-        trial_days_left = max(0, (sub.trial_end - now).days)
+        trial_days_left = max(0, math.ceil((sub.trial_end - now).total_seconds() / 86400))
     return render(
         request,
         "billing.html",

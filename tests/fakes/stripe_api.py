@@ -8,7 +8,8 @@ first response with ``Idempotent-Replayed: true``; same key + other parameters i
 
 Endpoints: ``POST /v1/customers``, ``POST /v1/checkout/sessions``,
 ``POST /v1/billing_portal/sessions``, ``GET /v1/subscriptions/{id}`` (from ``subscriptions``,
-which tests fill), ``DELETE /v1/subscriptions/{id}`` (cancels it), anything else 404 in Stripe's error envelope.
+which tests fill), ``DELETE /v1/subscriptions/{id}`` (cancels it), anything else 404 in
+Stripe's error envelope.
 """
 
 from __future__ import annotations
