@@ -8,23 +8,25 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from homemind_client.models import ErrorCode
+
 from .errors import ApiError, validation_error
 
 
 async def read_json(request: web.Request) -> Any:
     """The parsed JSON body; 415 for another content type, 413 when too big, 422 if malformed."""
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as err:
         raise ApiError(
-            413, "payload_too_large", "The request body is larger than this server accepts."
+            ErrorCode.PAYLOAD_TOO_LARGE, "The request body is larger than this server accepts."
         ) from err
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(422, "validation_error", "The request body is not valid JSON.") from err
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "The request body is not valid JSON.") from err
 
 
 async def read_model[M: BaseModel](request: web.Request, model: type[M]) -> M:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from homemind_client.models import PROBLEM_CONTENT_TYPE, FieldError, Problem
+from homemind_client.models import PROBLEM_CONTENT_TYPE, ErrorCode, FieldError, Problem
 
 LOGGER = logging.getLogger(__name__)
 
@@ -27,24 +27,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
-    """An error the client should see: HTTP status, stable `code`, human `detail`."""
+    """An error the client should see: a stable `code` (which brings its HTTP status)
+    and a human `detail`. `status` overrides the code's own only for `HTTP_ERROR`."""
 
     def __init__(
         self,
-        status: int,
-        code: str,
+        code: ErrorCode,
         detail: str = "",
         *,
+        status: int | None = None,
         title: str | None = None,
         errors: list[FieldError] | None = None,
         retry_after: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(f"{code}: {detail}")
-        self.status = status
         self.code = code
+        self.status = status or code.status
         self.detail = detail
-        self.title = title or _TITLES.get(status, "Error")
+        self.title = title or _TITLES.get(self.status, "Error")
         self.errors = errors
         self.retry_after = retry_after
         self.headers = dict(headers or {})
@@ -83,13 +84,16 @@ _TITLES = {
 
 # aiohttp's own HTTP exceptions (routing, body size) mapped to stable codes.
 _HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
+    code.status: code
+    for code in (
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.METHOD_NOT_ALLOWED,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    )
 }
 
 
@@ -102,7 +106,9 @@ def validation_error(exc: ValidationError | None = None, detail: str = "") -> Ap
             for err in exc.errors(include_url=False, include_input=False)
         ]
     return ApiError(
-        422, "validation_error", detail or "The request body is not valid.", errors=errors or None
+        ErrorCode.VALIDATION_ERROR,
+        detail or "The request body is not valid.",
+        errors=errors or None,
     )
 
 
@@ -132,15 +138,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as err:
         if err.status < 400:
             raise
-        code = _HTTP_CODES.get(err.status, "http_error")
+        code = _HTTP_CODES.get(err.status, ErrorCode.HTTP_ERROR)
         detail = "" if err.status == 413 else (err.reason or "")
         if err.status == 413:
             detail = "The request body is larger than this server accepts."
-        response = problem_response(ApiError(err.status, code, detail), request_id)
+        response = problem_response(ApiError(code, detail, status=err.status), request_id)
     except Exception:
         LOGGER.exception("Unhandled error (request_id=%s)", request_id)
         response = problem_response(
-            ApiError(500, "internal_error", "Something went wrong on our side."), request_id
+            ApiError(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side."), request_id
         )
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id

@@ -34,6 +34,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from homemind_client.models import ErrorCode
+
 from .errors import ApiError
 from .keys import SETTINGS
 from .settings import Settings
@@ -379,7 +381,7 @@ class ChatPolicy:
 
 
 def _rate_limited(retry_after: int, detail: str) -> ApiError:
-    return ApiError(429, "rate_limited", detail, retry_after=retry_after)
+    return ApiError(ErrorCode.RATE_LIMITED, detail, retry_after=retry_after)
 
 
 @contextlib.asynccontextmanager

@@ -25,6 +25,7 @@ from .errors import (
     HomeMindTimeoutError,
     HomeMindUpstreamError,
     HomeMindUpstreamKeyRejectedError,
+    HomeMindUpstreamRejectedError,
     HomeMindUsageLimitError,
     HomeMindValidationError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "HomeMindTimeoutError",
     "HomeMindUpstreamError",
     "HomeMindUpstreamKeyRejectedError",
+    "HomeMindUpstreamRejectedError",
     "HomeMindUsageLimitError",
     "HomeMindValidationError",
     "RetryPolicy",

@@ -533,7 +533,10 @@ class HomeMindClient:
 
 def _refused_before_work(status: int, error: HomeMindError) -> bool:
     """An answer that proves the request was not processed: safe to send again."""
-    return status == 429 or (status == 503 and error.code == "upstream_unavailable")
+    code = error.error_code
+    if code is not None:
+        return code.retryable
+    return status == 429  # a proxy's or an older server's throttle, without our code
 
 
 def _request_id(response: aiohttp.ClientResponse | None) -> str | None:

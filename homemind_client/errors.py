@@ -10,13 +10,31 @@ from __future__ import annotations
 import email.utils
 import math
 from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from .models.error_codes import ErrorCode, known_code
+
+# Filled by the classes below as they are defined: each names the codes it stands for.
+ERRORS_BY_CODE: dict[ErrorCode, type[HomeMindError]] = {}
 
 
 class HomeMindError(Exception):
     """Base of every error raised by `homemind_client`.
 
-    `retry_after` (seconds) is set when the server said when to try again.
+    `retry_after` (seconds) is set when the server said when to try again. A subclass
+    declares the wire codes it stands for with `codes=(ErrorCode.X, ...)`; each code has
+    exactly one class (tests/client/test_error_contract.py checks there is one for each).
     """
+
+    codes: ClassVar[tuple[ErrorCode, ...]] = ()
+
+    def __init_subclass__(cls, codes: tuple[ErrorCode, ...] = (), **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.codes = codes
+        for code in codes:
+            if code in ERRORS_BY_CODE:
+                raise TypeError(f"{code} already belongs to {ERRORS_BY_CODE[code].__name__}")
+            ERRORS_BY_CODE[code] = cls
 
     def __init__(
         self,
@@ -34,6 +52,11 @@ class HomeMindError(Exception):
         self.request_id = request_id
         self.retry_after = retry_after
 
+    @property
+    def error_code(self) -> ErrorCode | None:
+        """The code as a member of `ErrorCode`; None when absent or unknown to this version."""
+        return known_code(self.code)
+
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}(detail={self.detail!r}, code={self.code!r}, "
@@ -49,73 +72,91 @@ class HomeMindTimeoutError(HomeMindConnectionError):
     """The server did not answer (or stopped streaming) within the time allowed."""
 
 
-class HomeMindAuthenticationError(HomeMindError):
-    """The token was refused (`invalid_token`): the user must give a new one."""
+class HomeMindAuthenticationError(
+    HomeMindError,
+    codes=(
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.INVALID_REFRESH_TOKEN,
+    ),
+):
+    """The credential was refused (`invalid_token`, ...): the user must give a new one."""
 
 
-class HomeMindInstallationRevokedError(HomeMindAuthenticationError):
+class HomeMindInstallationRevokedError(
+    HomeMindAuthenticationError, codes=(ErrorCode.INSTALLATION_REVOKED,)
+):
     """The installation was deleted (`installation_revoked`)."""
 
 
-class HomeMindSubscriptionRequiredError(HomeMindError):
+class HomeMindSubscriptionRequiredError(HomeMindError, codes=(ErrorCode.SUBSCRIPTION_REQUIRED,)):
     """No active subscription (`subscription_required`)."""
 
 
-class HomeMindUsageLimitError(HomeMindError):
+class HomeMindUsageLimitError(HomeMindError, codes=(ErrorCode.USAGE_LIMIT_REACHED,)):
     """The plan's hard message ceiling is reached (`usage_limit_reached`)."""
 
 
-class HomeMindNoApiKeyError(HomeMindError):
+class HomeMindNoApiKeyError(HomeMindError, codes=(ErrorCode.NO_API_KEY,)):
     """No Anthropic key is configured for this installation (`no_api_key`)."""
 
 
-class HomeMindRateLimitedError(HomeMindError):
+class HomeMindRateLimitedError(HomeMindError, codes=(ErrorCode.RATE_LIMITED,)):
     """Too many requests (`rate_limited`); retry after `retry_after` seconds."""
 
 
-class HomeMindUpstreamError(HomeMindError):
+class HomeMindUpstreamError(HomeMindError, codes=(ErrorCode.UPSTREAM_UNAVAILABLE,)):
     """Claude is unavailable (`upstream_unavailable`); `retry_after` when known."""
 
 
-class HomeMindUpstreamKeyRejectedError(HomeMindError):
+class HomeMindUpstreamKeyRejectedError(HomeMindError, codes=(ErrorCode.UPSTREAM_REJECTED_KEY,)):
     """Anthropic refused the installation's own key (`upstream_rejected_key`)."""
 
 
-class HomeMindValidationError(HomeMindError):
-    """The server refused the request as invalid (`validation_error` and other 4xx)."""
+class HomeMindValidationError(
+    HomeMindError,
+    codes=(
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.METHOD_NOT_ALLOWED,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode.HTTP_ERROR,
+        ErrorCode.INVALID_RESET_TOKEN,
+        ErrorCode.EMAIL_TAKEN,
+        ErrorCode.SUBSCRIPTION_EXISTS,
+        ErrorCode.NO_BILLING_ACCOUNT,
+        ErrorCode.INVALID_SIGNATURE,
+        ErrorCode.INVALID_EVENT,
+    ),
+):
+    """The server refused the request as sent (`validation_error` and other 4xx)."""
 
 
-class HomeMindNotFoundError(HomeMindError):
+class HomeMindNotFoundError(HomeMindError, codes=(ErrorCode.NOT_FOUND, ErrorCode.MEMORY_NOT_FOUND)):
     """The object does not exist (or belongs to someone else)."""
 
 
-class HomeMindServerError(HomeMindError):
-    """The server failed (5xx) without a more specific code."""
+class HomeMindServerError(
+    HomeMindError,
+    codes=(
+        ErrorCode.INTERNAL_ERROR,
+        ErrorCode.TEMPORARILY_UNAVAILABLE,
+        ErrorCode.MEMORY_UNAVAILABLE,
+        ErrorCode.BILLING_UNAVAILABLE,
+    ),
+):
+    """The server (or a service it needs) failed, without a more specific class."""
+
+
+class HomeMindUpstreamRejectedError(HomeMindServerError, codes=(ErrorCode.UPSTREAM_REJECTED,)):
+    """Claude refused the request (`upstream_rejected`), e.g. too long for the model."""
 
 
 class HomeMindInvalidResponseError(HomeMindError):
     """The server's answer could not be understood (not the protocol we speak)."""
-
-
-ERRORS_BY_CODE: dict[str, type[HomeMindError]] = {
-    "invalid_token": HomeMindAuthenticationError,
-    "unauthorized": HomeMindAuthenticationError,
-    "installation_revoked": HomeMindInstallationRevokedError,
-    "subscription_required": HomeMindSubscriptionRequiredError,
-    "usage_limit_reached": HomeMindUsageLimitError,
-    "no_api_key": HomeMindNoApiKeyError,
-    "rate_limited": HomeMindRateLimitedError,
-    "upstream_unavailable": HomeMindUpstreamError,
-    "upstream_rejected_key": HomeMindUpstreamKeyRejectedError,
-    "validation_error": HomeMindValidationError,
-    "bad_request": HomeMindValidationError,
-    "payload_too_large": HomeMindValidationError,
-    "unsupported_media_type": HomeMindValidationError,
-    "not_found": HomeMindNotFoundError,
-    "internal_error": HomeMindServerError,
-    "temporarily_unavailable": HomeMindServerError,
-    "memory_not_found": HomeMindNotFoundError,
-}
 
 
 def error_class_for_status(status: int) -> type[HomeMindError]:
@@ -147,9 +188,13 @@ def error_for(
 
     The `code` decides when we know it; otherwise the HTTP status does.
     """
-    cls = ERRORS_BY_CODE.get(code or "")
-    if cls is None:
-        cls = error_class_for_status(status) if status is not None else HomeMindServerError
+    known = known_code(code)
+    if known is not None:
+        cls = ERRORS_BY_CODE[known]
+    elif status is not None:
+        cls = error_class_for_status(status)
+    else:
+        cls = HomeMindServerError
     return cls(detail, code=code, status=status, request_id=request_id, retry_after=retry_after)
 
 
@@ -194,6 +239,7 @@ __all__ = [
     "HomeMindTimeoutError",
     "HomeMindUpstreamError",
     "HomeMindUpstreamKeyRejectedError",
+    "HomeMindUpstreamRejectedError",
     "HomeMindUsageLimitError",
     "HomeMindValidationError",
     "error_class_for_status",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homemind_client.models import ErrorCode
 from homemind_client.models.accounts import (
     AccountDelete,
     InstallationRename,
@@ -65,7 +66,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     principal = await require_user(request)
     if not await lifecycle.end_session(request.app, principal.user_id, request.match_info["id"]):
-        raise ApiError(404, "not_found", "No such session.")
+        raise ApiError(ErrorCode.NOT_FOUND, "No such session.")
     return web.Response(status=204)
 
 
@@ -123,7 +124,7 @@ async def rename_installation(request: web.Request) -> web.Response:
         )
         item = _list_item(found) if found is not None else None
     if item is None:
-        raise ApiError(404, "not_found", "No such installation.")
+        raise ApiError(ErrorCode.NOT_FOUND, "No such installation.")
     return json_model(item)
 
 

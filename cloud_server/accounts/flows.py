@@ -12,7 +12,7 @@ import logging
 
 from aiohttp import web
 
-from homemind_client.models import FieldError
+from homemind_client.models import ErrorCode, FieldError
 
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import User
@@ -26,12 +26,12 @@ LOGGER = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "The email or password is not correct."
 LINK_SENT = "If the account exists, a link is on its way."
+LINK_INVALID = "This link is not valid any more; ask for a new one."
 
 
 def field_error(field: str, message: str) -> ApiError:
     return ApiError(
-        422,
-        "validation_error",
+        ErrorCode.VALIDATION_ERROR,
         message,
         errors=[FieldError(loc=[field], msg=message, type="value_error")],
     )
@@ -39,8 +39,7 @@ def field_error(field: str, message: str) -> ApiError:
 
 def throttled(retry_after: int) -> ApiError:
     return ApiError(
-        429,
-        "rate_limited",
+        ErrorCode.RATE_LIMITED,
         "Too many attempts; wait a moment and try again.",
         retry_after=retry_after,
     )
@@ -68,7 +67,7 @@ async def login(
         )
     if user is None or tokens is None:
         await throttle.login_failed(account)
-        raise ApiError(401, "invalid_credentials", INVALID_CREDENTIALS)
+        raise ApiError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS)
     await throttle.login_succeeded(account)
     return user, tokens
 
@@ -115,7 +114,8 @@ async def _create_account(
         raise field_error("password", str(err)) from err
     except service.EmailTakenError as err:
         raise ApiError(
-            409, "email_taken", "An account with this email exists; log in or reset the password."
+            ErrorCode.EMAIL_TAKEN,
+            "An account with this email exists; log in or reset the password.",
         ) from err
     if token is not None:
         spawn(app, app[MAILER].send_verification(user.email, _link(app, "verify-email", token)))
@@ -134,7 +134,7 @@ async def register_quietly(
     try:
         user, _ = await _create_account(app, email, password, name, ip=ip, sign_in=False)
     except ApiError as err:
-        if err.code != "email_taken":
+        if err.code is not ErrorCode.EMAIL_TAKEN:
             raise
         normalized = email.strip()
         spawn(
@@ -172,7 +172,7 @@ async def verify_email(
             if sign_in:
                 tokens = await service.start_session(session, app[SERVER_SECRETS].jwt, user)
     if user is None:
-        raise ApiError(400, "invalid_link", "This link is not valid any more; ask for a new one.")
+        raise ApiError(ErrorCode.INVALID_LINK, LINK_INVALID)
     return user, tokens
 
 
@@ -206,7 +206,8 @@ async def confirm_password_reset(app: web.Application, token: str, password: str
         raise field_error("password", str(err)) from err
     if not done:
         raise ApiError(
-            400, "invalid_reset_token", "This reset link is not valid any more; ask for a new one."
+            ErrorCode.INVALID_RESET_TOKEN,
+            "This reset link is not valid any more; ask for a new one.",
         )
 
 
@@ -249,5 +250,5 @@ async def confirm_magic_link(
             await email_tokens.mark_verified(session, user)
             tokens = await service.start_session(session, app[SERVER_SECRETS].jwt, user)
     if user is None or tokens is None:
-        raise ApiError(400, "invalid_link", "This link is not valid any more; ask for a new one.")
+        raise ApiError(ErrorCode.INVALID_LINK, LINK_INVALID)
     return user, tokens

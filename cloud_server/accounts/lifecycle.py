@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import delete, select, update
 
+from homemind_client.models import ErrorCode, FieldError
+
 from ..db.base import utcnow
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import AuditEvent, AuthSession, Installation, User
@@ -41,9 +43,12 @@ def add_account_data_hook(app: web.Application, hook: AccountDataHook) -> None:
 
 
 def field_error_403(field: str) -> ApiError:
-    err = field_error(field, "The password is not correct.")
-    err.status, err.code, err.title = 403, "invalid_credentials", "Forbidden"
-    return err
+    message = "The password is not correct."
+    return ApiError(
+        ErrorCode.WRONG_PASSWORD,
+        message,
+        errors=[FieldError(loc=[field], msg=message, type="value_error")],
+    )
 
 
 async def _check_password(user: User, password: str, field: str) -> None:
@@ -62,7 +67,7 @@ async def change_password(
     async with app[DB_SESSIONMAKER].begin() as session:
         user = await service.get_user(session, user_id)
         if user is None:
-            raise ApiError(401, "invalid_token", "The session has ended; log in again.")
+            raise ApiError(ErrorCode.INVALID_TOKEN, "The session has ended; log in again.")
         await _check_password(user, current, "current_password")
         user.password_hash = await passwords.hash_password(new)
         await session.execute(
@@ -123,7 +128,7 @@ async def export_account(app: web.Application, user_id: str) -> dict[str, Any]:
     async with app[DB_SESSIONMAKER]() as session:
         user = await service.get_user(session, user_id)
         if user is None:
-            raise ApiError(401, "invalid_token", "The session has ended; log in again.")
+            raise ApiError(ErrorCode.INVALID_TOKEN, "The session has ended; log in again.")
         installations = (
             await session.execute(select(Installation).where(Installation.user_id == user_id))
         ).scalars()
@@ -188,7 +193,7 @@ async def delete_account(app: web.Application, user_id: str, password: str) -> N
     async with app[DB_SESSIONMAKER]() as session:
         user = await service.get_user(session, user_id)
         if user is None:
-            raise ApiError(401, "invalid_token", "The session has ended; log in again.")
+            raise ApiError(ErrorCode.INVALID_TOKEN, "The session has ended; log in again.")
         await _check_password(user, password, "password")
     for hook in app.get(ACCOUNT_DATA_HOOKS, []):
         await hook.erase(app, user_id)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from homemind_client.models import ErrorCode
+
 from ..crypto import DecryptionError, decrypt_api_key
 from ..db.base import utcnow
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
@@ -44,7 +46,7 @@ class UserPrincipal:
 
 
 def invalid_token(detail: str = "The token is missing, malformed or unknown.") -> ApiError:
-    return ApiError(401, "invalid_token", detail, headers=_BEARER_CHALLENGE)
+    return ApiError(ErrorCode.INVALID_TOKEN, detail, headers=_BEARER_CHALLENGE)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -81,8 +83,7 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
         check, found = await authenticate_token(connection, token)
         if check is TokenCheck.REVOKED:
             raise ApiError(
-                401,
-                "installation_revoked",
+                ErrorCode.INSTALLATION_REVOKED,
                 "This installation was removed from its account; connect it again.",
                 headers=_BEARER_CHALLENGE,
             )

@@ -12,6 +12,7 @@ from aiohttp import web
 from homemind_client.models import (
     ApiKeyStatus,
     ApiKeyUpdate,
+    ErrorCode,
     InstallationCreate,
     InstallationCreated,
     InstallationListItem,
@@ -99,7 +100,7 @@ async def refresh(request: web.Request) -> web.Response:
     # Raised after the transaction: a detected reuse must stay revoked.
     if outcome is not RefreshOutcome.OK or user is None or tokens is None:
         raise ApiError(
-            401, "invalid_refresh_token", "The refresh token is not valid; log in again."
+            ErrorCode.INVALID_REFRESH_TOKEN, "The refresh token is not valid; log in again."
         )
     return json_model(_token_response(user, tokens))
 
@@ -109,7 +110,7 @@ async def me(request: web.Request) -> web.Response:
     async with request.app[DB_SESSIONMAKER]() as session:
         user = await service.get_user(session, principal.user_id)
     if user is None:
-        raise ApiError(401, "invalid_token", "The session has ended; log in again.")
+        raise ApiError(ErrorCode.INVALID_TOKEN, "The session has ended; log in again.")
     out = _user_out(user)
     return json_model(MeResponse(**out.model_dump(), created_at=user.created_at))
 
@@ -162,7 +163,7 @@ async def list_installations(request: web.Request) -> web.Response:
 
 
 def _not_found() -> ApiError:
-    return ApiError(404, "not_found", "No such installation.")
+    return ApiError(ErrorCode.NOT_FOUND, "No such installation.")
 
 
 async def delete_installation(request: web.Request) -> web.Response:

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from homemind_client.models import ErrorCode
+
 from ..client_ip import ip_rate_key
 from ..errors import ApiError
 from ..ratelimit import REDIS_DOWN_ERRORS, Limiter, RedisLimiter
@@ -219,8 +221,7 @@ return ''
 
 def _unavailable() -> ApiError:
     return ApiError(
-        503,
-        "temporarily_unavailable",
+        ErrorCode.TEMPORARILY_UNAVAILABLE,
         "Signing in is briefly unavailable; try again in a moment.",
         retry_after=5,
     )

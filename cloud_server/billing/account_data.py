@@ -16,6 +16,8 @@ import stripe
 from aiohttp import web
 from sqlalchemy import delete, select, update
 
+from homemind_client.models import ErrorCode
+
 from ..accounts.lifecycle import AccountDataHook, add_account_data_hook
 from ..db.engine import DB_SESSIONMAKER
 from ..errors import ApiError
@@ -27,6 +29,7 @@ from .stripe_api import STRIPE_CLIENT
 LOGGER = logging.getLogger(__name__)
 
 DELETED_OWNER = "deleted"
+BILLING_DOWN = "Billing is not reachable right now; try again."
 
 
 def _iso(value: Any) -> Any:
@@ -91,13 +94,12 @@ async def erase_billing(app: web.Application, user_id: str) -> None:
             except stripe.InvalidRequestError as err:
                 if err.code != "resource_missing":  # already gone at Stripe: fine
                     raise ApiError(
-                        503, "billing_unavailable", "Billing is not reachable right now; try again."
+                        ErrorCode.BILLING_UNAVAILABLE,
+                        "Billing is not reachable right now; try again.",
                     ) from err
             except stripe.StripeError as err:
                 LOGGER.error("Could not cancel a subscription: %s", type(err).__name__)
-                raise ApiError(
-                    503, "billing_unavailable", "Billing is not reachable right now; try again."
-                ) from err
+                raise ApiError(ErrorCode.BILLING_UNAVAILABLE, BILLING_DOWN) from err
     async with app[DB_SESSIONMAKER].begin() as session:
         await session.execute(delete(UsageRecord).where(UsageRecord.user_id == user_id))
         await session.execute(delete(UsageNotice).where(UsageNotice.user_id == user_id))

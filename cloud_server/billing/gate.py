@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from homemind_client.models import Notice
+from homemind_client.models import ErrorCode, Notice
 
 from ..accounts.principal import InstallationPrincipal
 from ..chat.gate import DefaultChatGate
@@ -167,8 +167,7 @@ class BillingGate:
         state = await self.account_state(principal.user_id)
         if state.tier == "free":
             raise ApiError(
-                402,
-                "subscription_required",
+                ErrorCode.SUBSCRIPTION_REQUIRED,
                 "Home Mind needs a subscription for this account: choose a plan in the "
                 "dashboard to keep talking.",
             )
@@ -181,8 +180,7 @@ class BillingGate:
             access = await self._inner.admit(request, principal)
             if access.key_source != "installation":
                 raise ApiError(
-                    409,
-                    "no_api_key",
+                    ErrorCode.NO_API_KEY,
                     "Your plan uses your own Anthropic API key: add it to this installation "
                     "in the dashboard.",
                 )
@@ -192,7 +190,7 @@ class BillingGate:
             if server_key is None or not server_key.get_secret_value():
                 LOGGER.error("Managed plan in use but ANTHROPIC_API_KEY is not configured")
                 raise ApiError(
-                    503, "upstream_unavailable", "The assistant is not available right now."
+                    ErrorCode.UPSTREAM_UNAVAILABLE, "The assistant is not available right now."
                 )
             access = ChatAccess(api_key=server_key.get_secret_value(), key_source="server")
         access.notices.extend(notices)
@@ -207,8 +205,7 @@ class BillingGate:
         ordinal = state.messages + 1
         if ordinal > limits.hard_limit:
             raise ApiError(
-                402,
-                "usage_limit_reached",
+                ErrorCode.USAGE_LIMIT_REACHED,
                 "This account has used far more messages than its plan includes this "
                 "billing period; chat resumes when the next period starts.",
             )

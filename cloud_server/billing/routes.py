@@ -25,7 +25,7 @@ import stripe
 from aiohttp import web
 from sqlalchemy import select
 
-from homemind_client.models import InstallationInfo, SubscriptionSummary, UsageSummary
+from homemind_client.models import ErrorCode, InstallationInfo, SubscriptionSummary, UsageSummary
 from homemind_client.models.billing import (
     CheckoutRequest,
     SubscriptionResponse,
@@ -83,7 +83,7 @@ def _stripe(request: web.Request) -> stripe.StripeClient:
 
 def _upstream_error(err: stripe.StripeError) -> ApiError:
     LOGGER.error("Stripe call failed: %s (%s)", type(err).__name__, err.code)
-    return ApiError(503, "billing_unavailable", "Billing is not reachable right now; try again.")
+    return ApiError(ErrorCode.BILLING_UNAVAILABLE, "Billing is not reachable right now; try again.")
 
 
 async def checkout(request: web.Request) -> web.Response:
@@ -101,7 +101,7 @@ async def start_checkout(app: web.Application, user_id: str, plan: str) -> str:
     price_id = settings.stripe_price_byok if plan == "byok" else settings.stripe_price_managed
     if not price_id:
         LOGGER.error("No Stripe price configured for plan %s", plan)
-        raise ApiError(503, "billing_unavailable", "This plan cannot be bought right now.")
+        raise ApiError(ErrorCode.BILLING_UNAVAILABLE, "This plan cannot be bought right now.")
     sessionmaker = app[DB_SESSIONMAKER]
     now = app[BILLING_GATE].now()
     async with sessionmaker() as session:
@@ -112,8 +112,7 @@ async def start_checkout(app: web.Application, user_id: str, plan: str) -> str:
         ).scalars()
         if any(status in LIVE_STATUSES for status in subs):
             raise ApiError(
-                409,
-                "subscription_exists",
+                ErrorCode.SUBSCRIPTION_EXISTS,
                 "This account already has a subscription; change it in the billing portal.",
             )
         customer_id = (
@@ -189,7 +188,7 @@ async def portal_url(app: web.Application, user_id: str, request_id: str) -> str
         ).scalar_one_or_none()
     if customer_id is None:
         raise ApiError(
-            409, "no_billing_account", "This account has no billing history yet; choose a plan."
+            ErrorCode.NO_BILLING_ACCOUNT, "This account has no billing history yet; choose a plan."
         )
     try:
         return await create_portal_session(
@@ -204,11 +203,11 @@ async def webhook(request: web.Request) -> web.Response:
     secret = settings.stripe_webhook_secret
     if secret is None:
         LOGGER.error("Stripe webhook received but STRIPE_WEBHOOK_SECRET is not set")
-        raise ApiError(503, "billing_unavailable", "Webhooks are not configured.")
+        raise ApiError(ErrorCode.BILLING_UNAVAILABLE, "Webhooks are not configured.")
     raw = await request.read()
     header = request.headers.get("Stripe-Signature")
     if not header:
-        raise ApiError(400, "invalid_signature", "The Stripe-Signature header is missing.")
+        raise ApiError(ErrorCode.INVALID_SIGNATURE, "The Stripe-Signature header is missing.")
     try:
         payload = raw.decode("utf-8")
         stripe.WebhookSignature.verify_header(
@@ -217,9 +216,9 @@ async def webhook(request: web.Request) -> web.Response:
         event: Any = json.loads(payload)
     except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as err:
         LOGGER.warning("Stripe webhook refused: %s", type(err).__name__)
-        raise ApiError(400, "invalid_signature", "The webhook signature is not valid.") from err
+        raise ApiError(ErrorCode.INVALID_SIGNATURE, "The webhook signature is not valid.") from err
     if not isinstance(event, dict) or not isinstance(event.get("id"), str):
-        raise ApiError(400, "invalid_event", "The webhook body is not a Stripe event.")
+        raise ApiError(ErrorCode.INVALID_EVENT, "The webhook body is not a Stripe event.")
     live_key = settings.stripe_secret_key is not None and (
         settings.stripe_secret_key.get_secret_value().startswith(("sk_live_", "rk_live_"))
     )

@@ -9,6 +9,8 @@ import logging
 
 from aiohttp import web
 
+from homemind_client.models import ErrorCode
+
 from ..accounts.principal import InstallationPrincipal, installation_api_key
 from ..errors import ApiError
 from ..keys import SETTINGS
@@ -28,8 +30,7 @@ class DefaultChatGate:
         if server_key is not None and server_key.get_secret_value():
             return ChatAccess(api_key=server_key.get_secret_value(), key_source="server")
         raise ApiError(
-            409,
-            "no_api_key",
+            ErrorCode.NO_API_KEY,
             "No Anthropic API key is configured: add one to this installation "
             "(or set ANTHROPIC_API_KEY on a self-hosted server).",
         )

@@ -10,7 +10,7 @@ recent signature. Anything else is simply counted as a new message (never refuse
 an old conversation or a rotated key costs at most one message.
 
 Format: `<model's id>_<issued, base36 seconds>_<22 chars of base64url HMAC-SHA256>`,
-within the `[A-Za-z0-9_-]{1,128}` both Claude and our validation accept.
+within `TOOL_NAME_PATTERN` (homemind_client/models/chat.py), which Claude accepts too.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ import anthropic
 import httpx2
 from aiohttp import web
 
+from homemind_client.models import ErrorCode
+
 from ..errors import ApiError
 from ..keys import SETTINGS
 from ..settings import Settings
@@ -130,7 +132,7 @@ def _retry_after_seconds(err: anthropic.APIStatusError) -> float | None:
 
 def unavailable(detail: str, retry_after: float | None = None) -> ApiError:
     seconds = DEFAULT_RETRY_AFTER if retry_after is None else max(1, math.ceil(retry_after))
-    return ApiError(503, "upstream_unavailable", detail, retry_after=seconds)
+    return ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, detail, retry_after=seconds)
 
 
 def classify(err: BaseException, key_source: Literal["installation", "server"]) -> UpstreamFailure:
@@ -142,8 +144,7 @@ def classify(err: BaseException, key_source: Literal["installation", "server"]) 
             if key_source == "installation":
                 return UpstreamFailure(
                     ApiError(
-                        502,
-                        "upstream_rejected_key",
+                        ErrorCode.UPSTREAM_REJECTED_KEY,
                         "Anthropic refused this installation's API key; check or replace it.",
                     ),
                     retryable=False,
@@ -170,8 +171,7 @@ def classify(err: BaseException, key_source: Literal["installation", "server"]) 
         )
         return UpstreamFailure(
             ApiError(
-                502,
-                "upstream_rejected",
+                ErrorCode.UPSTREAM_REJECTED,
                 f"Claude refused the request ({kind or status}).",
             ),
             retryable=False,

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from homemind_client.models import ErrorCode
 from homemind_client.models.memory import (
     MemoryCreate,
     MemoryExport,
@@ -113,11 +114,11 @@ def item(record: MemoryRecord) -> MemoryItem:
 
 
 def _not_found() -> ApiError:
-    return ApiError(404, "memory_not_found", "No such memory.")
+    return ApiError(ErrorCode.MEMORY_NOT_FOUND, "No such memory.")
 
 
 def _unavailable() -> ApiError:
-    return ApiError(503, "memory_unavailable", "Memory is not available right now; try again.")
+    return ApiError(ErrorCode.MEMORY_UNAVAILABLE, "Memory is not available right now; try again.")
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -304,5 +305,5 @@ async def installation_forget(request: web.Request) -> web.Response:
     except MemoryBackendError as err:
         raise _unavailable() from err
     if not gone:
-        raise ApiError(404, "memory_not_found", "Nothing remembered matches that.")
+        raise ApiError(ErrorCode.MEMORY_NOT_FOUND, "Nothing remembered matches that.")
     return json_model(MemoryForgetResult(forgotten=[item(r) for r in gone]))

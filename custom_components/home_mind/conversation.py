@@ -47,7 +47,12 @@ from .const import (
     TOTAL_TIMEOUT,
 )
 from .entity import installation_device_info
-from .errors import REAUTH_KEYS, async_localized_message, async_spoken_error, translation_key_for
+from .errors import (
+    async_localized_message,
+    async_spoken_error,
+    needs_reauth,
+    translation_key_for,
+)
 from .tool_names import ToolNames
 
 # Requests go to a cloud service that scales on its own: no limit on parallel turns.
@@ -336,7 +341,7 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
             err.status,
             err.request_id,
         )
-        if key in REAUTH_KEYS:
+        if needs_reauth(err):
             self.entry.async_start_reauth(self.hass)
         return await async_spoken_error(self.hass, user_input.language, key)
 

@@ -18,14 +18,11 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 from homeassistant.util import dt as dt_util
 
 from homemind_client.client import HomeMindClient
-from homemind_client.errors import (
-    HomeMindAuthenticationError,
-    HomeMindError,
-    HomeMindInstallationRevokedError,
-)
+from homemind_client.errors import HomeMindAuthenticationError, HomeMindError
 from homemind_client.models import InstallationInfo
 
 from .const import DOMAIN, LOGGER, SETUP_TIMEOUT
+from .errors import translation_key_for
 
 if TYPE_CHECKING:
     from . import HomeMindConfigEntry
@@ -102,12 +99,9 @@ class HomeMindCoordinator(DataUpdateCoordinator[InstallationInfo]):
             info = await self.client.get_installation(timeout=SETUP_TIMEOUT)
         except HomeMindAuthenticationError as err:
             # Covers a revoked installation too: both need a new token from the user.
-            key = (
-                "installation_revoked"
-                if isinstance(err, HomeMindInstallationRevokedError)
-                else "invalid_token"
-            )
-            raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key=key) from err
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key=translation_key_for(err)
+            ) from err
         except HomeMindError as err:
             # The client's message names the server and the failure, never the token.
             raise UpdateFailed(

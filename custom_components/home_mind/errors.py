@@ -10,45 +10,35 @@ from homemind_client.errors import (
     HomeMindAuthenticationError,
     HomeMindConnectionError,
     HomeMindError,
-    HomeMindInstallationRevokedError,
-    HomeMindNoApiKeyError,
-    HomeMindRateLimitedError,
-    HomeMindSubscriptionRequiredError,
     HomeMindTimeoutError,
-    HomeMindUpstreamError,
-    HomeMindUpstreamKeyRejectedError,
-    HomeMindUsageLimitError,
-    HomeMindValidationError,
 )
 
 from .const import DOMAIN
 
-# Most specific first: a revoked installation is also an authentication error, and a
-# timeout is also a connection error.
-_TRANSLATION_KEYS: tuple[tuple[type[HomeMindError], str], ...] = (
-    (HomeMindInstallationRevokedError, "installation_revoked"),
-    (HomeMindAuthenticationError, "invalid_token"),
-    (HomeMindSubscriptionRequiredError, "subscription_required"),
-    (HomeMindUsageLimitError, "usage_limit_reached"),
-    (HomeMindNoApiKeyError, "no_api_key"),
-    (HomeMindRateLimitedError, "rate_limited"),
-    (HomeMindUpstreamKeyRejectedError, "upstream_rejected_key"),
-    (HomeMindUpstreamError, "upstream_unavailable"),
-    (HomeMindValidationError, "validation_error"),
-    (HomeMindTimeoutError, "timeout"),
-    (HomeMindConnectionError, "cannot_connect"),
-)
-
-# The errors only a new installation token can fix: they start HA's reauth flow.
-REAUTH_KEYS = frozenset({"invalid_token", "installation_revoked"})
-
 
 def translation_key_for(err: HomeMindError) -> str:
-    """The `exceptions` translation key of a client error."""
-    for error_type, key in _TRANSLATION_KEYS:
-        if isinstance(err, error_type):
-            return key
+    """The `exceptions` translation key of a client error.
+
+    Every wire code is its own key (tests/components/home_mind/test_translations.py
+    checks each has a sentence in every language). Without a code we know, the error's
+    class decides: its first code, or the connection keys for errors of the transport.
+    """
+    code = err.error_code
+    if code is not None:
+        return code.value
+    if isinstance(err, HomeMindTimeoutError):
+        return "timeout"
+    if isinstance(err, HomeMindConnectionError):
+        return "cannot_connect"
+    for cls in type(err).__mro__:
+        if issubclass(cls, HomeMindError) and cls.codes:
+            return cls.codes[0].value
     return "unknown"
+
+
+def needs_reauth(err: HomeMindError) -> bool:
+    """Only a new installation token fixes this: start HA's reauth flow."""
+    return isinstance(err, HomeMindAuthenticationError)
 
 
 def _language_candidates(language: str | None) -> list[str]:

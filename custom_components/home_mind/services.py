@@ -20,15 +20,12 @@ from homeassistant.core import (
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
-from homemind_client.errors import (
-    HomeMindAuthenticationError,
-    HomeMindError,
-    HomeMindNotFoundError,
-)
+from homemind_client.errors import HomeMindError
+from homemind_client.models import ErrorCode
 from homemind_client.models.memory import MAX_MEMORY_CHARS, MemoryItem
 
 from .const import DOMAIN, LOGGER, REQUEST_TIMEOUT
-from .errors import translation_key_for
+from .errors import needs_reauth, translation_key_for
 
 if TYPE_CHECKING:
     from . import HomeMindConfigEntry
@@ -130,7 +127,7 @@ def _client_error(hass: HomeAssistant, entry: HomeMindConfigEntry, err: HomeMind
         err.status,
         err.request_id,
     )
-    if isinstance(err, HomeMindAuthenticationError):
+    if needs_reauth(err):
         entry.async_start_reauth(hass)
     return HomeAssistantError(translation_domain=DOMAIN, translation_key=key)
 
@@ -167,7 +164,7 @@ async def _async_forget(call: ServiceCall) -> ServiceResponse:
             query, speaker_id=speaker_id, timeout=REQUEST_TIMEOUT
         )
     except HomeMindError as err:
-        if isinstance(err, HomeMindNotFoundError) and err.code == "memory_not_found":
+        if err.error_code is ErrorCode.MEMORY_NOT_FOUND:
             raise _validation_error("nothing_to_forget", query=query) from err
         raise _client_error(hass, entry, err) from err
     return {"forgotten": [_item(item) for item in gone]}

@@ -1,6 +1,7 @@
 """HA's tool names as Claude accepts them, and back.
 
-Claude (and so the Home Mind server) only takes tool names matching `[A-Za-z0-9_-]{1,128}`.
+Claude (and so the Home Mind server) only takes tool names matching `TOOL_NAME_PATTERN`
+(`homemind_client/models/chat.py`: 1-128 of letters, digits, `_` and `-`).
 HA 2025.5-2025.7 names the tools of several LLM APIs `api.tool`, so those names must be
 rewritten on the way out and restored when the model calls a tool, or HA would not find it.
 The mapping is rebuilt every turn from the current tool list (the integration keeps no state
@@ -17,9 +18,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-MAX_NAME_LENGTH: Final = 128
-_VALID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_INVALID_CHAR: Final = re.compile(r"[^A-Za-z0-9_-]")
+from homemind_client.models.chat import MAX_TOOL_NAME_LENGTH, TOOL_NAME_CHARS, TOOL_NAME_PATTERN
+
+MAX_NAME_LENGTH: Final = MAX_TOOL_NAME_LENGTH
+_VALID: Final = re.compile(TOOL_NAME_PATTERN)
+_INVALID_CHAR: Final = re.compile(f"[^{TOOL_NAME_CHARS}]")
 _SUFFIX_LENGTH: Final = 6
 
 

@@ -37,6 +37,7 @@ from .billing import (
     UsageResponse,
 )
 from .chat import (
+    TOOL_NAME_PATTERN,
     AssistantMessage,
     ChatMessage,
     ChatRequest,
@@ -58,6 +59,7 @@ from .chat import (
     decode_event,
     encode_event,
 )
+from .error_codes import ErrorCode, Recovery, known_code
 from .memory import (
     MemoryCreate,
     MemoryExport,
@@ -74,6 +76,7 @@ __all__ = [
     "STRIPE_SUBSCRIPTION_STATUSES",
     "SUBSCRIPTION_STATUSES",
     "TIERS",
+    "TOOL_NAME_PATTERN",
     "ApiKeyStatus",
     "ApiKeyUpdate",
     "AssistantMessage",
@@ -82,6 +85,7 @@ __all__ = [
     "ChatResponse",
     "CheckoutRequest",
     "DoneEvent",
+    "ErrorCode",
     "ErrorEvent",
     "FieldError",
     "InstallationCreate",
@@ -101,6 +105,7 @@ __all__ = [
     "PasswordResetConfirm",
     "PasswordResetRequest",
     "Problem",
+    "Recovery",
     "RefreshRequest",
     "RegisterRequest",
     "RequestModel",
@@ -130,4 +135,5 @@ __all__ = [
     "ValidationError",
     "decode_event",
     "encode_event",
+    "known_code",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -16,12 +16,19 @@ MAX_MESSAGE_CHARS = 32_000
 MAX_MESSAGES = 200
 MAX_TOOLS = 128
 
+# Claude's rule for tool names and tool call ids, the one definition of it: the request
+# models below enforce it, and the integration maps Home Assistant's other names onto it
+# (custom_components/home_mind/tool_names.py).
+TOOL_NAME_CHARS: Final = "A-Za-z0-9_-"
+MAX_TOOL_NAME_LENGTH: Final = 128
+TOOL_NAME_PATTERN: Final = rf"^[{TOOL_NAME_CHARS}]{{1,{MAX_TOOL_NAME_LENGTH}}}$"
+
 
 class ToolCall(RequestModel):
     """A call of one of HA's tools, chosen by the model and executed by HA."""
 
-    id: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=128)
+    id: str = Field(pattern=TOOL_NAME_PATTERN)
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -39,7 +46,7 @@ class AssistantMessage(RequestModel):
 class ToolResultMessage(RequestModel):
     role: Literal["tool_result"] = "tool_result"
     tool_call_id: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
     result: Any = None
 
 
@@ -58,7 +65,7 @@ class Speaker(RequestModel):
 class ToolSpec(RequestModel):
     """One of HA's LLM tools: name, description and JSON schema of its arguments."""
 
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str = Field(default="", max_length=8_000)
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 

@@ -54,7 +54,7 @@ async def test_password_change_needs_the_current_one_and_ends_the_other_sessions
         headers=bearer(first["access_token"]),
     )
     assert wrong.status == 403
-    assert (await wrong.json())["code"] == "invalid_credentials"
+    assert (await wrong.json())["code"] == "wrong_password"
     weak = await client.post(
         "/api/auth/password",
         json={"current_password": DEFAULT_PASSWORD, "new_password": "short"},

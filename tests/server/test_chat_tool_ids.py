@@ -12,6 +12,7 @@ from cloud_server.chat.tool_ids import (
     verify_call_id,
 )
 from cloud_server.secrets import parse_jwt_keys
+from homemind_client.models import TOOL_NAME_PATTERN
 
 RING = parse_jwt_keys("a" * 40)
 OTHER = parse_jwt_keys("b" * 40)
@@ -26,7 +27,7 @@ def signed(installation: str = "inst-1", text: str = "Turn on the light") -> str
 
 def test_signed_id_is_a_valid_tool_id_and_verifies() -> None:
     call_id = signed()
-    assert re.fullmatch(r"[A-Za-z0-9_-]{1,128}", call_id)
+    assert re.fullmatch(TOOL_NAME_PATTERN, call_id)
     assert call_id.startswith(CLAUDE_ID + "_")
     assert verify_call_id(signing_keys(RING), "inst-1", call_id, "Turn on the light", now=NOW)
 

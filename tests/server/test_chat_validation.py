@@ -105,7 +105,15 @@ BAD_BODIES: dict[str, Any] = {
             {**RESULT, "tool_call_id": "bad id!"},
         ]
     },
+    "bad_tool_call_name": {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "tool_calls": [{**CALL, "name": "light.turn_on"}]},
+            {**RESULT, "name": "light.turn_on"},
+        ]
+    },
     "bad_tool_name": {"message": "hi", "tools": [{"name": "turn on!", "parameters": {}}]},
+    "tool_name_too_long": {"message": "hi", "tools": [{"name": "a" * 129}]},
     "duplicate_tool": {"message": "hi", "tools": [{"name": "A"}, {"name": "A"}]},
     "tool_schema_not_object": {
         "message": "hi",
@@ -127,6 +135,18 @@ async def test_bad_bodies_are_422(
     problem = await _problem(response, 422, "validation_error")
     assert problem["detail"]
     assert fake.requests == []
+
+
+async def test_bad_tool_name_names_the_field(
+    env: tuple[TestClient[Any, Any], dict[str, str]],
+) -> None:
+    client, headers = env
+
+    response = await client.post("/api/chat", json=BAD_BODIES["bad_tool_name"], headers=headers)
+
+    problem = await _problem(response, 422, "validation_error")
+    assert ["tools", "0", "name"] in [error["loc"] for error in problem["errors"]]
+    assert "turn on!" not in await response.text()  # values are never echoed
 
 
 async def test_mismatched_result_detail_names_the_call(

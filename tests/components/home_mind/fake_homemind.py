@@ -23,6 +23,7 @@ from homemind_client.models import (
     PROBLEM_CONTENT_TYPE,
     ChatResponse,
     DoneEvent,
+    ErrorCode,
     ErrorEvent,
     InstallationInfo,
     MemoryCreate,
@@ -40,19 +41,6 @@ TOKEN = "hm_test_token_fake"
 OTHER_TOKEN = "hm_other_token_fake"
 INSTALLATION_ID = "inst-test-1"
 OTHER_INSTALLATION_ID = "inst-other-2"
-
-# HTTP status of each chat error code (the public contract).
-ERROR_STATUS = {
-    "invalid_token": 401,
-    "installation_revoked": 401,
-    "subscription_required": 402,
-    "usage_limit_reached": 402,
-    "no_api_key": 409,
-    "rate_limited": 429,
-    "upstream_unavailable": 503,
-    "upstream_rejected_key": 502,
-    "validation_error": 422,
-}
 
 
 def answer(*chunks: str, conversation_id: str = "conv") -> list[StreamEvent]:
@@ -87,8 +75,8 @@ def tool_call(
 class Problem:
     """Refuse the request with problem+json (before any event)."""
 
-    code: str
-    status: int | None = None
+    code: ErrorCode
+    status: int | None = None  # None: the code's own status
     retry_after: int | None = None
 
 
@@ -174,7 +162,7 @@ class FakeHomeMind:
     async def _remember(self, request: web.Request) -> web.Response:
         self.memory_requests.append(await request.json())
         if self._installation_for(request) is None:
-            return _problem(Problem("invalid_token"))
+            return _problem(Problem(ErrorCode.INVALID_TOKEN))
         if self.memory_problem is not None:
             return _problem(self.memory_problem)
         body = MemoryCreate.model_validate_json(await request.read())
@@ -198,7 +186,7 @@ class FakeHomeMind:
     async def _forget(self, request: web.Request) -> web.Response:
         self.memory_requests.append(await request.json())
         if self._installation_for(request) is None:
-            return _problem(Problem("invalid_token"))
+            return _problem(Problem(ErrorCode.INVALID_TOKEN))
         if self.memory_problem is not None:
             return _problem(self.memory_problem)
         body = MemoryForgetRequest.model_validate_json(await request.read())
@@ -211,7 +199,7 @@ class FakeHomeMind:
             and (body.speaker_id is None or item.speaker_id in (None, body.speaker_id))
         ]
         if not gone:
-            return _problem(Problem("memory_not_found", status=404))
+            return _problem(Problem(ErrorCode.MEMORY_NOT_FOUND))
         self.memories = [item for item in self.memories if item not in gone]
         return web.Response(
             body=MemoryForgetResult(forgotten=gone).model_dump_json(),
@@ -224,7 +212,7 @@ class FakeHomeMind:
             return _problem(self.installation_problem)
         installation = self._installation_for(request)
         if installation is None:
-            return _problem(Problem("invalid_token"))
+            return _problem(Problem(ErrorCode.INVALID_TOKEN))
         return web.Response(body=installation.model_dump_json(), content_type="application/json")
 
     async def _chat_stream(self, request: web.Request) -> web.StreamResponse:
@@ -232,7 +220,7 @@ class FakeHomeMind:
         self.chat_requests.append(body)
         self.chat_headers.append(dict(request.headers))
         if self._installation_for(request) is None:
-            return _problem(Problem("invalid_token"))
+            return _problem(Problem(ErrorCode.INVALID_TOKEN))
         script = self.scripts.popleft() if self.scripts else self.default_script
         if script is None:
             script = answer("Nothing scripted.")
@@ -253,12 +241,12 @@ class FakeHomeMind:
         return response
 
 
-def error_event(code: str, detail: str = "") -> ErrorEvent:
+def error_event(code: ErrorCode, detail: str = "") -> ErrorEvent:
     return ErrorEvent(code=code, detail=detail)
 
 
 def _problem(problem: Problem) -> web.Response:
-    status = problem.status or ERROR_STATUS.get(problem.code, 500)
+    status = problem.status or problem.code.status
     headers = {}
     if problem.retry_after is not None:
         headers["Retry-After"] = str(problem.retry_after)

@@ -11,6 +11,7 @@ from homeassistant.helpers import llm
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_mind.const import CONF_INSTRUCTIONS, DEFAULT_URL, DOMAIN
+from homemind_client.models import ErrorCode
 
 from .fake_homemind import (
     INSTALLATION_ID,
@@ -71,7 +72,7 @@ async def test_user_flow_errors_then_recovers(
     if setup == "wrong_token":
         token = "hm_not_a_token"
     elif setup == "revoked":
-        fake_homemind.installation_problem = Problem("installation_revoked")
+        fake_homemind.installation_problem = Problem(ErrorCode.INSTALLATION_REVOKED)
     elif setup == "server_down":
         await down.start()
         url = down.base_url
@@ -82,7 +83,7 @@ async def test_user_flow_errors_then_recovers(
         url = "ftp://example.invalid"
     elif setup == "unexpected":
         # An answer the flow has no specific message for.
-        fake_homemind.installation_problem = Problem("subscription_required")
+        fake_homemind.installation_problem = Problem(ErrorCode.SUBSCRIPTION_REQUIRED)
     flow_id = await _start(hass)
 
     result = await hass.config_entries.flow.async_configure(

@@ -20,7 +20,14 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_mind.const import CONF_INSTRUCTIONS, MAX_TOOL_ITERATIONS
-from homemind_client.models import ChatResponse, DoneEvent, Notice, TextDeltaEvent
+from homemind_client.models import (
+    TOOL_NAME_PATTERN,
+    ChatResponse,
+    DoneEvent,
+    ErrorCode,
+    Notice,
+    TextDeltaEvent,
+)
 
 from .fake_homemind import (
     Disconnect,
@@ -510,7 +517,7 @@ async def test_colliding_tool_names_stay_apart(
     unregister()
 
     assert len(set(wire.values())) == 3
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,128}", name) for name in wire.values())
+    assert all(re.fullmatch(TOOL_NAME_PATTERN, name) for name in wire.values())
     # A name that was already safe keeps it; the others get a short distinct suffix.
     assert wire["Tool myapi_Do_Thing"] == "myapi_Do_Thing"
     assert colon_name.startswith("myapi_Do_Thing_")
@@ -597,7 +604,7 @@ async def test_notices_are_spoken_in_the_users_language(
     fake_homemind: FakeHomeMind,
     agent_id: str,
     language: str,
-    code: str,
+    code: ErrorCode,
     sentence: str,
 ) -> None:
     notice = Notice(code=code, message="Home Mind is down for maintenance at 2 am.")
@@ -658,7 +665,7 @@ async def test_error_events_mid_stream_are_spoken(
 async def test_unknown_server_error_is_spoken(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
-    fake_homemind.script(Problem("internal_error", status=500))
+    fake_homemind.script(Problem(ErrorCode.INTERNAL_ERROR, status=500))
 
     result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
 
@@ -668,7 +675,9 @@ async def test_unknown_server_error_is_spoken(
 async def test_error_is_spoken_in_the_users_language(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
-    fake_homemind.script(Problem("usage_limit_reached"), Problem("usage_limit_reached"))
+    fake_homemind.script(
+        Problem(ErrorCode.USAGE_LIMIT_REACHED), Problem(ErrorCode.USAGE_LIMIT_REACHED)
+    )
 
     german = await conversation.async_converse(
         hass, "Hallo", None, Context(), language="de", agent_id=agent_id
@@ -689,7 +698,7 @@ async def test_error_is_spoken_in_the_users_language(
 async def test_untranslated_language_speaks_english(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
-    fake_homemind.script(Problem("no_api_key"))
+    fake_homemind.script(Problem(ErrorCode.NO_API_KEY))
 
     result = await conversation.async_converse(
         hass, "Ciao", None, Context(), language="it", agent_id=agent_id
@@ -698,13 +707,13 @@ async def test_untranslated_language_speaks_english(
     assert speech(result) == SPOKEN_EN["no_api_key"]
 
 
-@pytest.mark.parametrize("code", ["invalid_token", "installation_revoked"])
+@pytest.mark.parametrize("code", [ErrorCode.INVALID_TOKEN, ErrorCode.INSTALLATION_REVOKED])
 async def test_token_errors_start_reauth(
     hass: HomeAssistant,
     fake_homemind: FakeHomeMind,
     agent_id: str,
     init_integration: MockConfigEntry,
-    code: str,
+    code: ErrorCode,
 ) -> None:
     fake_homemind.script(Problem(code))
 
@@ -721,7 +730,7 @@ async def test_other_errors_do_not_start_reauth(
     agent_id: str,
     init_integration: MockConfigEntry,
 ) -> None:
-    fake_homemind.script(Problem("no_api_key"))
+    fake_homemind.script(Problem(ErrorCode.NO_API_KEY))
 
     await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
     await hass.async_block_till_done()

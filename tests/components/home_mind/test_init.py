@@ -17,7 +17,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.home_mind.const import DOMAIN
-from homemind_client.models import InstallationInfo
+from homemind_client.models import ErrorCode, InstallationInfo
 from homemind_client.models.accounts import SubscriptionSummary, UsageSummary
 
 from .fake_homemind import INSTALLATION_ID, TOKEN, FakeHomeMind, Problem
@@ -39,12 +39,12 @@ async def test_setup_creates_service_device_and_agent(
     assert hass.states.get(agent_id) is not None
 
 
-@pytest.mark.parametrize("code", ["invalid_token", "installation_revoked"])
+@pytest.mark.parametrize("code", [ErrorCode.INVALID_TOKEN, ErrorCode.INSTALLATION_REVOKED])
 async def test_refused_token_starts_reauth(
     hass: HomeAssistant,
     fake_homemind: FakeHomeMind,
     mock_config_entry: MockConfigEntry,
-    code: str,
+    code: ErrorCode,
 ) -> None:
     fake_homemind.installation_problem = Problem(code)
 
@@ -57,7 +57,10 @@ async def test_refused_token_starts_reauth(
 
 @pytest.mark.parametrize(
     "problem",
-    [Problem("internal_error", status=500), Problem("upstream_unavailable", retry_after=60)],
+    [
+        Problem(ErrorCode.INTERNAL_ERROR, status=500),
+        Problem(ErrorCode.UPSTREAM_UNAVAILABLE, retry_after=60),
+    ],
 )
 async def test_server_trouble_retries_setup(
     hass: HomeAssistant,
@@ -151,7 +154,7 @@ async def test_diagnostics_show_a_failed_update(
 ) -> None:
     fake_homemind.installations[TOKEN] = _managed_installation()
     await init_integration.runtime_data.coordinator.async_refresh()
-    fake_homemind.installation_problem = Problem("internal_error", status=500)
+    fake_homemind.installation_problem = Problem(ErrorCode.INTERNAL_ERROR, status=500)
     await init_integration.runtime_data.coordinator.async_refresh()
 
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)

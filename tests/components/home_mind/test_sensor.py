@@ -15,7 +15,7 @@ from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.home_mind.const import DOMAIN
-from homemind_client.models import InstallationInfo, SubscriptionSummary, UsageSummary
+from homemind_client.models import ErrorCode, InstallationInfo, SubscriptionSummary, UsageSummary
 
 from .fake_homemind import INSTALLATION_ID, TOKEN, FakeHomeMind, Problem
 
@@ -182,7 +182,7 @@ async def test_the_agent_stays_while_sensors_are_unavailable(
 async def test_refused_token_on_poll_starts_reauth(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, init_integration: MockConfigEntry
 ) -> None:
-    fake_homemind.installation_problem = Problem("invalid_token")
+    fake_homemind.installation_problem = Problem(ErrorCode.INVALID_TOKEN)
 
     await poll(hass)
 

@@ -11,6 +11,7 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_mind.const import DOMAIN
+from homemind_client.models import ErrorCode
 
 from .fake_homemind import OTHER_INSTALLATION_ID, OTHER_TOKEN, FakeHomeMind, Problem
 
@@ -185,12 +186,12 @@ async def test_unreachable_server(
     )
 
 
-@pytest.mark.parametrize("code", ["invalid_token", "installation_revoked"])
+@pytest.mark.parametrize("code", [ErrorCode.INVALID_TOKEN, ErrorCode.INSTALLATION_REVOKED])
 async def test_refused_token_starts_reauth(
     hass: HomeAssistant,
     init_integration: MockConfigEntry,
     fake_homemind: FakeHomeMind,
-    code: str,
+    code: ErrorCode,
 ) -> None:
     fake_homemind.memory_problem = Problem(code)
 

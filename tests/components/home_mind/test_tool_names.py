@@ -10,9 +10,9 @@ from homeassistant.helpers import llm
 
 from custom_components.home_mind.conversation import chat_messages
 from custom_components.home_mind.tool_names import ToolNames
-from homemind_client.models import AssistantMessage, ToolResultMessage
+from homemind_client.models import TOOL_NAME_PATTERN, AssistantMessage, ToolResultMessage
 
-VALID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+VALID = re.compile(TOOL_NAME_PATTERN)
 
 
 @pytest.mark.parametrize(
