@@ -125,6 +125,8 @@ class HomeMindValidationError(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         ErrorCode.HTTP_ERROR,
         ErrorCode.INVALID_RESET_TOKEN,
+        ErrorCode.INVALID_LINK,
+        ErrorCode.WRONG_PASSWORD,
         ErrorCode.EMAIL_TAKEN,
         ErrorCode.SUBSCRIPTION_EXISTS,
         ErrorCode.NO_BILLING_ACCOUNT,
