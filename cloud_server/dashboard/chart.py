@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -33,14 +34,12 @@ class Chart:
     baseline: int = HEIGHT - BOTTOM
 
 
-def daily_chart(
-    start: datetime, end: datetime, per_day: dict[date, int], today: date | None = None
-) -> Chart:
-    """One bar per day of the period up to today (days without messages are zero bars)."""
-    today = today or datetime.now(UTC).date()
+def daily_chart(start: datetime, end: datetime, per_day: dict[date, int]) -> Chart:
+    """One bar per day of the whole period (days without messages, or still to come, are
+    empty), so the scale is the period's from its first day on."""
     first = start.astimezone(UTC).date()
-    last = min(end.astimezone(UTC).date() - timedelta(days=1), max(today, first))
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)][-MAX_DAYS:]
+    last = max(first, (end - timedelta(microseconds=1)).astimezone(UTC).date())
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)][:MAX_DAYS]
     peak = max([per_day.get(d, 0) for d in days] + [1])
     slot = WIDTH / max(len(days), 1)
     usable = HEIGHT - TOP - BOTTOM
@@ -48,7 +47,7 @@ def daily_chart(
     for index, day in enumerate(days):
         count = per_day.get(day, 0)
         height = usable * count / peak
-        every = max(1, len(days) // 8)
+        every = max(1, math.ceil(len(days) / 8))
         width = min(slot * 0.7, MAX_BAR_WIDTH)
         bars.append(
             Bar(
