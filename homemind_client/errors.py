@@ -78,6 +78,7 @@ class HomeMindAuthenticationError(
         ErrorCode.INVALID_TOKEN,
         ErrorCode.UNAUTHORIZED,
         ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.TOTP_REQUIRED,
         ErrorCode.INVALID_REFRESH_TOKEN,
     ),
 ):

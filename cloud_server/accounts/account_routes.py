@@ -8,6 +8,8 @@
 - `POST /api/auth/verify-email` `{token}` → 204; `POST /api/auth/verify-email/resend` → 202.
 - `GET /api/account/export` → everything as JSON; `DELETE /api/account` `{password}` → 204.
 - `PATCH /api/installations/{id}` `{name}` → 200, the renamed installation.
+- `POST /api/auth/totp/setup` → `{secret, otpauth_uri, setup_token}`; `POST
+  /api/auth/totp/enable` `{setup_token, code}` → 204; `DELETE /api/auth/totp` `{password}` → 204.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from homemind_client.models.accounts import (
     MagicLinkRequest,
     PasswordChange,
     SessionOut,
+    TotpEnable,
+    TotpSetup,
 )
 
 from ..bodies import json_model, read_model
@@ -128,7 +132,30 @@ async def rename_installation(request: web.Request) -> web.Response:
     return json_model(item)
 
 
+async def totp_setup(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    secret, uri, setup_token = await lifecycle.totp_setup(request.app, principal.user_id)
+    return json_model(TotpSetup(secret=secret, otpauth_uri=uri, setup_token=setup_token))
+
+
+async def totp_enable(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    body = await read_model(request, TotpEnable)
+    await lifecycle.totp_enable(request.app, principal.user_id, body.setup_token, body.code)
+    return web.Response(status=204)
+
+
+async def totp_disable(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    body = await read_model(request, AccountDelete)
+    await lifecycle.totp_disable(request.app, principal.user_id, body.password)
+    return web.Response(status=204)
+
+
 def setup_account_api(app: web.Application) -> None:
+    app.router.add_post("/api/auth/totp/setup", totp_setup)
+    app.router.add_post("/api/auth/totp/enable", totp_enable)
+    app.router.add_delete("/api/auth/totp", totp_disable)
     app.router.add_post("/api/auth/password", change_password)
     app.router.add_get("/api/auth/sessions", list_sessions)
     app.router.add_delete("/api/auth/sessions", delete_all_sessions)

@@ -22,10 +22,11 @@ from ..db.base import utcnow
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import AuditEvent, AuthSession, Installation, User
 from ..errors import ApiError
-from . import passwords, service
+from . import passwords, service, totp
 from .audit import audit
 from .flows import field_error
 from .passwords import PasswordPolicyError
+from .state import SERVER_SECRETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,3 +202,50 @@ async def delete_account(app: web.Application, user_id: str, password: str) -> N
         await session.execute(delete(AuditEvent).where(AuditEvent.user_id == user_id))
         await session.execute(delete(Installation).where(Installation.user_id == user_id))
         await session.execute(delete(User).where(User.id == user_id))
+
+
+async def totp_setup(app: web.Application, user_id: str) -> tuple[str, str, str]:
+    """A new secret for the user's app: (base32 text, otpauth URI, sealed setup token).
+
+    Nothing is stored until `totp_enable` gets a right code with the setup token.
+    """
+    ring = app[SERVER_SECRETS].encryption
+    async with app[DB_SESSIONMAKER]() as session:
+        user = await service.get_user(session, user_id)
+        if user is None:
+            raise ApiError(ErrorCode.INVALID_TOKEN, "The session has ended; log in again.")
+        secret = totp.new_secret()
+        return (
+            totp.secret_text(secret),
+            totp.provisioning_uri(secret, user.email),
+            totp.seal(ring, user_id, secret),
+        )
+
+
+async def totp_enable(app: web.Application, user_id: str, setup_token: str, code: str) -> None:
+    ring = app[SERVER_SECRETS].encryption
+    try:
+        secret = totp.unseal(ring, user_id, setup_token)
+    except totp.SealError as err:
+        raise field_error("code", "Start again: this setup is not valid.") from err
+    step = totp.verify(secret, code, None)
+    if step is None:
+        raise field_error("code", "This code is not correct; use the newest one from your app.")
+    async with app[DB_SESSIONMAKER].begin() as session:
+        user = await service.get_user(session, user_id)
+        if user is None:
+            raise ApiError(ErrorCode.INVALID_TOKEN, "The session has ended; log in again.")
+        user.totp_secret = totp.seal(ring, user_id, secret)
+        user.totp_last_step = step
+        await audit(session, "totp_enabled", user_id=user_id)
+
+
+async def totp_disable(app: web.Application, user_id: str, password: str) -> None:
+    async with app[DB_SESSIONMAKER].begin() as session:
+        user = await service.get_user(session, user_id)
+        if user is None:
+            raise ApiError(ErrorCode.INVALID_TOKEN, "The session has ended; log in again.")
+        await _check_password(user, password, "password")
+        user.totp_secret = None
+        user.totp_last_step = None
+        await audit(session, "totp_disabled", user_id=user_id)

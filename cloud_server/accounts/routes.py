@@ -86,7 +86,9 @@ async def register(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     body = await read_model(request, LoginRequest)
-    user, tokens = await flows.login(request.app, body.email, body.password, ip=client_ip(request))
+    user, tokens = await flows.login(
+        request.app, body.email, body.password, ip=client_ip(request), totp_code=body.totp_code
+    )
     return json_model(_token_response(user, tokens))
 
 

@@ -407,6 +407,16 @@ async def account(request: web.Request, signed_in: session.SignedIn) -> web.Stre
                 request.app, signed_in.user.id, values.get("session_id", "")
             )
             return redirect("/account")
+    return await _account_page(request, signed_in, errors, message, status)
+
+
+async def _account_page(
+    request: web.Request,
+    signed_in: session.SignedIn,
+    errors: dict[str, str],
+    message: str | None,
+    status: int,
+) -> web.Response:
     sessions = await lifecycle.active_sessions(request.app, signed_in.user.id)
     return render(
         request,
@@ -416,8 +426,56 @@ async def account(request: web.Request, signed_in: session.SignedIn) -> web.Stre
             "message": message,
             "sessions": sessions,
             "current_session": signed_in.session_id,
+            "two_step": signed_in.user.totp_secret is not None,
         },
         status=status,
+    )
+
+
+@requires_user
+async def two_step(request: web.Request, signed_in: session.SignedIn) -> web.StreamResponse:
+    """Turn two-step sign-in on (GET shows a new secret, POST checks the first code) or off."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        values = await form(request)
+        try:
+            if request.match_info.get("action") == "off":
+                await lifecycle.totp_disable(
+                    request.app, signed_in.user.id, values.get("password", "")
+                )
+            else:
+                await lifecycle.totp_enable(
+                    request.app,
+                    signed_in.user.id,
+                    values.get("setup_token", ""),
+                    values.get("code", ""),
+                )
+        except ApiError as err:
+            errors = {k: _(v) for k, v in field_errors(err, "code").items()}
+            if request.match_info.get("action") == "off":
+                return await _account_page(request, signed_in, errors, None, err.status)
+            return render(
+                request,
+                "two_step.html",
+                {
+                    "errors": errors,
+                    "secret": values.get("secret", ""),
+                    "uri": values.get("uri", ""),
+                    "setup_token": values.get("setup_token", ""),
+                },
+                status=err.status,
+            )
+        return redirect("/account")
+    secret, uri, setup_token = await lifecycle.totp_setup(request.app, signed_in.user.id)
+    return render(
+        request,
+        "two_step.html",
+        {
+            "errors": errors,
+            "secret": secret,
+            "uri": uri,
+            "setup_token": setup_token,
+        },
     )
 
 
@@ -475,6 +533,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/memory/{id}/{action:delete}", memory_edit)
     r.add_get("/account", account, name="dash.account")
     r.add_post("/account/{action:password|end|end-all}", account)
+    r.add_get("/account/two-step", two_step, name="dash.two_step")
+    r.add_post("/account/two-step", two_step)
+    r.add_post("/account/two-step/{action:off}", two_step)
     r.add_get("/account/export", account_export, name="dash.account_export")
     r.add_get("/account/delete", account_delete, name="dash.account_delete")
     r.add_post("/account/delete", account_delete)

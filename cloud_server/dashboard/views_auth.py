@@ -33,9 +33,10 @@ async def signin(request: web.Request) -> web.StreamResponse:
                 values.get("email", ""),
                 values.get("password", ""),
                 ip=client_ip(request),
+                totp_code=values.get("totp_code") or None,
             )
         except ApiError as err:
-            errors = {"password": _(err.detail)}
+            errors = {k: _(v) for k, v in field_errors(err, "password").items()}
         else:
             session.start(request, tokens)
             return redirect(safe_next(values.get("next"), next_page))

@@ -37,6 +37,8 @@ class RegisterRequest(RequestModel):
 class LoginRequest(RequestModel):
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(max_length=1024)
+    # The authenticator app's code, for accounts with two-step sign-in.
+    totp_code: str | None = Field(default=None, max_length=16)
 
 
 class RefreshRequest(RequestModel):
@@ -166,3 +168,16 @@ class LinkTokenConfirm(RequestModel):
     """The token of a mailed link (magic sign-in link or address verification)."""
 
     token: str = Field(min_length=1, max_length=512)
+
+
+class TotpSetup(ResponseModel):
+    """A new two-step secret: shown to the user, enabled by `POST /api/auth/totp/enable`."""
+
+    secret: str
+    otpauth_uri: str
+    setup_token: str
+
+
+class TotpEnable(RequestModel):
+    setup_token: str = Field(min_length=1, max_length=512)
+    code: str = Field(min_length=1, max_length=16)

@@ -78,6 +78,12 @@ class ErrorCode(StrEnum):
         Recovery.REAUTH,
         "The email or password is not correct.",
     )
+    TOTP_REQUIRED = (
+        "totp_required",
+        401,
+        Recovery.REAUTH,
+        "Login: the password is right and the account has two-step sign-in: send `totp_code`.",
+    )
     INVALID_REFRESH_TOKEN = (
         "invalid_refresh_token",
         401,

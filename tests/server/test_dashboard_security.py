@@ -33,6 +33,7 @@ PAGES = [
     "/account",
     "/account/export",
     "/account/delete",
+    "/account/two-step",
     "/installations/nope/revoke",
     "/memory/nope/edit",
 ]

@@ -1,4 +1,4 @@
-"""Dashboard: e-mail verification and single-use e-mail tokens (magic links, verification).
+"""Dashboard: e-mail verification, two-step sign-in (TOTP) and single-use e-mail tokens.
 
 Revision ID: 0004_dashboard
 Revises: 0003_billing
@@ -24,6 +24,8 @@ def _ts(name: str, nullable: bool = False) -> sa.Column:  # type: ignore[type-ar
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(_ts("email_verified_at", nullable=True))
+        batch.add_column(sa.Column("totp_secret", sa.String(255), nullable=True))
+        batch.add_column(sa.Column("totp_last_step", sa.BigInteger(), nullable=True))
     # Accounts made before verification existed keep working as they did.
     op.execute("UPDATE users SET email_verified_at = created_at")
     op.create_table(
@@ -49,4 +51,6 @@ def downgrade() -> None:
     op.drop_index("ix_email_tokens_user_id", table_name="email_tokens")
     op.drop_table("email_tokens")
     with op.batch_alter_table("users") as batch:
+        batch.drop_column("totp_last_step")
+        batch.drop_column("totp_secret")
         batch.drop_column("email_verified_at")
