@@ -198,6 +198,9 @@ async def test_the_whole_journey_in_a_browser(stack: Stack, tmp_path: Path) -> N
         await _press(page, "button[type=submit].primary")
         assert "Check your inbox" in await page.inner_text("h1")
         await _check_page(page, "check-mail", shots)
+        for public in ("forgot", "signin/link", "reset-password", "magic-link"):
+            await page.goto(f"{base}/{public}")
+            await _check_page(page, public.replace("/", "-"), shots)
 
         # Confirm the address from the mail (the landing page consumes nothing until POST).
         (mail,) = await stack.smtp.wait_for(1)
@@ -239,6 +242,10 @@ async def test_the_whole_journey_in_a_browser(stack: Stack, tmp_path: Path) -> N
         await page.wait_for_function("document.querySelector('[data-copy-status]').textContent")
         assert await page.evaluate("navigator.clipboard.readText()") == token
         await _check_page(page, "installation-token", shots)
+        await page.goto(f"{base}/installations")
+        await _check_page(page, "installations", shots)
+        await page.goto(base + await page.get_attribute("a[href$='/revoke']", "href"))
+        await _check_page(page, "installation-revoke", shots)
 
         # The token works in homemind_client against the real server and the fake Claude.
         stack.claude.script(text("Hello from Claude."))
@@ -316,6 +323,9 @@ async def test_the_whole_journey_in_a_browser(stack: Stack, tmp_path: Path) -> N
         # Delete the account: Stripe cancelled first, then every byte here.
         await _press(page, "nav a[href='/account']")
         await _check_page(page, "account", shots)
+        await page.goto(f"{base}/account/two-step")
+        await _check_page(page, "account-two-step", shots)
+        await page.goto(f"{base}/account")
         await _press(page, "a[href='/account/delete']")
         await _check_page(page, "account-delete", shots)
         await _type_into(page, "#password", DEFAULT_PASSWORD)
