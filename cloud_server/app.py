@@ -12,12 +12,14 @@ from aiohttp import web
 
 from . import __version__
 from .accounts import routes as accounts_routes
+from .accounts.account_routes import setup_account_api
 from .accounts.setup import setup_accounts
 from .app_keys import SETTINGS
 from .billing import routes as billing_routes
 from .billing.setup import setup_billing
 from .chat import routes as chat_routes
 from .chat.setup import setup_chat
+from .dashboard.setup import setup_dashboard
 from .db.engine import setup_database
 from .errors import problem_middleware
 from .memory import routes as memory_routes
@@ -50,4 +52,6 @@ def create_app(settings: Settings | None = None) -> web.Application:
     # Then the routes, which only route.
     for routes in (accounts_routes, billing_routes, memory_routes, chat_routes):
         routes.add_routes(app)
+    setup_account_api(app)
+    setup_dashboard(app)
     return app

@@ -78,6 +78,7 @@ class HomeMindAuthenticationError(
         ErrorCode.INVALID_TOKEN,
         ErrorCode.UNAUTHORIZED,
         ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.TOTP_REQUIRED,
         ErrorCode.INVALID_REFRESH_TOKEN,
     ),
 ):
@@ -125,6 +126,8 @@ class HomeMindValidationError(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         ErrorCode.HTTP_ERROR,
         ErrorCode.INVALID_RESET_TOKEN,
+        ErrorCode.INVALID_LINK,
+        ErrorCode.WRONG_PASSWORD,
         ErrorCode.EMAIL_TAKEN,
         ErrorCode.SUBSCRIPTION_EXISTS,
         ErrorCode.NO_BILLING_ACCOUNT,

@@ -72,6 +72,19 @@ async def get_owned(
     return result.scalar_one_or_none()
 
 
+async def rename_installation(
+    session: AsyncSession, user_id: str, installation_id: str, name: str, *, ip: str | None = None
+) -> Installation | None:
+    installation = await get_owned(session, user_id, installation_id)
+    if installation is None:
+        return None
+    installation.name = name
+    await audit(
+        session, "installation_renamed", user_id=user_id, installation_id=installation.id, ip=ip
+    )
+    return installation
+
+
 async def revoke_installation(
     session: AsyncSession, user_id: str, installation_id: str, *, ip: str | None = None
 ) -> bool:

@@ -42,6 +42,37 @@ class Mailer:
             timeout=30,
         )
 
+    async def _send_quietly(self, to: str, subject: str, body: str, what: str) -> None:
+        try:
+            await self.send(to, subject, body)
+        except (aiosmtplib.SMTPException, OSError) as err:
+            # Links hold secrets: log the failure, never the message.
+            LOGGER.error("Could not send the %s mail: %s", what, type(err).__name__)
+
+    async def send_verification(self, to: str, link: str) -> None:
+        body = (
+            "Welcome to Home Mind.\n\n"
+            f"To confirm this address and start your trial, open this link:\n\n{link}\n\n"
+            "If you did not sign up, ignore this mail.\n"
+        )
+        await self._send_quietly(to, "Confirm your Home Mind address", body, "verification")
+
+    async def send_signup_attempt(self, to: str, signin_link: str) -> None:
+        body = (
+            "Someone tried to sign up for Home Mind with this address, which already has "
+            f"an account.\n\nIf it was you, sign in instead:\n\n{signin_link}\n\n"
+            "If it was not you, ignore this mail: nothing has changed.\n"
+        )
+        await self._send_quietly(to, "You already have a Home Mind account", body, "sign-up")
+
+    async def send_magic_link(self, to: str, link: str, minutes: int) -> None:
+        body = (
+            f"To sign in to Home Mind, open this link within {minutes} minutes, in the "
+            f"browser where you asked for it:\n\n{link}\n\n"
+            "If it was not you, ignore this mail.\n"
+        )
+        await self._send_quietly(to, "Your Home Mind sign-in link", body, "sign-in link")
+
     async def send_password_reset(self, to: str, link: str, minutes: int) -> None:
         body = (
             "Someone asked to reset the password of your Home Mind account.\n\n"

@@ -8,7 +8,7 @@ from typing import Protocol
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from homemind_client.models import ErrorCode, FieldError
+from homemind_client.models import ErrorCode
 from homemind_client.models.accounts import (
     ApiKeyStatus,
     ApiKeyUpdate,
@@ -25,40 +25,23 @@ from homemind_client.models.accounts import (
     UserOut,
 )
 
-from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..client_ip import client_ip
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import Installation, User
 from ..errors import ApiError
+from . import flows, service
 from . import installations as inst
-from . import service
-from .app_keys import MAILER, SERVER_SECRETS, THROTTLE, spawn
+from .app_keys import SERVER_SECRETS
 from .audit import audit
 from .installation_info import build_installation_info
-from .passwords import PasswordPolicyError
 from .principal import require_installation, require_user
 from .service import RefreshOutcome
 
 LOGGER = logging.getLogger(__name__)
 
-_INVALID_CREDENTIALS = "The email or password is not correct."
 
-
-def _field_error(field: str, message: str) -> ApiError:
-    return ApiError(
-        ErrorCode.VALIDATION_ERROR,
-        message,
-        errors=[FieldError(loc=[field], msg=message, type="value_error")],
-    )
-
-
-def _throttled(retry_after: int) -> ApiError:
-    return ApiError(
-        ErrorCode.RATE_LIMITED,
-        "Too many attempts; wait a moment and try again.",
-        retry_after=retry_after,
-    )
+_field_error = flows.field_error
 
 
 def _user_out(user: User) -> UserOut:
@@ -89,45 +72,17 @@ def _list_item(installation: Installation) -> InstallationListItem:
 
 async def register(request: web.Request) -> web.Response:
     body = await read_model(request, RegisterRequest)
-    retry = await request.app[THROTTLE].hit("register", client_ip(request))
-    if retry is not None:
-        raise _throttled(retry)
-    ring = request.app[SERVER_SECRETS].jwt
-    try:
-        async with request.app[DB_SESSIONMAKER].begin() as session:
-            user = await service.create_user(
-                session, body.email, body.password, body.name, ip=client_ip(request)
-            )
-            tokens = await service.start_session(session, ring, user)
-    except service.InvalidEmailError as err:
-        raise _field_error("email", str(err)) from err
-    except PasswordPolicyError as err:
-        raise _field_error("password", str(err)) from err
-    except service.EmailTakenError as err:
-        raise ApiError(
-            ErrorCode.EMAIL_TAKEN,
-            "An account with this email exists; log in or reset the password.",
-        ) from err
+    user, tokens = await flows.register(
+        request.app, body.email, body.password, body.name, ip=client_ip(request)
+    )
     return json_model(_token_response(user, tokens), status=201)
 
 
 async def login(request: web.Request) -> web.Response:
     body = await read_model(request, LoginRequest)
-    throttle = request.app[THROTTLE]
-    account = body.email.strip().lower()
-    ip = client_ip(request)
-    retry = await throttle.login_retry_after(account, ip)
-    if retry is not None:
-        LOGGER.info("Login throttled (ip=%s)", ip)
-        raise _throttled(retry)
-    ring = request.app[SERVER_SECRETS].jwt
-    async with request.app[DB_SESSIONMAKER].begin() as session:
-        user = await service.authenticate(session, body.email, body.password, ip=ip)
-        tokens = await service.start_session(session, ring, user) if user else None
-    if user is None or tokens is None:
-        await throttle.login_failed(account)
-        raise ApiError(ErrorCode.INVALID_CREDENTIALS, _INVALID_CREDENTIALS)
-    await throttle.login_succeeded(account)
+    user, tokens = await flows.login(
+        request.app, body.email, body.password, ip=client_ip(request), totp_code=body.totp_code
+    )
     return json_model(_token_response(user, tokens))
 
 
@@ -166,41 +121,16 @@ async def logout(request: web.Request) -> web.Response:
 
 async def password_reset(request: web.Request) -> web.Response:
     body = await read_model(request, PasswordResetRequest)
-    throttle = request.app[THROTTLE]
-    retry = await throttle.hit("reset_ip", client_ip(request))
-    if retry is not None:
-        raise _throttled(retry)
-    accepted = web.json_response(
+    await flows.request_password_reset(request.app, body.email, ip=client_ip(request))
+    return web.json_response(
         {"status": "accepted", "detail": "If the account exists, a reset link is on its way."},
         status=202,
     )
-    # Over the per-email budget: answer the same, send nothing (no enumeration, no mail bomb).
-    if await throttle.hit("reset_email", body.email.strip().lower()) is not None:
-        return accepted
-    async with request.app[DB_SESSIONMAKER].begin() as session:
-        found = await service.request_password_reset(session, body.email)
-    if found is not None:
-        user, token = found
-        settings = request.app[SETTINGS]
-        link = f"{settings.effective_public_url}/reset-password#token={token}"
-        minutes = int(service.RESET_LIFETIME.total_seconds() // 60)
-        # In the background: the answer takes the same time whether or not mail is sent.
-        spawn(request.app, request.app[MAILER].send_password_reset(user.email, link, minutes))
-    return accepted
 
 
 async def password_reset_confirm(request: web.Request) -> web.Response:
     body = await read_model(request, PasswordResetConfirm)
-    try:
-        async with request.app[DB_SESSIONMAKER].begin() as session:
-            done = await service.confirm_password_reset(session, body.token, body.password)
-    except PasswordPolicyError as err:
-        raise _field_error("password", str(err)) from err
-    if not done:
-        raise ApiError(
-            ErrorCode.INVALID_RESET_TOKEN,
-            "This reset link is not valid any more; ask for a new one.",
-        )
+    await flows.confirm_password_reset(request.app, body.token, body.password)
     return web.Response(status=204)
 
 

@@ -78,8 +78,13 @@ async def create_user(
     name: str | None = None,
     *,
     ip: str | None = None,
+    email_verified: bool = True,
 ) -> User:
-    """A new account; `password=None` makes one that cannot log in until a reset."""
+    """A new account; `password=None` makes one that cannot log in until a reset.
+
+    `email_verified=False` for hosted sign-ups (the trial waits for the confirmation);
+    accounts made by an operator (CLI, self-hosted) count as verified.
+    """
     normalized = normalize_email(email)
     if password is not None:
         passwords.check_password_policy(password)
@@ -92,7 +97,11 @@ async def create_user(
     if existing.first() is not None:
         raise EmailTakenError
     user = User(
-        email=email.strip(), email_normalized=normalized, name=name, password_hash=password_hash
+        email=email.strip(),
+        email_normalized=normalized,
+        name=name,
+        password_hash=password_hash,
+        email_verified_at=utcnow() if email_verified else None,
     )
     session.add(user)
     try:

@@ -43,6 +43,7 @@ from ..bodies import json_model, read_model
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import User
 from ..errors import ApiError, request_id_of
+from .account_data import register_billing_account_data
 from .entitlements import LIVE_STATUSES, PlanTier
 from .gate import BILLING_CONFIG, BillingGate
 from .models import BillingCustomer, Subscription
@@ -85,18 +86,25 @@ def _upstream_error(err: stripe.StripeError) -> ApiError:
 async def checkout(request: web.Request) -> web.Response:
     user = await require_user(request)
     body = await read_model(request, CheckoutRequest)
-    settings = request.app[SETTINGS]
-    config = request.app[BILLING_CONFIG]
-    price_id = settings.stripe_price_byok if body.plan == "byok" else settings.stripe_price_managed
+    url = await start_checkout(request.app, user.user_id, body.plan)
+    return json_model(UrlResponse(url=url))
+
+
+async def start_checkout(app: web.Application, user_id: str, plan: str) -> str:
+    """The Stripe Checkout URL for `plan` (shared by the API and the billing page)."""
+    settings = app[SETTINGS]
+    config = app[BILLING_CONFIG]
+    client = app[STRIPE_CLIENT]
+    price_id = settings.stripe_price_byok if plan == "byok" else settings.stripe_price_managed
     if not price_id:
-        LOGGER.error("No Stripe price configured for plan %s", body.plan)
+        LOGGER.error("No Stripe price configured for plan %s", plan)
         raise ApiError(ErrorCode.BILLING_UNAVAILABLE, "This plan cannot be bought right now.")
-    sessionmaker = request.app[DB_SESSIONMAKER]
-    now = _now(request)
+    sessionmaker = app[DB_SESSIONMAKER]
+    now = app[BILLING_GATE].now()
     async with sessionmaker() as session:
         subs = (
             await session.execute(
-                select(Subscription.status).where(Subscription.user_id == user.user_id)
+                select(Subscription.status).where(Subscription.user_id == user_id)
             )
         ).scalars()
         if any(status in LIVE_STATUSES for status in subs):
@@ -106,36 +114,37 @@ async def checkout(request: web.Request) -> web.Response:
             )
         customer_id = (
             await session.execute(
-                select(BillingCustomer.stripe_customer_id).where(
-                    BillingCustomer.user_id == user.user_id
-                )
+                select(BillingCustomer.stripe_customer_id).where(BillingCustomer.user_id == user_id)
             )
         ).scalar_one_or_none()
-        email = (
-            await session.execute(select(User.email).where(User.id == user.user_id))
-        ).scalar_one()
+        email, verified_at = (
+            await session.execute(
+                select(User.email, User.email_verified_at).where(User.id == user_id)
+            )
+        ).one()
     try:
         if customer_id is None:
-            created = await create_customer(_stripe(request), user.user_id, email)
+            created = await create_customer(client, user_id, email)
             async with sessionmaker.begin() as session:
                 await session.execute(
                     insert_for(session, BillingCustomer)
-                    .values(user_id=user.user_id, stripe_customer_id=created, created_at=now)
+                    .values(user_id=user_id, stripe_customer_id=created, created_at=now)
                     .on_conflict_do_nothing()
                 )
                 customer_id = (
                     await session.execute(
                         select(BillingCustomer.stripe_customer_id).where(
-                            BillingCustomer.user_id == user.user_id
+                            BillingCustomer.user_id == user_id
                         )
                     )
                 ).scalar_one()
         trial_end: datetime | None = None
-        if config.trial_days > 0:
+        # No trial before the address is confirmed (hosted sign-ups).
+        if config.trial_days > 0 and verified_at is not None:
             async with sessionmaker.begin() as session:
                 grant, _ = await claim_trial(
                     session,
-                    user.user_id,
+                    user_id,
                     email=email,
                     started_at=now,
                     days=config.trial_days,
@@ -143,13 +152,13 @@ async def checkout(request: web.Request) -> web.Response:
                 )
             # Always the grant's own end date: a retry or a double click asks for the same
             # terms (same idempotency key, same session), and no checkout extends the trial.
-            if grant.user_id == user.user_id and grant.ends_at - now >= _MIN_TRIAL_LEFT:
+            if grant.user_id == user_id and grant.ends_at - now >= _MIN_TRIAL_LEFT:
                 trial_end = grant.ends_at
         url = await create_checkout_session(
-            _stripe(request),
-            user_id=user.user_id,
+            client,
+            user_id=user_id,
             customer_id=customer_id,
-            plan=body.plan,
+            plan=plan,
             price_id=price_id,
             public_url=settings.effective_public_url,
             trial_end=trial_end,
@@ -157,17 +166,21 @@ async def checkout(request: web.Request) -> web.Response:
         )
     except stripe.StripeError as err:
         raise _upstream_error(err) from err
-    return json_model(UrlResponse(url=url))
+    return url
 
 
 async def portal(request: web.Request) -> web.Response:
     user = await require_user(request)
-    async with request.app[DB_SESSIONMAKER]() as session:
+    url = await portal_url(request.app, user.user_id, request_id_of(request) or "")
+    return json_model(UrlResponse(url=url))
+
+
+async def portal_url(app: web.Application, user_id: str, request_id: str) -> str:
+    """The Stripe customer portal URL of the account (shared by the API and the page)."""
+    async with app[DB_SESSIONMAKER]() as session:
         customer_id = (
             await session.execute(
-                select(BillingCustomer.stripe_customer_id).where(
-                    BillingCustomer.user_id == user.user_id
-                )
+                select(BillingCustomer.stripe_customer_id).where(BillingCustomer.user_id == user_id)
             )
         ).scalar_one_or_none()
     if customer_id is None:
@@ -175,15 +188,11 @@ async def portal(request: web.Request) -> web.Response:
             ErrorCode.NO_BILLING_ACCOUNT, "This account has no billing history yet; choose a plan."
         )
     try:
-        url = await create_portal_session(
-            _stripe(request),
-            customer_id,
-            request.app[SETTINGS].effective_public_url,
-            request_id_of(request) or "",
+        return await create_portal_session(
+            app[STRIPE_CLIENT], customer_id, app[SETTINGS].effective_public_url, request_id
         )
     except stripe.StripeError as err:
         raise _upstream_error(err) from err
-    return json_model(UrlResponse(url=url))
 
 
 async def webhook(request: web.Request) -> web.Response:
@@ -272,42 +281,45 @@ def _totals(row: Any) -> TokenTotals:
 
 async def get_usage(request: web.Request) -> web.Response:
     user = await require_user(request)
-    state = await _gate(request).account_state(user.user_id, fresh=True)
+    return json_model(await usage_report(request.app, user.user_id))
+
+
+async def usage_report(app: web.Application, user_id: str) -> UsageResponse:
+    """This period's usage of the account (shared by the API and the usage page)."""
+    state = await app[BILLING_GATE].account_state(user_id, fresh=True)
     start, end = state.period_start, state.period_end
-    async with request.app[DB_SESSIONMAKER]() as session:
-        (total,) = await usage_rows(session, user.user_id, start, end, group="all")
-        days = await usage_rows(session, user.user_id, start, end, group="day")
-        per_installation = await usage_rows(session, user.user_id, start, end, group="installation")
-        names = await load_installation_names(session, user.user_id)
-    return json_model(
-        UsageResponse(
-            period_start=start,
-            period_end=end,
-            messages=total.messages,
-            allowance=state.limits.allowance if state.limits else None,
-            hard_limit=state.limits.hard_limit if state.limits else None,
-            tokens=_totals(total),
-            estimated_cost_usd=total.cost_micro_usd / 1_000_000,
-            per_day=[
-                UsageDay(
-                    date=row.key,
-                    messages=row.messages,
-                    tokens=_totals(row),
-                    estimated_cost_usd=row.cost_micro_usd / 1_000_000,
-                )
-                for row in days
-            ],
-            per_installation=[
-                UsageInstallation(
-                    installation_id=row.key,
-                    name=names.get(row.key),
-                    messages=row.messages,
-                    tokens=_totals(row),
-                    estimated_cost_usd=row.cost_micro_usd / 1_000_000,
-                )
-                for row in sorted(per_installation, key=lambda r: -r.messages)
-            ],
-        )
+    async with app[DB_SESSIONMAKER]() as session:
+        (total,) = await usage_rows(session, user_id, start, end, group="all")
+        days = await usage_rows(session, user_id, start, end, group="day")
+        per_installation = await usage_rows(session, user_id, start, end, group="installation")
+        names = await load_installation_names(session, user_id)
+    return UsageResponse(
+        period_start=start,
+        period_end=end,
+        messages=total.messages,
+        allowance=state.limits.allowance if state.limits else None,
+        hard_limit=state.limits.hard_limit if state.limits else None,
+        tokens=_totals(total),
+        estimated_cost_usd=total.cost_micro_usd / 1_000_000,
+        per_day=[
+            UsageDay(
+                date=row.key,
+                messages=row.messages,
+                tokens=_totals(row),
+                estimated_cost_usd=row.cost_micro_usd / 1_000_000,
+            )
+            for row in days
+        ],
+        per_installation=[
+            UsageInstallation(
+                installation_id=row.key,
+                name=names.get(row.key),
+                messages=row.messages,
+                tokens=_totals(row),
+                estimated_cost_usd=row.cost_micro_usd / 1_000_000,
+            )
+            for row in sorted(per_installation, key=lambda r: -r.messages)
+        ],
     )
 
 
@@ -337,6 +349,7 @@ def add_routes(app: web.Application) -> None:
     if CONTRIBUTORS not in app:
         app[CONTRIBUTORS] = []
     add_installation_info_contributor(app, installation_billing)
+    register_billing_account_data(app)
     app.router.add_get("/api/subscription", get_subscription)
     app.router.add_get("/api/usage", get_usage)
     if not app[SETTINGS].billing_enabled:

@@ -179,16 +179,26 @@ async def load_account_state(
     else:
         start, end = month_window(now)
         user = (
-            await session.execute(select(User.email, User.created_at).where(User.id == user_id))
+            await session.execute(
+                select(User.email, User.created_at, User.email_verified_at).where(
+                    User.id == user_id
+                )
+            )
         ).one_or_none()
         # The sign-up trial is for accounts that never subscribed; after a subscription
-        # ends the account is simply free.
-        if user is not None and sub is None and config.trial_days > 0:
+        # ends the account is simply free. A hosted sign-up's trial starts once its
+        # address is confirmed (`email_verified_at`), not before.
+        if (
+            user is not None
+            and user.email_verified_at is not None
+            and sub is None
+            and config.trial_days > 0
+        ):
             grant, _ = await claim_trial(
                 session,
                 user_id,
                 email=user.email,
-                started_at=user.created_at,
+                started_at=max(user.created_at, user.email_verified_at),
                 days=config.trial_days,
                 source="signup",
             )

@@ -10,6 +10,7 @@ Every query is scoped to the caller's account: another user's fact is a 404.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from homemind_client.models.memory import (
     MemoryUpdate,
 )
 
+from ..accounts.lifecycle import AccountDataHook, add_account_data_hook
 from ..accounts.principal import require_installation, require_user
 from ..bodies import json_model, read_model
 from ..db.base import utcnow
@@ -41,7 +43,8 @@ MAX_QUERY_CHARS = 500
 
 
 def add_routes(app: web.Application) -> None:
-    """The memory API (its resources come from `setup.py`)."""
+    """The memory API (its resources come from `setup.py`), and its part of account export/erase."""
+    add_account_data_hook(app, AccountDataHook("memory", _export_for_account, _erase_for_account))
     app.router.add_post("/api/memory", create_memory)
     app.router.add_get("/api/memory", list_memories)
     app.router.add_delete("/api/memory", delete_all_memories)
@@ -207,10 +210,17 @@ async def delete_all_memories(request: web.Request) -> web.Response:
 
 async def export_memories(request: web.Request) -> web.Response:
     user = await require_user(request)
-    records = await _backend(request).list(
-        user.user_id, all_speakers=True, include_superseded=True, limit=None
+    response = json_model(await memory_export(request.app, user.user_id))
+    response.headers["Content-Disposition"] = 'attachment; filename="homemind-memory.json"'
+    return response
+
+
+async def memory_export(app: web.Application, user_id: str) -> MemoryExport:
+    """Every fact of the account with its history (the API, the page and the account export)."""
+    records = await app[MEMORY_BACKEND].list(
+        user_id, all_speakers=True, include_superseded=True, limit=None
     )
-    export = MemoryExport(
+    return MemoryExport(
         exported_at=utcnow(),
         count=len(records),
         memories=[
@@ -225,9 +235,14 @@ async def export_memories(request: web.Request) -> web.Response:
             for r in records
         ],
     )
-    response = json_model(export)
-    response.headers["Content-Disposition"] = 'attachment; filename="homemind-memory.json"'
-    return response
+
+
+async def _export_for_account(app: web.Application, user_id: str) -> Any:
+    return (await memory_export(app, user_id)).model_dump(mode="json")["memories"]
+
+
+async def _erase_for_account(app: web.Application, user_id: str) -> None:
+    await app[MEMORY_BACKEND].delete_all(user_id)
 
 
 async def installation_remember(request: web.Request) -> web.Response:

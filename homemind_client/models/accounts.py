@@ -37,6 +37,8 @@ class RegisterRequest(RequestModel):
 class LoginRequest(RequestModel):
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(max_length=1024)
+    # The authenticator app's code, for accounts with two-step sign-in.
+    totp_code: str | None = Field(default=None, max_length=16)
 
 
 class RefreshRequest(RequestModel):
@@ -134,3 +136,48 @@ class InstallationInfo(ResponseModel):
     subscription: SubscriptionSummary = Field(default_factory=SubscriptionSummary)
     usage: UsageSummary = Field(default_factory=UsageSummary)
     extra: dict[str, Any] | None = None
+
+
+class InstallationRename(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class PasswordChange(RequestModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class SessionOut(ResponseModel):
+    """One signed-in session (a refresh-token family); `current` is the caller's own."""
+
+    id: str
+    created_at: datetime
+    expires_at: datetime
+    current: bool = False
+
+
+class AccountDelete(RequestModel):
+    password: str = Field(max_length=1024)
+
+
+class MagicLinkRequest(RequestModel):
+    email: str = Field(min_length=1, max_length=254)
+
+
+class LinkTokenConfirm(RequestModel):
+    """The token of a mailed link (magic sign-in link or address verification)."""
+
+    token: str = Field(min_length=1, max_length=512)
+
+
+class TotpSetup(ResponseModel):
+    """A new two-step secret: shown to the user, enabled by `POST /api/auth/totp/enable`."""
+
+    secret: str
+    otpauth_uri: str
+    setup_token: str
+
+
+class TotpEnable(RequestModel):
+    setup_token: str = Field(min_length=1, max_length=512)
+    code: str = Field(min_length=1, max_length=16)

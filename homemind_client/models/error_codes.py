@@ -78,6 +78,12 @@ class ErrorCode(StrEnum):
         Recovery.REAUTH,
         "The email or password is not correct.",
     )
+    TOTP_REQUIRED = (
+        "totp_required",
+        401,
+        Recovery.REAUTH,
+        "Login: the password is right and the account has two-step sign-in: send `totp_code`.",
+    )
     INVALID_REFRESH_TOKEN = (
         "invalid_refresh_token",
         401,
@@ -89,6 +95,19 @@ class ErrorCode(StrEnum):
         400,
         Recovery.NONE,
         "The password-reset link is unknown, expired or was already used.",
+    )
+    INVALID_LINK = (
+        "invalid_link",
+        400,
+        Recovery.NONE,
+        "The mailed sign-in or verification link is unknown, expired, used or from "
+        "another browser.",
+    )
+    WRONG_PASSWORD = (
+        "wrong_password",
+        403,
+        Recovery.NONE,
+        "Password change or account deletion: the password given to confirm it is not correct.",
     )
     FORBIDDEN = ("forbidden", 403, Recovery.NONE, "The credentials may not do this.")
 

@@ -8,7 +8,8 @@ first response with ``Idempotent-Replayed: true``; same key + other parameters i
 
 Endpoints: ``POST /v1/customers``, ``POST /v1/checkout/sessions``,
 ``POST /v1/billing_portal/sessions``, ``GET /v1/subscriptions/{id}`` (from ``subscriptions``,
-which tests fill), anything else 404 in Stripe's error envelope.
+which tests fill), ``DELETE /v1/subscriptions/{id}`` (cancels it), anything else 404 in
+Stripe's error envelope.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class FakeStripe:
         app.router.add_post("/v1/checkout/sessions", self._checkout_sessions)
         app.router.add_post("/v1/billing_portal/sessions", self._portal_sessions)
         app.router.add_get("/v1/subscriptions/{id}", self._subscription)
+        app.router.add_delete("/v1/subscriptions/{id}", self._cancel_subscription)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -249,6 +251,27 @@ class FakeStripe:
             return 200, found
 
         return await self._handle(request, read)
+
+    async def _cancel_subscription(self, request: web.Request) -> web.Response:
+        """Cancel now, as ``DELETE /v1/subscriptions/{id}`` does (a missing one is a 404)."""
+        subscription_id = request.match_info["id"]
+
+        def cancel(_request: web.Request, _params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            found = self.subscriptions.get(subscription_id)
+            if found is None:
+                return 404, {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "resource_missing",
+                        "message": f"No such subscription: '{subscription_id}'",
+                        "param": "id",
+                    }
+                }
+            found["status"] = "canceled"
+            found["canceled_at"] = int(time.time())
+            return 200, found
+
+        return await self._handle(request, cancel)
 
     async def _unknown(self, request: web.Request) -> web.Response:
         self.calls.append(
