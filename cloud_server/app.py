@@ -15,7 +15,11 @@ from .chat.routes import setup_chat
 from .db.engine import setup_database
 from .errors import problem_middleware
 from .keys import SETTINGS
+from .lifecycle import setup_lifecycle
 from .memory.routes import setup_memory
+from .observability.health import setup_health
+from .observability.metrics import setup_metrics
+from .observability.middleware import observe_middleware
 from .ratelimit import setup_ratelimit
 from .settings import Settings
 
@@ -28,11 +32,14 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[problem_middleware],
+        middlewares=[problem_middleware, observe_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
+    setup_lifecycle(app)
+    setup_metrics(app)
+    setup_health(app)
     # Order matters: the database is opened first and closed last.
     setup_database(app)
     setup_ratelimit(app)

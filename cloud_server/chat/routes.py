@@ -35,6 +35,8 @@ from ..accounts.state import SERVER_SECRETS
 from ..bodies import json_model, read_model
 from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
 from ..keys import SETTINGS
+from ..lifecycle import refuse_when_draining, until_drained
+from ..observability.chat import ChatObserver
 from ..ratelimit import chat_limits, setup_ratelimit
 from .conversation import conversation_of, counts_as_message, last_user_text
 from .gate import DefaultChatGate
@@ -103,6 +105,7 @@ async def post_chat_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _limited(request: web.Request, *, streaming: bool) -> web.StreamResponse:
+    refuse_when_draining(request)
     # Rate and concurrency limits come before the usage gate and any call to Claude.
     principal = await require_installation(request)
     async with chat_limits(request, principal):
@@ -141,11 +144,12 @@ async def _handle(
         ),
     )
     sse = SseSink(request) if streaming else None
+    observer = ChatObserver(app, streaming=streaming, started=started_at)
     error_code: str | None = None
     completed = False
     try:
         try:
-            answer = await turn.run(sse or CollectingSink())
+            answer = await until_drained(app, turn.run(observer.wrap(sse or CollectingSink())))
         except ApiError as err:
             error_code = err.code
             if sse is None or not sse.started:
@@ -195,6 +199,7 @@ async def _handle(
             outcome=outcome,
             started_at=started_at,
         )
+        observer.finish(turn, error_code)
         await _record(gate, request, principal, access, outcome)
 
 
