@@ -43,6 +43,26 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .backup import backup_database
+
+    backup_database(settings, Path(args.file))
+    print(f"Backed up the database to {args.file}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .backup import restore_database
+
+    restore_database(settings, Path(args.file))
+    print(f"Restored the database from {args.file}")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser = argparse.ArgumentParser(prog="homemind-server", description="Home Mind cloud server")
     parser.add_argument("--version", action="version", version=__version__)
@@ -54,6 +74,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     serve.add_argument("--port", type=int, help="port (HOMEMIND_PORT, default 8080)")
     serve.add_argument("--data-dir", help="data folder (HOMEMIND_DATA_DIR, default ./data)")
     commands["serve"] = cmd_serve
+
+    backup = sub.add_parser("backup", help="write a consistent copy of the database to FILE")
+    backup.add_argument("file")
+    commands["backup"] = cmd_backup
+    restore = sub.add_parser("restore", help="replace the database's contents with FILE")
+    restore.add_argument("file")
+    commands["restore"] = cmd_restore
 
     register_account_commands(sub, commands)
     return parser, commands
