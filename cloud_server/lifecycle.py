@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from homemind_client.models import ErrorCode
+
 from .errors import ApiError
 from .keys import SETTINGS
 
@@ -66,7 +68,7 @@ def is_draining(app: web.Application) -> bool:
 def server_restarting(
     detail: str = "This server is restarting; ask again in a moment.",
 ) -> ApiError:
-    return ApiError(503, "temporarily_unavailable", detail, retry_after=RETRY_AFTER_SECONDS)
+    return ApiError(ErrorCode.TEMPORARILY_UNAVAILABLE, detail, retry_after=RETRY_AFTER_SECONDS)
 
 
 def refuse_when_draining(request: web.Request) -> None:
