@@ -96,7 +96,10 @@ async def until_drained[T](app: web.Application, work: Awaitable[T]) -> T:
                 raise server_restarting("This server is restarting; the answer was cut short.")
         return task.result()
     except asyncio.CancelledError:
-        task.cancel()  # our own caller was cancelled (client gone): stop the work too
+        # Our own caller was cancelled (client gone): stop the work too, and wait for it so
+        # that what it counted (tokens spent) is final before the caller records it.
+        task.cancel()
+        await asyncio.wait((task,))
         raise
     finally:
         stopper.cancel()
