@@ -150,13 +150,13 @@ async def serve_server() -> None:
 
     from cloud_server.accounts import installations, service
     from cloud_server.app import create_app
-    from cloud_server.cli import configure_logging
     from cloud_server.db.engine import DB_SESSIONMAKER
+    from cloud_server.observability.logs import configure_logging
     from cloud_server.server_secrets import load_server_secrets
     from cloud_server.settings import Settings
 
     settings = Settings()  # from the environment, as `homemind-server serve`
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.effective_log_format)
     load_server_secrets(settings)
     app = create_app(settings)
     peers: set[Any] = set()

@@ -22,8 +22,12 @@ from .chat.setup import setup_chat
 from .dashboard.setup import setup_dashboard
 from .db.engine import setup_database
 from .errors import problem_middleware
+from .lifecycle import setup_lifecycle
 from .memory import routes as memory_routes
 from .memory.setup import setup_memory
+from .observability.health import setup_health
+from .observability.metrics import setup_metrics
+from .observability.middleware import observe_middleware
 from .ratelimit.setup import setup_ratelimit
 from .settings import Settings
 
@@ -36,11 +40,14 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[problem_middleware],
+        middlewares=[problem_middleware, observe_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
+    setup_lifecycle(app)
+    setup_metrics(app)
+    setup_health(app)
     # Each component's resources (its `setup` module), in dependency order: the database
     # is opened first and closed last; billing installs chat's gate before chat looks.
     setup_database(app)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 
-from aiohttp import web
-
 from . import __version__
 from .accounts.cli import register_commands as register_account_commands
+from .lifecycle import serve
 from .memory.cli import register_commands as register_memory_commands
+from .observability.logs import configure_logging, configured_secrets, register_secrets
 from .server_secrets import ConfigError, load_server_secrets
 from .settings import Settings
 
@@ -31,29 +31,36 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from .app import create_app
 
-    load_server_secrets(settings)  # fail fast, before binding the port
+    secrets = load_server_secrets(settings)  # fail fast, before binding the port
+    register_secrets(configured_secrets(settings, secrets))
     app = create_app(settings)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Home Mind server {__version__} ({settings.mode}) on {url}", flush=True)
     print(f"  API {url}/api · health {url}/healthz · data in {settings.data_dir}", flush=True)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=30,
-        print=None,
-        access_log=None,
-    )
+    asyncio.run(serve(app, settings.host, settings.port))
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .backup import backup_database
+
+    backup_database(settings, Path(args.file))
+    print(f"Backed up the database to {args.file}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .backup import restore_database
+
+    restore_database(settings, Path(args.file))
+    print(f"Restored the database from {args.file}")
     return 0
 
 
@@ -69,6 +76,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     serve.add_argument("--data-dir", help="data folder (HOMEMIND_DATA_DIR, default ./data)")
     commands["serve"] = cmd_serve
 
+    backup = sub.add_parser("backup", help="write a consistent copy of the database to FILE")
+    backup.add_argument("file")
+    commands["backup"] = cmd_backup
+    restore = sub.add_parser("restore", help="replace the database's contents with FILE")
+    restore.add_argument("file")
+    commands["restore"] = cmd_restore
+
     register_account_commands(sub, commands)
     register_memory_commands(sub, commands)  # type: ignore[arg-type]
     return parser, commands
@@ -79,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = settings_from_args(args)
-        configure_logging(os.environ.get("HOMEMIND_LOG_LEVEL", settings.log_level))
+        configure_logging(settings.log_level, settings.effective_log_format)
         return commands[args.command](args, settings)
     except ConfigError as err:
         print(f"homemind-server: configuration error: {err}", file=sys.stderr)

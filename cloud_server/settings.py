@@ -151,6 +151,30 @@ class Settings(EnvSettings):
     trusted_proxies: str = Field(
         default="", validation_alias=env("HOMEMIND_TRUSTED_PROXIES", "trusted_proxies")
     )
+    # Logs: plain text (self-hosted default) or one JSON object a line (hosted default).
+    log_format: Literal["text", "json"] | None = Field(
+        default=None, validation_alias=env("HOMEMIND_LOG_FORMAT", "log_format")
+    )
+    # /metrics on the main port: None = self-hosted yes, hosted no (never public by default).
+    metrics_on_main_port: bool | None = Field(
+        default=None, validation_alias=env("HOMEMIND_METRICS_ON_MAIN_PORT", "metrics_on_main_port")
+    )
+    # A separate port that serves only /metrics (for a private scrape network).
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, validation_alias=env("HOMEMIND_METRICS_PORT", "metrics_port")
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", validation_alias=env("HOMEMIND_METRICS_HOST", "metrics_host")
+    )
+    # SIGTERM: readiness fails at once; new chats are refused after it; streams in flight get
+    # `drain_timeout` seconds to finish. `drain_delay` (None: hosted 5, self-hosted 0) lets the
+    # load balancer's health check see the failing readiness before the refusals start.
+    drain_delay: float | None = Field(
+        default=None, ge=0, validation_alias=env("HOMEMIND_DRAIN_DELAY", "drain_delay")
+    )
+    drain_timeout: float = Field(
+        default=25.0, ge=0, validation_alias=env("HOMEMIND_DRAIN_TIMEOUT", "drain_timeout")
+    )
     shodh_url: str | None = Field(default=None, validation_alias=env("SHODH_URL", "shodh_url"))
     shodh_api_key: SecretStr | None = Field(
         default=None, validation_alias=env("SHODH_API_KEY", "shodh_api_key")
@@ -202,6 +226,22 @@ class Settings(EnvSettings):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url.removeprefix(prefix)
         return url
+
+    @property
+    def effective_log_format(self) -> Literal["text", "json"]:
+        return self.log_format or ("json" if self.hosted else "text")
+
+    @property
+    def effective_metrics_on_main_port(self) -> bool:
+        if self.metrics_on_main_port is None:
+            return not self.hosted
+        return self.metrics_on_main_port
+
+    @property
+    def effective_drain_delay(self) -> float:
+        if self.drain_delay is None:
+            return 5.0 if self.hosted else 0.0
+        return self.drain_delay
 
     @property
     def effective_public_url(self) -> str:

@@ -19,6 +19,7 @@ from ..crypto import DecryptionError, decrypt_api_key
 from ..db.base import utcnow
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError
+from ..observability.logs import bind_principal
 from .access_tokens import InvalidAccessToken, decode_access_token
 from .app_keys import SERVER_SECRETS
 from .installations import (
@@ -106,6 +107,7 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
         has_api_key=found.encrypted_api_key is not None,
     )
     request[_PRINCIPAL_KEY] = principal
+    bind_principal(user_id=found.user_id, installation_id=found.installation_id)
     request[_STORED_KEY] = _StoredKey(found.installation_id, found.user_id, found.encrypted_api_key)
     return principal
 
@@ -166,4 +168,5 @@ async def require_user(request: web.Request) -> UserPrincipal:
         raise invalid_token("The session has ended; log in again.")
     principal = UserPrincipal(user_id=user.id, email=user.email, session_id=claims.session_id)
     request[_USER_KEY] = principal
+    bind_principal(user_id=user.id)
     return principal

@@ -43,6 +43,7 @@ from ..bodies import json_model, read_model
 from ..db.engine import DB_SESSIONMAKER
 from ..db.models import User
 from ..errors import ApiError, request_id_of
+from ..observability.metrics import count_webhook_event
 from .account_data import register_billing_account_data
 from .entitlements import LIVE_STATUSES, PlanTier
 from .gate import BILLING_CONFIG, BillingGate
@@ -244,7 +245,12 @@ async def webhook(request: web.Request) -> web.Response:
             result = await apply_event(session, event, ctx)
     except stripe.StripeError as err:
         # Nothing was stored: Stripe retries the event later.
+        count_webhook_event(request.app, "failed")
         raise _upstream_error(err) from err
+    except Exception:
+        count_webhook_event(request.app, "failed")
+        raise
+    count_webhook_event(request.app, result)
     for user_id in ctx.changed_users:
         _gate(request).cache.invalidate(user_id)
     LOGGER.info("Stripe event %s (%s): %s", event["id"], event.get("type"), result)

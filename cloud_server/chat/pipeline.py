@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,6 +174,10 @@ class ChatTurn:
         self._need_joiner = False
         self._server_names: set[str] = set()
         self.conversation_id = chat.conversation_id or new_id()
+        # For the metrics: recall's duration and outcome, each failed Claude call's kind.
+        self.recall_seconds: float | None = None
+        self.recall_outcome = "ok"
+        self.upstream_failures: list[str] = []
 
     @property
     def reply(self) -> str:
@@ -213,6 +218,7 @@ class ChatTurn:
                     force_text=force_text,
                 )
             except UpstreamFailure as failure:
+                self.upstream_failures.append(failure.kind)
                 wait = QUICK_RETRY_DELAY if failure.retry_wait is None else failure.retry_wait
                 if (
                     failure.retryable
@@ -273,13 +279,18 @@ class ChatTurn:
         if self.provider is None:
             return []
         query = last_user_text(self.conversation)
+        started = time.monotonic()
         try:
             async with asyncio.timeout(RECALL_TIMEOUT):
                 return list(await self.provider.recall(self.principal, self.chat, query))
         except TimeoutError:
+            self.recall_outcome = "timeout"
             LOGGER.warning("Memory recall took too long; answering without memories")
         except Exception:
+            self.recall_outcome = "error"
             LOGGER.exception("Memory recall failed; answering without memories")
+        finally:
+            self.recall_seconds = time.monotonic() - started
         return []
 
     async def _run_server_tools(
@@ -372,6 +383,7 @@ class ChatTurn:
             raise UpstreamFailure(
                 unavailable("Claude took too long to answer; try again shortly."),
                 retryable=False,
+                kind="first_token_timeout" if waiting_first else "response_timeout",
             ) from None
         except (anthropic.AnthropicError, httpx2.HTTPError, IncompleteStream) as err:
             raise classify(err, self.access.key_source) from None

@@ -35,6 +35,8 @@ from ..accounts.principal import InstallationPrincipal, require_installation
 from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
+from ..lifecycle import refuse_when_draining, until_drained
+from ..observability.chat import ChatObserver
 from .conversation import conversation_of, counts_as_message, last_user_text
 from .hooks import (
     CHAT_GATE,
@@ -102,6 +104,7 @@ async def post_chat_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _limited(request: web.Request, *, streaming: bool) -> web.StreamResponse:
+    refuse_when_draining(request)
     # Rate and concurrency limits come before the usage gate and any call to Claude.
     principal = await require_installation(request)
     async with chat_limits(request, principal):
@@ -140,11 +143,12 @@ async def _handle(
         ),
     )
     sse = SseSink(request) if streaming else None
+    observer = ChatObserver(app, streaming=streaming, started=started_at)
     error_code: str | None = None
     completed = False
     try:
         try:
-            answer = await turn.run(sse or CollectingSink())
+            answer = await until_drained(app, turn.run(observer.wrap(sse or CollectingSink())))
         except ApiError as err:
             error_code = err.code
             if sse is None or not sse.started:
@@ -194,6 +198,7 @@ async def _handle(
             outcome=outcome,
             started_at=started_at,
         )
+        observer.finish(turn, error_code)
         await _record(gate, request, principal, access, outcome)
 
 

@@ -114,6 +114,7 @@ class UpstreamFailure(Exception):
     error: ApiError
     retryable: bool
     retry_wait: float | None = None  # seconds Claude asked us to wait, when it said
+    kind: str = "other"  # for the upstream-errors metric
 
     def __str__(self) -> str:
         return self.error.code
@@ -148,6 +149,7 @@ def classify(err: BaseException, key_source: Literal["installation", "server"]) 
                         "Anthropic refused this installation's API key; check or replace it.",
                     ),
                     retryable=False,
+                    kind="rejected_key",
                 )
             LOGGER.error(
                 "Anthropic refused the server's ANTHROPIC_API_KEY (status %s, %s): fix the key",
@@ -155,13 +157,16 @@ def classify(err: BaseException, key_source: Literal["installation", "server"]) 
                 kind,
             )
             return UpstreamFailure(
-                unavailable("Claude is not available right now."), retryable=False
+                unavailable("Claude is not available right now."),
+                retryable=False,
+                kind="server_key_rejected",
             )
         if status in (408, 429) or status >= 500 or kind in _UNAVAILABLE_TYPES:
             return UpstreamFailure(
                 unavailable("Claude is busy or unavailable; try again shortly.", wait),
                 retryable=True,
                 retry_wait=wait,
+                kind=_status_kind(status),
             )
         LOGGER.warning(
             "Claude refused the request: status %s, type %s, request-id %s",
@@ -175,16 +180,29 @@ def classify(err: BaseException, key_source: Literal["installation", "server"]) 
                 f"Claude refused the request ({kind or status}).",
             ),
             retryable=False,
+            kind="rejected",
         )
     if isinstance(err, anthropic.APIConnectionError | httpx2.TransportError | IncompleteStream):
         LOGGER.warning("Claude connection failed: %s", type(err).__name__)
         return UpstreamFailure(
-            unavailable("Claude could not be reached; try again shortly."), retryable=True
+            unavailable("Claude could not be reached; try again shortly."),
+            retryable=True,
+            kind="incomplete_stream" if isinstance(err, IncompleteStream) else "connection",
         )
     LOGGER.error("Unexpected error talking to Claude: %s", type(err).__name__)
     return UpstreamFailure(
         unavailable("Claude could not be reached; try again shortly."), retryable=False
     )
+
+
+def _status_kind(status: int) -> str:
+    if status == 529:
+        return "overloaded"
+    if status == 429:
+        return "rate_limited"
+    if status == 408:
+        return "timeout"
+    return "server_error"
 
 
 class IncompleteStream(Exception):

@@ -28,6 +28,7 @@ from tests.fakes.stripe_api import (
     signed,
     subscription_object,
 )
+from tests.server.metrics_helpers import sample, scrape
 
 PRICE_BYOK = "price_test_byok"
 PRICE_MANAGED = "price_test_managed"
@@ -198,6 +199,9 @@ async def test_duplicate_delivery_changes_nothing(billing_env: BillingEnv) -> No
     async with billing_env.client.app[DB_SESSIONMAKER]() as session:
         count = await session.scalar(select(func.count()).select_from(StripeEvent))
     assert count == 2
+    samples = await scrape(billing_env.client)
+    assert sample(samples, "homemind_webhook_events_total", result="applied") == 2
+    assert sample(samples, "homemind_webhook_events_total", result="duplicate") == 1
 
 
 async def test_failed_event_stores_nothing_and_succeeds_on_retry(

@@ -1,0 +1,1 @@
+"""What operators see: Prometheus metrics, request-scoped logs, readiness."""
