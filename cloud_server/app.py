@@ -16,6 +16,7 @@ from .db.engine import setup_database
 from .errors import problem_middleware
 from .keys import SETTINGS
 from .memory.routes import setup_memory
+from .openapi import setup_openapi
 from .ratelimit import setup_ratelimit
 from .settings import Settings
 
@@ -40,4 +41,5 @@ def create_app(settings: Settings | None = None) -> web.Application:
     setup_billing(app)
     setup_memory(app)
     setup_chat(app)
+    setup_openapi(app)
     return app
