@@ -14,6 +14,7 @@ from .billing.routes import setup_billing
 from .chat.routes import setup_chat
 from .db.engine import setup_database
 from .errors import problem_middleware
+from .input_text import unstorable_text_middleware
 from .keys import SETTINGS
 from .memory.routes import setup_memory
 from .openapi import setup_openapi
@@ -29,7 +30,7 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[problem_middleware],
+        middlewares=[problem_middleware, unstorable_text_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

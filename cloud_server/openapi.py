@@ -548,9 +548,11 @@ def _common_errors(op: Operation) -> tuple[str, ...]:
         codes += ["invalid_token", "installation_revoked"]
     if op.request is not None:
         codes += ["validation_error", "payload_too_large", "unsupported_media_type"]
-    elif op.query:
+    elif op.query or "{" in op.path:
+        # input_text.py: NUL or a lone surrogate in a query or path value.
         codes.append("validation_error")
-    codes.append("internal_error")
+    # aiohttp's HTTP parser refuses malformed requests (bad header bytes) before any handler.
+    codes += ["bad_request", "internal_error"]
     return tuple(codes)
 
 
@@ -581,6 +583,9 @@ def _error_responses(op: Operation) -> dict[str, Any]:
             "content": {PROBLEM_CONTENT_TYPE: {"schema": schema}},
             "x-error-codes": codes,
         }
+        if status == 400:
+            # The parser's own 400 is plain text: it is sent before the app sees the request.
+            response["content"]["text/plain"] = {"schema": {"type": "string"}}
         if status in (429, 503) and {"rate_limited", "temporarily_unavailable"} & set(codes):
             response["headers"] = {
                 "Retry-After": {
@@ -652,6 +657,39 @@ def _operation_object(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     return obj
 
 
+def _refine(schemas: dict[str, Any]) -> None:
+    """Rules the validators enforce that pydantic's schema cannot say, stated exactly.
+
+    Exactly: a rule stricter than the server would make the document lie the other way
+    (schemathesis checks both directions).
+    """
+    from zoneinfo import available_timezones
+
+    from .accounts.passwords import MAX_LENGTH, MIN_LENGTH
+    from .accounts.service import EMAIL_PATTERN
+
+    chat = schemas.get("ChatRequest")
+    if chat is not None:
+        # ChatRequest._exactly_one_input: one of `message` / `messages`, not both, not neither.
+        chat["oneOf"] = [
+            {"required": ["message"], "properties": {"message": {"type": "string"}}},
+            {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+        ]
+        # ChatRequest._known_time_zone: an IANA zone this server knows.
+        chat["properties"]["time_zone"] = {
+            "anyOf": [{"enum": sorted(available_timezones())}, {"type": "null"}],
+            "default": None,
+        }
+    register = schemas.get("RegisterRequest")
+    confirm = schemas.get("PasswordResetConfirm")
+    for model in (register, confirm):
+        if model is not None:
+            # accounts/passwords.py check_password_policy (the common-password list aside).
+            model["properties"]["password"] |= {"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH}
+    if register is not None:
+        register["properties"]["email"]["pattern"] = EMAIL_PATTERN
+
+
 def _resolve(node: Any, refs: Mapping[Any, Any]) -> Any:
     if isinstance(node, tuple) and node and node[0] == "ref":
         return copy.deepcopy(refs[(node[1], node[2])])
@@ -713,6 +751,7 @@ def build_document(app: web.Application, *, strict: bool = True) -> dict[str, An
     schemas.ref(Problem, "serialization")
     refs, defs = models_json_schema(schemas.models, ref_template="#/components/schemas/{model}")
     components_schemas = dict(defs.get("$defs", {}))
+    _refine(components_schemas)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

@@ -31,6 +31,7 @@ from ..chat.hooks import MEMORY_PROVIDER
 from ..db.base import utcnow
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
 from ..errors import ApiError, validation_error
+from ..input_text import UNSTORABLE_DETAIL, is_unstorable
 from ..keys import SETTINGS
 from .backend import MemoryBackend, MemoryBackendError, MemoryNotFoundError, MemoryRecord
 from .provider import MemoryService, forget_matching
@@ -137,6 +138,8 @@ def _str_param(request: web.Request, name: str, max_len: int) -> str | None:
         return None
     if len(raw) > max_len:
         raise validation_error(detail=f"'{name}' is longer than {max_len} characters.")
+    if is_unstorable(raw):
+        raise validation_error(detail=UNSTORABLE_DETAIL)
     return raw
 
 
