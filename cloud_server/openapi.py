@@ -609,6 +609,39 @@ class _Schemas:
         return ("ref", model, mode)
 
 
+_ID = {"id": "$response.body#/id"}
+# OpenAPI links: what a response gives the next call (schemathesis follows them in its
+# stateful run). Tokens cannot travel in links; the stateful test carries them.
+LINKS: dict[tuple[str, int], dict[str, dict[str, Any]]] = {
+    ("register", 201): {
+        "LogIn": {
+            "operationId": "login",
+            "requestBody": {"email": "$request.body#/email", "password": "$request.body#/password"},
+        },
+    },
+    ("login", 200): {
+        "Refresh": {
+            "operationId": "refresh",
+            "requestBody": {"refresh_token": "$response.body#/refresh_token"},
+        },
+    },
+    ("create_installation", 201): {
+        "SetKey": {"operationId": "put_installation_key", "parameters": _ID},
+        "DeleteKey": {"operationId": "delete_installation_key", "parameters": _ID},
+        "Delete": {"operationId": "delete_installation", "parameters": _ID},
+        # The new installation's token (shown once in this response) is what chat takes.
+        "Chat": {"operationId": "chat"},
+        "ChatStream": {"operationId": "chat_stream"},
+        "Remember": {"operationId": "installation_remember"},
+    },
+    ("create_memory", 201): {
+        "Get": {"operationId": "get_memory", "parameters": _ID},
+        "Update": {"operationId": "update_memory", "parameters": _ID},
+        "Delete": {"operationId": "delete_memory", "parameters": _ID},
+    },
+}
+
+
 def _operation_object(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "operationId": op.operation_id,
@@ -651,6 +684,8 @@ def _operation_object(op: Operation, schemas: _Schemas) -> dict[str, Any]:
             response["content"] = {body.content_type: {"schema": schema}}
         elif body.schema is not None:
             response["content"] = {body.content_type: {"schema": body.schema}}
+        if (op.operation_id, status) in LINKS:
+            response["links"] = LINKS[(op.operation_id, status)]
         responses[str(status)] = response
     responses.update(_error_responses(op))
     obj["responses"] = responses

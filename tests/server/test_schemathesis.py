@@ -59,7 +59,7 @@ from tests.live_server import (
 from tests.server.conftest import create_pg_database, drop_pg_database
 
 EXAMPLES = int(os.environ.get("HOMEMIND_FUZZ_EXAMPLES", "20"))
-STATEFUL_EXAMPLES = int(os.environ.get("HOMEMIND_FUZZ_STATEFUL", str(max(5, EXAMPLES // 2))))
+STATEFUL_EXAMPLES = int(os.environ.get("HOMEMIND_FUZZ_STATEFUL", str(max(3, EXAMPLES // 4))))
 REDIS_URL = os.environ.get("HOMEMIND_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get(
     "HOMEMIND_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -354,3 +354,70 @@ def test_every_operation_against_the_live_server(
                 print(f"  {label}: {dict(sorted(counts.items()))}")
     if EXAMPLES >= 20:
         assert tally.cases >= 1000
+
+
+def test_stateful_register_login_install_chat(
+    stack: LiveStack, schema: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Schemathesis follows the document's links; the tokens each answer hands out are used
+    for the next calls, so a scenario is register → login → create installation → chat."""
+    first = stack.account("Stateful")
+    secrets_ = _secrets_of(stack, first)
+    tally = Tally()
+    base = schema.as_state_machine()
+
+    class Scenario(base):  # type: ignore[misc, valid-type]
+        def setup(self) -> None:
+            self.user_headers = first.user_headers
+            self.installation_headers = first.installation_headers
+            self.tokens: set[str] = set()
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            security = case.operation.definition.raw.get("security") or []
+            schemes = {name for requirement in security for name in requirement}
+            if USER_SCHEME in schemes:
+                return {"headers": dict(self.user_headers), "timeout": 60}
+            if INSTALLATION_SCHEME in schemes:
+                return {"headers": dict(self.installation_headers), "timeout": 60}
+            return {"timeout": 60}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            op_id = case.operation.definition.raw["operationId"]
+            tally.add(case.operation.label, response.status_code)
+            if response.status_code in (200, 201) and op_id in ("register", "login", "refresh"):
+                token = response.json()["access_token"]
+                self.user_headers = {"Authorization": f"Bearer {token}"}
+            if response.status_code == 201 and op_id == "create_installation":
+                token = response.json()["token"]
+                self.tokens.add(token)
+                self.installation_headers = {"Authorization": f"Bearer {token}"}
+            allow = ("installation token",) if op_id == "create_installation" else ()
+            assert_no_secret(case.operation.label, response.content, secrets_, allow=allow)
+            if op_id != "create_installation":
+                for token in self.tokens:
+                    assert token not in response.text, f"{case.operation.label} leaked a token"
+
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            case.validate_response(response, checks=CHECKS, headers=kwargs.get("headers"))
+
+    Scenario.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=10,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.generate],
+        )
+    )
+    # Link sources always run; how deep a scenario goes (chat on a new installation's
+    # token) depends on the draw, and the long run (`make fuzz`) goes deeper.
+    chained = {"POST /api/auth/register", "POST /api/installations"}
+    with capsys.disabled():
+        print(f"\nstateful: {tally.cases} calls, {dict(sorted(tally.by_status.items()))}")
+        if os.environ.get("HOMEMIND_FUZZ_VERBOSE"):
+            for label, counts in sorted(tally.per_operation.items()):
+                print(f"  {label}: {dict(sorted(counts.items()))}")
+    assert chained <= tally.operations
