@@ -14,6 +14,7 @@ from .billing.routes import setup_billing
 from .chat.routes import setup_chat
 from .db.engine import setup_database
 from .errors import problem_middleware
+from .http_security import setup_http_security
 from .input_text import unstorable_text_middleware
 from .keys import SETTINGS
 from .memory.routes import setup_memory
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    setup_http_security(app)
     app.router.add_get("/healthz", healthz)
     # Order matters: the database is opened first and closed last.
     setup_database(app)
