@@ -31,6 +31,7 @@ from homemind_client.models import (
     ChatRequest,
     ChatResponse,
     CheckoutRequest,
+    ErrorCode,
     InstallationCreate,
     InstallationCreated,
     InstallationInfo,
@@ -103,41 +104,12 @@ class Operation:
     raw_body: dict[str, Any] | None = None
 
 
-# The HTTP status of every error code (DESIGN.md "Chat error codes" and "Other error codes").
-ERROR_STATUS: dict[str, int] = {
-    "bad_request": 400,
-    "invalid_reset_token": 400,
-    "invalid_signature": 400,
-    "invalid_event": 400,
-    "invalid_token": 401,
-    "installation_revoked": 401,
-    "invalid_credentials": 401,
-    "invalid_refresh_token": 401,
-    "subscription_required": 402,
-    "usage_limit_reached": 402,
-    "not_found": 404,
-    "memory_not_found": 404,
-    "method_not_allowed": 405,
-    "email_taken": 409,
-    "no_api_key": 409,
-    "subscription_exists": 409,
-    "no_billing_account": 409,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
-    "validation_error": 422,
-    "rate_limited": 429,
-    "internal_error": 500,
-    "upstream_rejected_key": 502,
-    "upstream_rejected": 502,
-    "upstream_unavailable": 503,
-    "temporarily_unavailable": 503,
-    "memory_unavailable": 503,
-    "billing_unavailable": 503,
-}
+_STATUS = {member.value: member.status for member in ErrorCode}
 
 
 def status_of(code: str) -> int:
-    return ERROR_STATUS[code]
+    """The HTTP status of an error code (the wire models' ErrorCode is the one source)."""
+    return _STATUS[code]
 
 
 _NO_CONTENT = {204: Body(description="Done; no body.")}

@@ -12,7 +12,6 @@ from openapi_spec_validator import validate
 
 from cloud_server.app import create_app
 from cloud_server.openapi import (
-    ERROR_STATUS,
     INSTALLATION_SCHEME,
     OPENAPI_PATH,
     USER_SCHEME,
@@ -21,6 +20,7 @@ from cloud_server.openapi import (
     registered_operations,
 )
 from cloud_server.settings import Settings
+from homemind_client.models import ErrorCode
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,33 +87,41 @@ def test_both_security_schemes_and_their_use(server_settings: Settings) -> None:
             assert "invalid_token" in op["responses"]["401"]["x-error-codes"]
 
 
-def _raised_codes() -> set[str]:
-    """Every literal `code` given to ApiError(status, code, ...) in the server's source."""
-    codes: set[str] = set()
+def _codes_used_by_the_server() -> set[str]:
+    """Every `ErrorCode.X` the server's source refers to (this document's module aside)."""
+    used: set[str] = set()
     for path in (REPO / "cloud_server").rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
+        if path.name == "openapi.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
             if (
-                isinstance(node, ast.Call)
-                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "ApiError"
-                and len(node.args) >= 2
-                and isinstance(node.args[1], ast.Constant)
-                and isinstance(node.args[1].value, str)
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "ErrorCode"
             ):
-                status = node.args[0]
-                assert isinstance(status, ast.Constant), path
-                codes.add(node.args[1].value)
-                assert ERROR_STATUS.get(node.args[1].value) == status.value, (
-                    f"{path}: {node.args[1].value} is {status.value}, documented as "
-                    f"{ERROR_STATUS.get(node.args[1].value)}"
-                )
-    return codes
+                used.add(ErrorCode[node.attr].value)
+    return used
 
 
-def test_every_raised_code_is_documented_with_its_status() -> None:
-    raised = _raised_codes()
-    assert {"invalid_token", "rate_limited", "memory_not_found"} <= raised
-    assert raised <= set(ERROR_STATUS)
+# Answered by the router or the problem middleware for any path, not per operation.
+_NOT_PER_OPERATION = {"method_not_allowed", "http_error", "not_found", "unauthorized", "forbidden"}
+
+
+def test_every_code_the_server_uses_is_documented_on_an_operation(
+    server_settings: Settings,
+) -> None:
+    document = build_document(create_app(_billing_settings(server_settings)))
+    documented = {
+        code
+        for item in document["paths"].values()
+        for op in item.values()
+        for response in op["responses"].values()
+        for code in response.get("x-error-codes", [])
+    }
+    used = _codes_used_by_the_server()
+    assert {"invalid_token", "rate_limited", "memory_not_found"} <= used
+    assert used - _NOT_PER_OPERATION <= documented, used - _NOT_PER_OPERATION - documented
+    assert documented <= {c.value for c in ErrorCode}
 
 
 def test_errors_are_problem_json_narrowed_to_their_codes(server_settings: Settings) -> None:
@@ -130,4 +138,4 @@ def test_errors_are_problem_json_narrowed_to_their_codes(server_settings: Settin
             for status, response in op["responses"].items():
                 if int(status) >= 400:
                     codes = response["x-error-codes"]
-                    assert all(ERROR_STATUS[c] == int(status) for c in codes)
+                    assert all(ErrorCode[c.upper()].status == int(status) for c in codes)
