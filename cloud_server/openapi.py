@@ -145,11 +145,18 @@ _SSE = Body(
     ),
 )
 
+
+def _int_or_empty(low: int, high: int, default: int) -> dict[str, Any]:
+    number = {"type": "integer", "minimum": low, "maximum": high}
+    return {"anyOf": [number, {"type": "string", "maxLength": 0}], "default": default}
+
+
 _MEMORY_QUERY = (
     Query("q", {"type": "string", "maxLength": 500}, "Search text: most relevant first."),
     Query("speaker_id", {"type": "string", "maxLength": 128}, "The household plus one speaker."),
-    Query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
-    Query("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}),
+    # An empty value means the default (memory/routes.py `_int_param`), as found by schemathesis.
+    Query("limit", _int_or_empty(1, 200, 50)),
+    Query("offset", _int_or_empty(0, 1_000_000, 0)),
 )
 
 _CHAT_ERRORS = (
