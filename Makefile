@@ -52,7 +52,7 @@ audit-strict: $(VENV)/.stamp-test
 # on PostgreSQL + Redis); FUZZ_EXAMPLES sets the depth.
 FUZZ_EXAMPLES ?= 300
 fuzz: $(VENV)/.stamp-test
-	HOMEMIND_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HOMEMIND_FUZZ_VERBOSE=1 $(VENV)/bin/pytest -p no:homeassistant \
+	HOMEMIND_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HOMEMIND_FUZZ_RANDOM=1 HOMEMIND_FUZZ_VERBOSE=1 $(VENV)/bin/pytest -p no:homeassistant \
 	    -p no:cacheprovider -q tests/server/test_schemathesis.py
 
 test: lint typecheck audit pytest

@@ -61,6 +61,7 @@ from tests.server.conftest import create_pg_database, drop_pg_database
 
 EXAMPLES = int(os.environ.get("HOMEMIND_FUZZ_EXAMPLES", "20"))
 STATEFUL_EXAMPLES = int(os.environ.get("HOMEMIND_FUZZ_STATEFUL", str(max(3, EXAMPLES // 4))))
+RANDOM = os.environ.get("HOMEMIND_FUZZ_RANDOM", "0") == "1"
 REDIS_URL = os.environ.get("HOMEMIND_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get(
     "HOMEMIND_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -254,7 +255,8 @@ def _settings(examples: int) -> hypothesis.settings:
         max_examples=examples,
         deadline=None,
         database=None,
-        derandomize=False,
+        # make test: the same cases every run (a gate must not flake); make fuzz: new ones.
+        derandomize=not RANDOM,
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
         verbosity=hypothesis.Verbosity.quiet,
@@ -455,8 +457,7 @@ def test_stateful_register_login_install_chat(
             max_examples=STATEFUL_EXAMPLES,
             stateful_step_count=10,
             deadline=None,
-            # The same scenarios every run (a flaky gate helps nobody); `make fuzz` goes wider.
-            derandomize=True,
+            derandomize=not RANDOM,
             database=None,
             suppress_health_check=list(HealthCheck),
             phases=[Phase.generate],
