@@ -22,12 +22,15 @@ from .chat.setup import setup_chat
 from .dashboard.setup import setup_dashboard
 from .db.engine import setup_database
 from .errors import problem_middleware
+from .http_security import setup_http_security
+from .input_text import unstorable_text_middleware
 from .lifecycle import setup_lifecycle
 from .memory import routes as memory_routes
 from .memory.setup import setup_memory
 from .observability.health import setup_health
 from .observability.metrics import setup_metrics
 from .observability.middleware import observe_middleware
+from .openapi import setup_openapi
 from .ratelimit.setup import setup_ratelimit
 from .settings import Settings
 
@@ -40,10 +43,11 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[problem_middleware, observe_middleware],
+        middlewares=[problem_middleware, observe_middleware, unstorable_text_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    setup_http_security(app)
     app.router.add_get("/healthz", healthz)
     setup_lifecycle(app)
     setup_metrics(app)
@@ -61,4 +65,5 @@ def create_app(settings: Settings | None = None) -> web.Application:
         routes.add_routes(app)
     setup_account_api(app)
     setup_dashboard(app)
+    setup_openapi(app)
     return app

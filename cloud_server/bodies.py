@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from homemind_client.models import ErrorCode
 
 from .errors import ApiError, validation_error
+from .input_text import UNSTORABLE_DETAIL, has_unstorable_text
 
 
 async def read_json(request: web.Request) -> Any:
@@ -24,9 +25,12 @@ async def read_json(request: web.Request) -> Any:
             ErrorCode.PAYLOAD_TOO_LARGE, "The request body is larger than this server accepts."
         ) from err
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ApiError(ErrorCode.VALIDATION_ERROR, "The request body is not valid JSON.") from err
+    if has_unstorable_text(data):
+        raise ApiError(ErrorCode.VALIDATION_ERROR, UNSTORABLE_DETAIL)
+    return data
 
 
 async def read_model[M: BaseModel](request: web.Request, model: type[M]) -> M:

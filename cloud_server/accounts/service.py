@@ -37,6 +37,9 @@ LOCAL_OWNER_EMAIL = "owner@localhost"
 NO_PASSWORD = "!"  # noqa: S105 (a marker, not a password)
 
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}$")
+# The same rule on the raw value (normalize_email strips and lowercases first), for the
+# OpenAPI document.
+EMAIL_PATTERN = r"^\s*[^@\s]{1,64}@[^@\s]{1,253}\s*$"
 
 
 class EmailTakenError(Exception):

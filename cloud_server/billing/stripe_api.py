@@ -28,6 +28,23 @@ LOGGER = logging.getLogger(__name__)
 STRIPE_CLIENT: web.AppKey[stripe.StripeClient] = web.AppKey("stripe_client", stripe.StripeClient)
 
 
+class NoRedirectAIOHTTPClient(stripe.AIOHTTPClient):
+    """The SDK's aiohttp client, refusing redirects (checklist row 34).
+
+    aiohttp follows redirects by default, and the SDK resends its `Authorization` header:
+    an answer pointing elsewhere would take our secret key there and hand its body back as
+    Stripe's. Stripe's API never redirects, so a 3xx is an error here. Found by
+    tests/server/test_outbound.py.
+    """
+
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Any, post_data: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        kwargs["allow_redirects"] = False
+        return args, kwargs
+
+
 def stripe_client_ctx(config: BillingConfig) -> Any:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -43,7 +60,7 @@ def stripe_client_ctx(config: BillingConfig) -> Any:
             kwargs["base_addresses"] = {"api": settings.stripe_api_base.rstrip("/")}
         app[STRIPE_CLIENT] = stripe.StripeClient(
             settings.stripe_secret_key.get_secret_value(),
-            http_client=stripe.AIOHTTPClient(session=session, timeout=None),
+            http_client=NoRedirectAIOHTTPClient(session=session, timeout=None),
             max_network_retries=config.stripe_max_network_retries,
             **kwargs,
         )

@@ -30,6 +30,7 @@ from ..accounts.principal import require_installation, require_user
 from ..bodies import json_model, read_model
 from ..db.base import utcnow
 from ..errors import ApiError, validation_error
+from ..input_text import UNSTORABLE_DETAIL, is_unstorable
 from .backend import MemoryBackend, MemoryBackendError, MemoryNotFoundError, MemoryRecord
 from .provider import forget_matching
 from .setup import MEMORY_BACKEND
@@ -99,6 +100,8 @@ def _str_param(request: web.Request, name: str, max_len: int) -> str | None:
         return None
     if len(raw) > max_len:
         raise validation_error(detail=f"'{name}' is longer than {max_len} characters.")
+    if is_unstorable(raw):
+        raise validation_error(detail=UNSTORABLE_DETAIL)
     return raw
 
 

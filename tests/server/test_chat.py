@@ -114,7 +114,8 @@ async def test_stream_sends_text_as_several_deltas_then_done(
 
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
-    assert response.headers["Cache-Control"] == "no-cache"
+    # The API is never cached (cloud_server/http_security.py), streams included.
+    assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Accel-Buffering"] == "no"
     assert "Content-Encoding" not in response.headers
     events = await read_sse(response)
