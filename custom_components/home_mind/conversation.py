@@ -57,6 +57,7 @@ from .errors import (
     translation_key_for,
 )
 from .fallback import CloudBackoff, async_answer_locally, is_offline_error
+from .follow_up import asks_back
 from .tool_names import ToolNames
 
 # Requests go to a cloud service that scales on its own: no limit on parallel turns.
@@ -208,6 +209,8 @@ class _TurnProgress:
     """Whether the cloud sent anything this turn (then HA's own agent must not redo it)."""
 
     answered: bool = False
+    # Claude's text of the current model round trip (the last one is the turn's answer).
+    answer: str = ""
 
 
 class HomeMindConversationEntity(conversation.ConversationEntity):
@@ -307,7 +310,10 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
 
         if self._backoff.record_success():
             LOGGER.info("Home Mind is reachable again")
-        return compat.result_from_chat_log(user_input, chat_log)
+        result = compat.result_from_chat_log(user_input, chat_log)
+        # Decided on Claude's answer, not on notices spoken after it (follow_up.py).
+        result.continue_conversation = asks_back(progress.answer, user_input.language)
+        return result
 
     async def _async_deltas(
         self,
@@ -321,11 +327,13 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
         yield {"role": "assistant"}
         client = self.entry.runtime_data.client
         wrote_text = False
+        progress.answer = ""
         async for event in client.chat_stream(request, total_timeout=TOTAL_TIMEOUT):
             progress.answered = True
             if isinstance(event, TextDeltaEvent):
                 if event.text:
                     wrote_text = True
+                    progress.answer += event.text
                     yield {"content": event.text}
             elif isinstance(event, ToolCallEvent):
                 if chat_log.llm_api is None:
