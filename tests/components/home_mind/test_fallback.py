@@ -12,7 +12,7 @@ from homeassistant.helpers import chat_session, intent
 from homeassistant.util import dt as dt_util
 
 from custom_components.home_mind.fallback import CloudBackoff
-from homemind_client.models import TextDeltaEvent
+from homemind_client.models import ErrorCode, TextDeltaEvent
 
 from .fake_homemind import Disconnect, FakeHomeMind, Problem, Stall, answer
 from .spoken import CANNOT_CONNECT_EN, SPOKEN_EN
@@ -26,7 +26,10 @@ def speech(result: conversation.ConversationResult) -> str:
 
 @pytest.mark.parametrize(
     "failure",
-    [Problem("internal_error", status=500), Problem("upstream_unavailable", status=503)],
+    [
+        Problem(ErrorCode.INTERNAL_ERROR, status=500),
+        Problem(ErrorCode.UPSTREAM_UNAVAILABLE, status=503),
+    ],
     ids=["500", "claude-down"],
 )
 async def test_server_error_hands_the_turn_to_ha(
@@ -97,7 +100,7 @@ async def test_the_cloud_is_tried_again_after_the_backoff(
     agent_id: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake_homemind.script(Problem("internal_error", status=500))
+    fake_homemind.script(Problem(ErrorCode.INTERNAL_ERROR, status=500))
     fake_homemind.default_script = answer("Hello from the cloud.")
 
     failed = await conversation.async_converse(
@@ -167,9 +170,11 @@ async def test_no_fallback_once_the_answer_has_started(
     assert hass.states.get("light.kitchen_lights").state == STATE_OFF
 
 
-@pytest.mark.parametrize("code", ["usage_limit_reached", "invalid_token", "rate_limited"])
+@pytest.mark.parametrize(
+    "code", [ErrorCode.USAGE_LIMIT_REACHED, ErrorCode.INVALID_TOKEN, ErrorCode.RATE_LIMITED]
+)
 async def test_refusals_are_spoken_not_papered_over(
-    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str, code: str
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str, code: ErrorCode
 ) -> None:
     fake_homemind.default_script = Problem(code)
 
