@@ -64,7 +64,7 @@ class CloudBackoff:
 
     def record_failure(self, now: datetime | None = None) -> timedelta:
         """The cloud failed: wait 10 s, then 20 s, 40 s ... at most 2 minutes."""
-        delay = min(BACKOFF_FIRST * (2**self.failures), BACKOFF_MAX)
+        delay: timedelta = min(BACKOFF_FIRST * (2**self.failures), BACKOFF_MAX)
         self.failures += 1
         self.retry_at = (now or utcnow()) + delay
         return delay

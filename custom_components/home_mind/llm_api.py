@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 import voluptuous as vol
-from homeassistant.components.homeassistant import async_should_expose
+from homeassistant.components.homeassistant.exposed_entities import async_should_expose
 from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import llm
+from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 from homeassistant.util.json import JsonObjectType, JsonValueType
 
@@ -120,7 +121,8 @@ class GetEntityHistoryTool(llm.Tool):
             raise HomeAssistantError(f"{entity_id} is not an exposed entity")
         if "recorder" not in hass.config.components:
             raise HomeAssistantError("The recorder is not running, so there is no history")
-        from homeassistant.components.recorder import get_instance, history
+        # Imported on use: the recorder is optional (an after-dependency only).
+        from homeassistant.components.recorder import history
 
         end = dt_util.utcnow()
         start = end - timedelta(hours=args["hours"])
