@@ -24,6 +24,7 @@ from .const import (
     REQUEST_TIMEOUT,
 )
 from .coordinator import HomeMindCoordinator, async_delete_issues
+from .llm_api import async_register as async_register_llm_api
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [Platform.CONVERSATION, Platform.SENSOR]
@@ -62,8 +63,9 @@ def create_client(hass: HomeAssistant, url: str, token: str) -> HomeMindClient:
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the memory actions, once for all entries (quality rule action-setup)."""
+    """Register the memory actions and the history LLM API, once for all entries."""
     async_setup_services(hass)
+    async_register_llm_api(hass)
     return True
 
 

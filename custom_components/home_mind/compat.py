@@ -7,6 +7,7 @@ can be exercised against fakes. See docs/ha-compat.md section 1.3.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
@@ -214,3 +215,19 @@ def update_entry_and_abort(
     if update_only is not None and entry.update_listeners:
         return update_only(entry, data_updates=data_updates)
     return flow.async_update_reload_and_abort(entry, data_updates=data_updates)
+
+
+def local_agent_id() -> str:
+    """HA's built-in agent (`conversation.HOME_ASSISTANT_AGENT`, the same id 2025.4-2026.11)."""
+    value = getattr(conversation, "HOME_ASSISTANT_AGENT", None)
+    return value if isinstance(value, str) and value else "conversation.home_assistant"
+
+
+def converse_satellite_kwargs(user_input: conversation.ConversationInput) -> dict[str, Any]:
+    """`satellite_id=` for `conversation.async_converse` where it exists (HA 2025.10+)."""
+    satellite = satellite_id(user_input)
+    if satellite is None:
+        return {}
+    if "satellite_id" not in inspect.signature(conversation.async_converse).parameters:
+        return {}
+    return {"satellite_id": satellite}

@@ -16,6 +16,7 @@ from homeassistant.const import CONF_LLM_HASS_API, CONF_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import llm
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
@@ -35,7 +36,16 @@ from homemind_client.errors import (
 from homemind_client.models import InstallationInfo
 
 from . import compat, create_client
-from .const import CONF_INSTRUCTIONS, DEFAULT_URL, DOMAIN, LOGGER, NO_LLM_API, SETUP_TIMEOUT
+from .const import (
+    CONF_INSTRUCTIONS,
+    CONF_OFFLINE_FALLBACK,
+    DEFAULT_OFFLINE_FALLBACK,
+    DEFAULT_URL,
+    DOMAIN,
+    LOGGER,
+    NO_LLM_API,
+    SETUP_TIMEOUT,
+)
 from .conversation import llm_api_ids
 
 _TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
@@ -186,6 +196,9 @@ class HomeMindOptionsFlow(OptionsFlow):
                 selected = [selected]
             options: dict[str, Any] = {
                 CONF_LLM_HASS_API: [api for api in selected if api != NO_LLM_API],
+                CONF_OFFLINE_FALLBACK: bool(
+                    user_input.get(CONF_OFFLINE_FALLBACK, DEFAULT_OFFLINE_FALLBACK)
+                ),
             }
             if instructions := (user_input.get(CONF_INSTRUCTIONS) or "").strip():
                 options[CONF_INSTRUCTIONS] = instructions
@@ -217,6 +230,14 @@ class HomeMindOptionsFlow(OptionsFlow):
                         "suggested_value": self.config_entry.options.get(CONF_INSTRUCTIONS, "")
                     },
                 ): TemplateSelector(),
+                vol.Optional(
+                    CONF_OFFLINE_FALLBACK,
+                    default=bool(
+                        self.config_entry.options.get(
+                            CONF_OFFLINE_FALLBACK, DEFAULT_OFFLINE_FALLBACK
+                        )
+                    ),
+                ): BooleanSelector(),
             }
         )
         return self.async_show_form(step_id="init", data_schema=schema)

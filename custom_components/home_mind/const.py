@@ -15,6 +15,9 @@ MANUFACTURER: Final = "Home Mind"
 # Options: which of HA's LLM APIs the agent may use (a list; empty = chat only) and the
 # user's own instructions (a template, rendered per turn).
 CONF_INSTRUCTIONS: Final = "instructions"
+# Whether HA's own agent answers when the cloud cannot be reached (on by default).
+CONF_OFFLINE_FALLBACK: Final = "offline_fallback"
+DEFAULT_OFFLINE_FALLBACK: Final = True
 NO_LLM_API: Final = "none"
 
 # The upper bound of model round trips in one turn: each tool call costs one.

@@ -9,6 +9,7 @@ tool calls (on exposed entities only), then the results go back in the next roun
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,6 +41,8 @@ from homemind_client.models.chat import MAX_MESSAGES, MAX_TOOLS
 from . import HomeMindConfigEntry, compat
 from .const import (
     CONF_INSTRUCTIONS,
+    CONF_OFFLINE_FALLBACK,
+    DEFAULT_OFFLINE_FALLBACK,
     DOMAIN,
     LOGGER,
     MAX_TOOL_ITERATIONS,
@@ -53,6 +56,8 @@ from .errors import (
     needs_reauth,
     translation_key_for,
 )
+from .fallback import CloudBackoff, async_answer_locally, is_offline_error
+from .follow_up import asks_back
 from .tool_names import ToolNames
 
 # Requests go to a cloud service that scales on its own: no limit on parallel turns.
@@ -199,6 +204,15 @@ async def async_speaker(hass: HomeAssistant, user_id: str | None) -> Speaker | N
     return Speaker(id=user_id, name=user.name if user is not None else None)
 
 
+@dataclass(slots=True)
+class _TurnProgress:
+    """Whether the cloud sent anything this turn (then HA's own agent must not redo it)."""
+
+    answered: bool = False
+    # Claude's text of the current model round trip (the last one is the turn's answer).
+    answer: str = ""
+
+
 class HomeMindConversationEntity(conversation.ConversationEntity):
     """The agent: one per Home Mind installation."""
 
@@ -213,6 +227,10 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
         """Set up the agent of a config entry."""
         self.entry = entry
         self._attr_unique_id = entry.entry_id
+        self._offline_fallback = bool(
+            entry.options.get(CONF_OFFLINE_FALLBACK, DEFAULT_OFFLINE_FALLBACK)
+        )
+        self._backoff = CloudBackoff()
         self._attr_device_info = installation_device_info(
             entry.entry_id, entry.runtime_data.installation
         )
@@ -237,6 +255,9 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
             )
         except conversation.ConverseError as err:
             return err.as_conversation_result()
+        if self._offline_fallback and not self._backoff.cloud_allowed():
+            # The cloud failed moments ago: answer at once instead of waiting again.
+            return await async_answer_locally(self.hass, user_input, chat_log, self.entity_id)
 
         context_user_id = user_input.context.user_id if user_input.context else None
         speaker = await async_speaker(self.hass, context_user_id)
@@ -256,10 +277,11 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
             "time_zone": home_time_zone(self.hass),
         }
 
+        progress = _TurnProgress()
         try:
             for _iteration in range(MAX_TOOL_ITERATIONS):
                 request = ChatRequest(messages=chat_messages(chat_log.content, names), **base)
-                deltas = self._async_deltas(chat_log, request, names, user_input.language)
+                deltas = self._async_deltas(chat_log, request, names, user_input.language, progress)
                 async for _content in chat_log.async_add_delta_content_stream(
                     self.entity_id, deltas
                 ):
@@ -269,6 +291,15 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
             else:
                 raise await async_spoken_error(self.hass, user_input.language, "tool_loop_limit")
         except HomeMindError as err:
+            if self._offline_fallback and is_offline_error(err) and not progress.answered:
+                # Nothing of the answer was heard or done yet: HA's own agent takes over.
+                delay = self._backoff.record_failure()
+                LOGGER.warning(
+                    "Home Mind is unreachable (%s); HA's own agent answers, next try in %s s",
+                    err.code or type(err).__name__,
+                    int(delay.total_seconds()),
+                )
+                return await async_answer_locally(self.hass, user_input, chat_log, self.entity_id)
             raise await self._async_spoken_client_error(user_input, err) from err
         except ValidationError as err:
             # The conversation does not fit the wire limits; say so instead of crashing.
@@ -277,7 +308,12 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
                 self.hass, user_input.language, "validation_error"
             ) from err
 
-        return compat.result_from_chat_log(user_input, chat_log)
+        if self._backoff.record_success():
+            LOGGER.info("Home Mind is reachable again")
+        result = compat.result_from_chat_log(user_input, chat_log)
+        # Decided on Claude's answer, not on notices spoken after it (follow_up.py).
+        result.continue_conversation = asks_back(progress.answer, user_input.language)
+        return result
 
     async def _async_deltas(
         self,
@@ -285,15 +321,19 @@ class HomeMindConversationEntity(conversation.ConversationEntity):
         request: ChatRequest,
         names: ToolNames,
         language: str | None,
+        progress: _TurnProgress,
     ) -> AsyncGenerator[conversation.AssistantContentDeltaDict]:
         """The cloud's stream as chat-log deltas (text and tool calls, nothing else)."""
         yield {"role": "assistant"}
         client = self.entry.runtime_data.client
         wrote_text = False
+        progress.answer = ""
         async for event in client.chat_stream(request, total_timeout=TOTAL_TIMEOUT):
+            progress.answered = True
             if isinstance(event, TextDeltaEvent):
                 if event.text:
                     wrote_text = True
+                    progress.answer += event.text
                     yield {"content": event.text}
             elif isinstance(event, ToolCallEvent):
                 if chat_log.llm_api is None:

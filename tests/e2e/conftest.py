@@ -30,7 +30,7 @@ from cloud_server.app import create_app
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.memory.extraction import DECISIONS_TOOL
 from cloud_server.settings import Settings
-from custom_components.home_mind.const import DOMAIN
+from custom_components.home_mind.const import CONF_OFFLINE_FALLBACK, DOMAIN
 from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text, tool_use
 from tests.lights import setup_lights
 
@@ -237,13 +237,18 @@ SetupAgent = Callable[..., Awaitable[str]]
 def setup_agent(hass: HomeAssistant, home: None) -> SetupAgent:
     """`await setup_agent(cloud)` → the agent's entity id, HA connected to that server."""
 
-    async def setup(server: Cloud, base_url: str | None = None) -> str:
+    async def setup(
+        server: Cloud, base_url: str | None = None, *, offline_fallback: bool = True
+    ) -> str:
         entry = MockConfigEntry(
             domain=DOMAIN,
             title="Cottage",
             unique_id=server.installation_id,
             data={CONF_URL: base_url or server.base_url, CONF_TOKEN: server.token},
-            options={CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]},
+            options={
+                CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
+                CONF_OFFLINE_FALLBACK: offline_fallback,
+            },
         )
         entry.add_to_hass(hass)
         assert await hass.config_entries.async_setup(entry.entry_id)

@@ -234,8 +234,10 @@ async def test_no_api_key_is_spoken(
 
 
 async def test_claude_unavailable_is_spoken(
-    hass: HomeAssistant, script: ClaudeScript, agent_id: str
+    hass: HomeAssistant, script: ClaudeScript, cloud: Cloud, setup_agent: SetupAgent
 ) -> None:
+    # With the offline fallback off the error itself is spoken (tests/e2e/test_e2e_fallback.py).
+    agent_id = await setup_agent(cloud, offline_fallback=False)
     script.default = error(529)
 
     result = await conversation.async_converse(hass, "Hi", None, Context(), agent_id=agent_id)
@@ -398,7 +400,7 @@ async def test_claude_never_answering_is_spoken(
     # The server's own first-token limit, shortened from its voice-friendly default.
     cloud = await start_cloud(first_token_timeout=0.5)
     await cloud.mint()
-    agent_id = await setup_agent(cloud)
+    agent_id = await setup_agent(cloud, offline_fallback=False)
     script.default = hang()
 
     async with asyncio.timeout(FIRST_EVENT_TIMEOUT):

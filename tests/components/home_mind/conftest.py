@@ -14,7 +14,7 @@ from homeassistant.helpers import llm
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.home_mind.const import DOMAIN
+from custom_components.home_mind.const import CONF_OFFLINE_FALLBACK, DOMAIN
 from tests.lights import setup_lights
 
 from .fake_homemind import INSTALLATION_ID, TOKEN, FakeHomeMind
@@ -36,14 +36,25 @@ async def fake_homemind(socket_enabled: None) -> AsyncGenerator[FakeHomeMind]:
 
 
 @pytest.fixture
-def mock_config_entry(hass: HomeAssistant, fake_homemind: FakeHomeMind) -> MockConfigEntry:
+def offline_fallback() -> bool:
+    """The entry's offline fallback option; tests of spoken errors parametrize it off."""
+    return True
+
+
+@pytest.fixture
+def mock_config_entry(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, offline_fallback: bool
+) -> MockConfigEntry:
     """An entry for the fake server's installation, with the Assist API enabled."""
     entry = MockConfigEntry(
         domain=DOMAIN,
         title="Test home",
         unique_id=INSTALLATION_ID,
         data={CONF_URL: fake_homemind.base_url, CONF_TOKEN: TOKEN},
-        options={CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]},
+        options={
+            CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
+            CONF_OFFLINE_FALLBACK: offline_fallback,
+        },
     )
     entry.add_to_hass(hass)
     return entry

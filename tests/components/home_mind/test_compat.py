@@ -418,3 +418,28 @@ def test_rendered_template_pattern() -> None:
     assert pattern.search("Hello   Bob,\tit is noon.")
     assert not pattern.search("Hello Ann, it is 9:00. And more on this line")
     assert compat.rendered_template_pattern("{{ only }} {{ variables }}") is None
+
+
+def test_local_agent_id_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert compat.local_agent_id() == "conversation.home_assistant"
+    monkeypatch.delattr(conversation, "HOME_ASSISTANT_AGENT")
+    assert compat.local_agent_id() == "conversation.home_assistant"
+
+
+def test_converse_satellite_kwargs_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`satellite_id=` only where `async_converse` takes it (HA 2025.10+)."""
+
+    class Turn:
+        satellite_id = "assist_satellite.kitchen"
+
+    turn: Any = Turn()
+    # HA 2025.4's async_converse has no satellite_id parameter.
+    assert compat.converse_satellite_kwargs(turn) == {}
+
+    async def newer_converse(hass: Any, text: str, *, satellite_id: str | None = None) -> None:
+        """Stands in for the 2025.10+ signature."""
+
+    monkeypatch.setattr(conversation, "async_converse", newer_converse)
+    assert compat.converse_satellite_kwargs(turn) == {"satellite_id": "assist_satellite.kitchen"}
+    turn.satellite_id = None
+    assert compat.converse_satellite_kwargs(turn) == {}

@@ -10,7 +10,12 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import llm
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.home_mind.const import CONF_INSTRUCTIONS, DEFAULT_URL, DOMAIN
+from custom_components.home_mind.const import (
+    CONF_INSTRUCTIONS,
+    CONF_OFFLINE_FALLBACK,
+    DEFAULT_URL,
+    DOMAIN,
+)
 from homemind_client.models import ErrorCode
 
 from .fake_homemind import (
@@ -221,6 +226,7 @@ async def test_options_single_api_on_ha_2025_4(
     assert mock_config_entry.options == {
         CONF_LLM_HASS_API: [],
         CONF_INSTRUCTIONS: "Call me captain.",
+        CONF_OFFLINE_FALLBACK: True,
     }
 
     # The chat-only choice is shown as "none" next time, the instructions kept.
@@ -232,7 +238,10 @@ async def test_options_single_api_on_ha_2025_4(
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {CONF_LLM_HASS_API: llm.LLM_API_ASSIST, CONF_INSTRUCTIONS: ""}
     )
-    assert mock_config_entry.options == {CONF_LLM_HASS_API: [llm.LLM_API_ASSIST]}
+    assert mock_config_entry.options == {
+        CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
+        CONF_OFFLINE_FALLBACK: True,
+    }
 
 
 async def test_options_multiple_apis_where_supported(
@@ -253,4 +262,23 @@ async def test_options_multiple_apis_where_supported(
     )
 
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert mock_config_entry.options == {CONF_LLM_HASS_API: []}
+    assert mock_config_entry.options == {CONF_LLM_HASS_API: [], CONF_OFFLINE_FALLBACK: True}
+
+
+async def test_options_turn_the_offline_fallback_off(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    """On by default; switched off it stays off and the form shows it off."""
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    schema = result["data_schema"].schema
+    assert next(key for key in schema if key == CONF_OFFLINE_FALLBACK).default() is True
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_LLM_HASS_API: llm.LLM_API_ASSIST, CONF_OFFLINE_FALLBACK: False}
+    )
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert mock_config_entry.options[CONF_OFFLINE_FALLBACK] is False
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    schema = result["data_schema"].schema
+    assert next(key for key in schema if key == CONF_OFFLINE_FALLBACK).default() is False

@@ -637,6 +637,7 @@ async def test_tool_loop_stops_at_the_limit(
 # --- errors: every code is spoken ---------------------------------------------------
 
 
+@pytest.mark.parametrize("offline_fallback", [False])  # the error itself is spoken
 @pytest.mark.parametrize(("code", "sentence"), SPOKEN_EN.items())
 async def test_error_codes_are_spoken(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str, code: str, sentence: str
@@ -662,6 +663,7 @@ async def test_error_events_mid_stream_are_spoken(
     assert speech(result) == sentence
 
 
+@pytest.mark.parametrize("offline_fallback", [False])  # the error itself is spoken
 async def test_unknown_server_error_is_spoken(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
@@ -749,6 +751,7 @@ async def test_server_disconnect_mid_stream_is_spoken(
     assert speech(result) == CANNOT_CONNECT_EN
 
 
+@pytest.mark.parametrize("offline_fallback", [False])  # the error itself is spoken
 async def test_server_gone_is_spoken(
     hass: HomeAssistant, fake_homemind: FakeHomeMind, agent_id: str
 ) -> None:
@@ -759,6 +762,7 @@ async def test_server_gone_is_spoken(
     assert speech(result) == CANNOT_CONNECT_EN
 
 
+@pytest.mark.parametrize("offline_fallback", [False])  # the error itself is spoken
 @pytest.mark.parametrize(
     "script",
     [Stall([TextDeltaEvent(text="Thinking")]), Stall([])],
