@@ -26,33 +26,39 @@ from pydantic.json_schema import models_json_schema
 
 from homemind_client.models import (
     PROBLEM_CONTENT_TYPE,
-    ApiKeyStatus,
-    ApiKeyUpdate,
     ChatRequest,
     ChatResponse,
-    CheckoutRequest,
     ErrorCode,
-    InstallationCreate,
-    InstallationCreated,
     InstallationInfo,
-    InstallationListItem,
-    LoginRequest,
     MemoryCreate,
-    MemoryExport,
     MemoryForgetRequest,
     MemoryForgetResult,
     MemoryItem,
-    MemoryUpdate,
+    Problem,
+)
+from homemind_client.models.accounts import (
+    ApiKeyStatus,
+    ApiKeyUpdate,
+    InstallationCreate,
+    InstallationCreated,
+    InstallationListItem,
+    LoginRequest,
     MeResponse,
     PasswordResetConfirm,
     PasswordResetRequest,
-    Problem,
     RefreshRequest,
     RegisterRequest,
-    SubscriptionResponse,
     TokenResponse,
+)
+from homemind_client.models.billing import (
+    CheckoutRequest,
+    SubscriptionResponse,
     UrlResponse,
     UsageResponse,
+)
+from homemind_client.models.memory import (
+    MemoryExport,
+    MemoryUpdate,
 )
 
 from . import __version__

@@ -109,7 +109,7 @@ async def erase_billing(app: web.Application, user_id: str) -> None:
             update(TrialGrant).where(TrialGrant.user_id == user_id).values(user_id=DELETED_OWNER)
         )
     # The cached entitlement of the gone account must not linger.
-    from .routes import BILLING_GATE
+    from .setup import BILLING_GATE
 
     if BILLING_GATE in app:
         app[BILLING_GATE].cache.invalidate(user_id)

@@ -16,12 +16,12 @@ from ..accounts.app_keys import SERVER_SECRETS
 from ..billing.entitlements import UsageLimits, usage_notice_codes
 from ..billing.gate import notice
 from ..billing.routes import (
-    BILLING_GATE,
     portal_url,
     start_checkout,
     subscription_response,
     usage_report,
 )
+from ..billing.setup import BILLING_GATE
 from ..client_ip import client_ip
 from ..db.engine import DB_SESSIONMAKER
 from ..errors import ApiError, request_id_of

@@ -119,7 +119,8 @@ class OnnxEmbedder:
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        normalised: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return normalised
 
     async def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if self._thread is None:  # started on first use, again after `close`
@@ -128,7 +129,9 @@ class OnnxEmbedder:
         return await loop.run_in_executor(self._thread, self.embed_sync, list(texts))
 
     async def embed_query(self, text: str) -> Vectors:
-        return (await self.embed_documents([text]))[0]
+        vectors = await self.embed_documents([text])
+        first: Vectors = vectors[0]
+        return first
 
     async def close(self) -> None:
         """Stop the inference thread (the loaded model stays; a later call restarts it)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -48,7 +49,7 @@ DENSE_MARGIN = 0.3
 class HouseholdMatrix:
     generation: int
     ids: list[str]
-    speakers: np.ndarray  # object array of speaker ids (None = household)
+    speakers: npt.NDArray[np.object_]  # object array of speaker ids (None = household)
     matrix: Vectors
 
 
