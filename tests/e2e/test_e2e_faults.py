@@ -57,7 +57,8 @@ async def test_claude_fault_is_spoken_and_counted_once(
     language: str,
 ) -> None:
     turn, code = FAULTS[fault]
-    agent_id = await setup_agent(cloud)
+    # The spoken error, not the local agent: the fallback is off here.
+    agent_id = await setup_agent(cloud, offline_fallback=False)
     script.default = turn
 
     result = await conversation.async_converse(
@@ -90,7 +91,8 @@ async def test_server_key_refused_by_claude_is_spoken(
 ) -> None:
     cloud = await start_cloud(anthropic_api_key=SecretStr("sk-ant-server-revoked-" + "r" * 20))
     await cloud.mint()
-    agent_id = await setup_agent(cloud)
+    # The spoken error, not the local agent: the fallback is off here.
+    agent_id = await setup_agent(cloud, offline_fallback=False)
     script.default = error(401)
 
     result = await conversation.async_converse(
