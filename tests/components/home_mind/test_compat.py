@@ -433,7 +433,11 @@ def test_converse_satellite_kwargs_both_ways(monkeypatch: pytest.MonkeyPatch) ->
         satellite_id = "assist_satellite.kitchen"
 
     turn: Any = Turn()
-    # HA 2025.4's async_converse has no satellite_id parameter.
+
+    async def older_converse(hass: Any, text: str, *, language: str | None = None) -> None:
+        """Stands in for the signature before 2025.10 (no satellite_id)."""
+
+    monkeypatch.setattr(conversation, "async_converse", older_converse)
     assert compat.converse_satellite_kwargs(turn) == {}
 
     async def newer_converse(hass: Any, text: str, *, satellite_id: str | None = None) -> None:

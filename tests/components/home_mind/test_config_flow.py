@@ -273,8 +273,12 @@ async def test_options_turn_the_offline_fallback_off(
     schema = result["data_schema"].schema
     assert next(key for key in schema if key == CONF_OFFLINE_FALLBACK).default() is True
 
+    # One API is a plain value where the form offers one choice, a list where it offers several.
+    selector = next(value for key, value in schema.items() if key == CONF_LLM_HASS_API)
+    multiple = getattr(selector, "config", {}).get("multiple", False)
+    assist: str | list[str] = [llm.LLM_API_ASSIST] if multiple else llm.LLM_API_ASSIST
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_LLM_HASS_API: llm.LLM_API_ASSIST, CONF_OFFLINE_FALLBACK: False}
+        result["flow_id"], {CONF_LLM_HASS_API: assist, CONF_OFFLINE_FALLBACK: False}
     )
 
     assert result["type"] is FlowResultType.CREATE_ENTRY
