@@ -37,18 +37,26 @@ from homemind_client.models import (
     Problem,
 )
 from homemind_client.models.accounts import (
+    AccountDelete,
     ApiKeyStatus,
     ApiKeyUpdate,
     InstallationCreate,
     InstallationCreated,
     InstallationListItem,
+    InstallationRename,
+    LinkTokenConfirm,
     LoginRequest,
+    MagicLinkRequest,
     MeResponse,
+    PasswordChange,
     PasswordResetConfirm,
     PasswordResetRequest,
     RefreshRequest,
     RegisterRequest,
+    SessionOut,
     TokenResponse,
+    TotpEnable,
+    TotpSetup,
 )
 from homemind_client.models.billing import (
     CheckoutRequest,
@@ -126,6 +134,33 @@ _ACCEPTED = Body(
         "properties": {"status": {"const": "accepted"}, "detail": {"type": "string"}},
     },
     description="Accepted (the same answer whether or not the account exists).",
+)
+_RESENT = Body(
+    schema={
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"const": "accepted"}},
+    },
+    description="Accepted (nothing is sent when the address is already confirmed).",
+)
+_ACCOUNT_EXPORT = Body(
+    schema={
+        "type": "object",
+        "required": ["exported_at", "user", "installations", "sessions", "security_events"],
+        "properties": {
+            "exported_at": {"type": "string", "format": "date-time"},
+            "user": {"type": "object"},
+            "installations": {"type": "array", "items": {"type": "object"}},
+            "sessions": {"type": "array", "items": {"type": "object"}},
+            "security_events": {"type": "array", "items": {"type": "object"}},
+            "memory": {"type": "array", "items": {"type": "object"}},
+            "billing": {"type": "object"},
+        },
+    },
+    description=(
+        "Everything stored about the account (no secret, no hash), served as an "
+        "attachment (Content-Disposition)."
+    ),
 )
 _HEALTH = Body(
     schema={
@@ -233,7 +268,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "none",
         LoginRequest,
         {200: Body(TokenResponse)},
-        ("invalid_credentials", "rate_limited", "temporarily_unavailable"),
+        ("invalid_credentials", "totp_required", "rate_limited", "temporarily_unavailable"),
     ),
     Operation(
         "post",
@@ -288,6 +323,138 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "post",
+        "/api/auth/password",
+        "change_password",
+        "Change the password (the current one required); every other session ends.",
+        "auth",
+        "user",
+        PasswordChange,
+        _NO_CONTENT,
+        ("wrong_password",),
+    ),
+    Operation(
+        "get",
+        "/api/auth/sessions",
+        "list_sessions",
+        "The live sessions; `current` marks the caller's own.",
+        "auth",
+        "user",
+        responses={200: Body(SessionOut, many=True)},
+    ),
+    Operation(
+        "delete",
+        "/api/auth/sessions",
+        "delete_all_sessions",
+        "Sign out everywhere, this session too.",
+        "auth",
+        "user",
+        responses=_NO_CONTENT,
+    ),
+    Operation(
+        "delete",
+        "/api/auth/sessions/{id}",
+        "delete_session",
+        "End one session at once.",
+        "auth",
+        "user",
+        responses=_NO_CONTENT,
+        errors=("not_found",),
+    ),
+    Operation(
+        "post",
+        "/api/auth/magic-link",
+        "magic_link",
+        "Mail a sign-in link (single use, 10 minutes).",
+        "auth",
+        "none",
+        MagicLinkRequest,
+        {202: _ACCEPTED},
+        ("rate_limited", "temporarily_unavailable"),
+    ),
+    Operation(
+        "post",
+        "/api/auth/magic-link/confirm",
+        "magic_link_confirm",
+        "Sign in with a mailed link's token.",
+        "auth",
+        "none",
+        LinkTokenConfirm,
+        {200: Body(TokenResponse)},
+        ("invalid_link", "rate_limited", "temporarily_unavailable"),
+    ),
+    Operation(
+        "post",
+        "/api/auth/verify-email",
+        "verify_email",
+        "Confirm the address with a mailed link's token.",
+        "auth",
+        "none",
+        LinkTokenConfirm,
+        _NO_CONTENT,
+        ("invalid_link",),
+    ),
+    Operation(
+        "post",
+        "/api/auth/verify-email/resend",
+        "resend_verification",
+        "Mail a new confirmation link while the address is unconfirmed.",
+        "auth",
+        "user",
+        responses={202: _RESENT},
+        errors=("rate_limited", "temporarily_unavailable"),
+    ),
+    Operation(
+        "post",
+        "/api/auth/totp/setup",
+        "totp_setup",
+        "A new two-step (TOTP) secret; nothing changes until it is enabled.",
+        "auth",
+        "user",
+        responses={200: Body(TotpSetup)},
+    ),
+    Operation(
+        "post",
+        "/api/auth/totp/enable",
+        "totp_enable",
+        "Turn two-step sign-in on with the setup token and a current code.",
+        "auth",
+        "user",
+        TotpEnable,
+        _NO_CONTENT,
+    ),
+    Operation(
+        "delete",
+        "/api/auth/totp",
+        "totp_disable",
+        "Turn two-step sign-in off (the password required).",
+        "auth",
+        "user",
+        AccountDelete,
+        _NO_CONTENT,
+        ("wrong_password",),
+    ),
+    Operation(
+        "get",
+        "/api/account/export",
+        "export_account",
+        "Everything stored about the account, as JSON.",
+        "account",
+        "user",
+        responses={200: _ACCOUNT_EXPORT},
+    ),
+    Operation(
+        "delete",
+        "/api/account",
+        "delete_account",
+        "Erase the account and all its data (the password required).",
+        "account",
+        "user",
+        AccountDelete,
+        _NO_CONTENT,
+        ("wrong_password", "billing_unavailable"),
+    ),
+    Operation(
+        "post",
         "/api/installations",
         "create_installation",
         "Connect a Home Assistant instance: the only response with its token.",
@@ -314,6 +481,17 @@ OPERATIONS: tuple[Operation, ...] = (
         "user",
         responses=_NO_CONTENT,
         errors=("not_found",),
+    ),
+    Operation(
+        "patch",
+        "/api/installations/{id}",
+        "rename_installation",
+        "Rename an installation.",
+        "installations",
+        "user",
+        InstallationRename,
+        {200: Body(InstallationListItem)},
+        ("not_found",),
     ),
     Operation(
         "put",
@@ -702,10 +880,11 @@ def _refine(schemas: dict[str, Any]) -> None:
         }
     register = schemas.get("RegisterRequest")
     confirm = schemas.get("PasswordResetConfirm")
-    for model in (register, confirm):
+    change = schemas.get("PasswordChange")
+    for model, name in ((register, "password"), (confirm, "password"), (change, "new_password")):
         if model is not None:
             # accounts/passwords.py check_password_policy (the common-password list aside).
-            model["properties"]["password"] |= {"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH}
+            model["properties"][name] |= {"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH}
     if register is not None:
         register["properties"]["email"]["pattern"] = EMAIL_PATTERN
 
