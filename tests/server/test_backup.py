@@ -24,7 +24,7 @@ from cloud_server.server_secrets import ConfigError
 from cloud_server.settings import Settings
 from tests.server.conftest import _pg_admin, _pg_url
 
-OWN_KEY = "sk-ant-own-key-kept-through-a-backup-0123456789"
+OWN_KEY = "sk-ant-fake-backup-own"
 MakeApp = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 

@@ -14,8 +14,8 @@ import pytest
 from tests.fakes.claude import FakeClaude, text
 from tests.server.server_process import ServerProcess
 
-SERVER_KEY = "sk-ant-server-key-for-the-log-test-0123456789"
-OWN_KEY = "sk-ant-own-key-for-the-log-test-9876543210abc"
+SERVER_KEY = "sk-ant-fake-log-server"
+OWN_KEY = "sk-ant-fake-log-own"
 ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 JWT_SECRET = "jwt-secret-for-the-log-test-at-least-32-bytes"
 PASSWORD = "a long passphrase nobody logs"
