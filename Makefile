@@ -27,9 +27,14 @@ $(VENV)/.stamp-test: $(VENV)/bin/python pyproject.toml homemind_client/pyproject
 run: $(VENV)/.stamp-server
 	$(VENV)/bin/homemind-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
+# Every shell script of the repository (.ci/run installs shellcheck when missing).
+SHELL_SCRIPTS := .ci/run scripts/find-python scripts/py314 homeassistant-addon/homemind/run.sh
+
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@command -v shellcheck >/dev/null || { echo "lint: shellcheck is missing (Debian: apt-get install shellcheck)" >&2; exit 1; }
+	shellcheck $(SHELL_SCRIPTS)
 
 typecheck: $(VENV)/.stamp-test
 	$(VENV)/bin/mypy --strict homemind_client custom_components/home_mind
