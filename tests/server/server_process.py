@@ -29,14 +29,15 @@ class ServerProcess:
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 90.0) -> None:
+        """Start and wait for /healthz (long: imports are slow on a loaded machine)."""
         log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cloud_server", "serve", env=self.env, stdout=log, stderr=log
         )
         log.close()
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            for _ in range(int(timeout / 0.1)):
                 if self.process.returncode is not None:
                     raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
                 try:
