@@ -224,7 +224,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         "/readyz",
         "readyz",
-        "Readiness: 200 ready, 503 not ready or draining.",
+        "Readiness: 200 ready (or degraded: Redis down), 503 not ready or draining.",
         "service",
         "none",
         responses={200: Body(schema={"type": "object"}), 503: Body(schema={"type": "object"})},

@@ -1,8 +1,15 @@
 """`/readyz`: may this instance take traffic now? (`/healthz` stays liveness only.)
 
-Ready when the database answers and its schema is at this code's head revision, Redis
-answers when one is configured, and the instance is not draining. Each check is bounded so
-a hung dependency makes the probe fail rather than hang.
+Ready when the database answers, its schema is at this code's head revision and the
+instance is not draining. Each check is bounded so a hung dependency makes the probe fail
+rather than hang.
+
+Redis does not decide readiness: it is shared by every instance, so failing readiness on
+it would take them all out at once (a full outage) while chat can still run on each
+instance's own limits (`ratelimit/redis_store.py`). A configured Redis that does not
+answer makes the answer 200 `degraded` with `checks.redis: "unavailable"`; the ping also
+tells the limiter, so `homemind_redis_up` is right on an idle instance too
+(docs/runbooks/redis-down.md).
 """
 
 from __future__ import annotations
@@ -41,9 +48,11 @@ async def _database(app: web.Application) -> tuple[str, str]:
 async def _redis(app: web.Application) -> str:
     if not app[SETTINGS].redis_url:
         return "not_configured"
+    from ..ratelimit.redis_store import RedisLimiter
     from ..ratelimit.setup import LIMITER
 
-    client: Any = getattr(app.get(LIMITER), "redis", None)
+    limiter = app.get(LIMITER)
+    client: Any = getattr(limiter, "redis", None)
     if client is None:
         return "unavailable"
     try:
@@ -51,7 +60,11 @@ async def _redis(app: web.Application) -> str:
             await client.ping()
     except Exception as err:
         LOGGER.warning("Readiness: Redis does not answer (%s)", type(err).__name__)
+        if isinstance(limiter, RedisLimiter):
+            limiter.report_failure(err)
         return "unavailable"
+    if isinstance(limiter, RedisLimiter):
+        limiter.report_success()
     return "ok"
 
 
@@ -60,10 +73,11 @@ async def get_readyz(request: web.Request) -> web.Response:
     (database, schema), redis = await asyncio.gather(_database(app), _redis(app))
     draining = is_draining(app)
     checks = {"database": database, "schema": schema, "redis": redis}
-    ready = (
-        not draining and database == "ok" and schema == "ok" and redis in ("ok", "not_configured")
-    )
-    status = "ready" if ready else ("draining" if draining else "not_ready")
+    ready = not draining and database == "ok" and schema == "ok"
+    if not ready:
+        status = "draining" if draining else "not_ready"
+    else:
+        status = "ready" if redis in ("ok", "not_configured") else "degraded"
     return web.json_response(
         {"status": status, "checks": checks},
         status=200 if ready else 503,

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -120,6 +120,37 @@ class DatabasePoolCollector(Collector):
         return []
 
 
+class RedisCollector(Collector):
+    """Whether the shared Redis answers, and the limits decided locally while it did not
+    (read from the limiter at scrape time; nothing when no Redis is configured)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        from ..ratelimit.redis_store import RedisLimiter
+        from ..ratelimit.setup import LIMITER
+
+        limiter = self._app.get(LIMITER)
+        if not isinstance(limiter, RedisLimiter):
+            return
+        up = GaugeMetricFamily(
+            "homemind_redis_up",
+            "1 while the shared Redis answers; 0 while rate limits are per instance.",
+        )
+        up.add_metric([], 1.0 if limiter.up else 0.0)
+        yield up
+        local = CounterMetricFamily(
+            "homemind_rate_limit_local_decisions",
+            "Chat rate and concurrency checks decided in this process because Redis was down.",
+        )
+        local.add_metric([], float(limiter.local_decisions))
+        yield local
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []
+
+
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 
@@ -185,6 +216,7 @@ def setup_metrics(app: web.Application) -> Metrics:
     metrics = Metrics()
     app[METRICS] = metrics
     metrics.registry.register(DatabasePoolCollector(app))
+    metrics.registry.register(RedisCollector(app))
     settings = app[SETTINGS]
     if settings.effective_metrics_on_main_port:
         app.router.add_get("/metrics", get_metrics)

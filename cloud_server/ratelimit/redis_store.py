@@ -4,10 +4,12 @@ Every key carries a TTL, so idle keys vanish. When Redis is down, `RedisLimiter`
 OPEN onto its in-process fallback: a paying household must not lose its assistant
 because our cache is down. Each instance then enforces the full budget on its own (a
 client spread over N instances gets up to N times the budget) until Redis answers again.
-The outage is logged as an error at most once a minute, and Redis is left alone for a
-few seconds after each failure so a dead Redis does not slow every request. (Login
-throttling runs its scripts through `run_script` too but decides differently: see
-`accounts/throttle.py`.)
+The outage is logged as an error at most once a minute (and its end once), `up` and
+`local_decisions` feed `homemind_redis_up` and `homemind_rate_limit_local_decisions_total`
+(`observability/metrics.py`), and Redis is left alone for a few seconds after each failure
+so a dead Redis does not slow every request. Readiness stays up meanwhile
+(docs/runbooks/redis-down.md). (Login throttling runs its scripts through `run_script` too
+but decides differently: see `accounts/throttle.py`.)
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class RedisLimiter:
         self._skip_until = 0.0
         self._logged_at: float | None = None
         self._scripts: dict[str, Any] = {}
+        # False from a failure until Redis answers again.
+        self.up = True
+        # Rate and concurrency decisions taken by the fallback because Redis was down.
+        self.local_decisions = 0
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -112,8 +118,16 @@ class RedisLimiter:
         """False for a few seconds after Redis failed (callers go straight to the fallback)."""
         return time.monotonic() >= self._skip_until
 
+    def report_success(self) -> None:
+        if not self.up:
+            self.up = True
+            self._skip_until = 0.0
+            self._logged_at = None
+            LOGGER.warning("Redis answers again; rate limits are shared across instances again")
+
     def report_failure(self, err: BaseException) -> None:
         now = time.monotonic()
+        self.up = False
         self._skip_until = now + REDIS_RETRY_PAUSE
         if self._logged_at is None or now - self._logged_at >= REDIS_LOG_INTERVAL:
             self._logged_at = now
@@ -135,9 +149,13 @@ class RedisLimiter:
                     burst,
                     clock=self.clock,
                 )
-                return Decision(bool(int(allowed)), float(retry_ms) / 1000, int(remaining))
             except REDIS_DOWN_ERRORS as err:
                 self.report_failure(err)
+            else:
+                if not self.up:
+                    self.report_success()
+                return Decision(bool(int(allowed)), float(retry_ms) / 1000, int(remaining))
+        self.local_decisions += 1
         return await self.fallback.hit(key, rate, burst)
 
     async def acquire(self, key: str, limit: int, lease: float) -> Slot | None:
@@ -151,5 +169,8 @@ class RedisLimiter:
             except REDIS_DOWN_ERRORS as err:
                 self.report_failure(err)
             else:
+                if not self.up:
+                    self.report_success()
                 return _RedisSlot(self, full_key, holder) if int(taken) else None
+        self.local_decisions += 1
         return await self.fallback.acquire(key, limit, lease)

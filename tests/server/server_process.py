@@ -29,7 +29,7 @@ class ServerProcess:
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self, timeout: float = 90.0) -> None:
+    async def start(self, seconds: float = 90.0) -> None:
         """Start and wait for /healthz (long: imports are slow on a loaded machine)."""
         log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
@@ -37,7 +37,7 @@ class ServerProcess:
         )
         log.close()
         async with aiohttp.ClientSession() as session:
-            for _ in range(int(timeout / 0.1)):
+            for _ in range(int(seconds / 0.1)):
                 if self.process.returncode is not None:
                     raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
                 try:

@@ -84,16 +84,20 @@ async def test_redis_configured_and_reachable_is_ready(
     assert (await response.json())["checks"]["redis"] == "ok"
 
 
-async def test_redis_configured_but_down_is_not_ready(
+async def test_redis_configured_but_down_stays_ready_degraded(
     make_app: MakeApp, server_settings: Settings
 ) -> None:
+    # Redis is shared: failing readiness on it would take every instance out at once.
     url = f"redis://127.0.0.1:{closed_port()}/0"
-    client = await make_app(server_settings.model_copy(update={"redis_url": url}))
+    settings = server_settings.model_copy(update={"redis_url": url, "metrics_on_main_port": True})
+    client = await make_app(settings)
     response = await client.get("/readyz")
-    assert response.status == 503
+    assert response.status == 200
     body = await response.json()
-    assert body["status"] == "not_ready"
+    assert body["status"] == "degraded"
     assert body["checks"]["redis"] == "unavailable"
+    metrics = await (await client.get("/metrics")).text()
+    assert "homemind_redis_up 0.0" in metrics
 
 
 async def test_draining_is_not_ready(make_app: MakeApp) -> None:

@@ -496,6 +496,7 @@ async def test_redis_down_keeps_both_instances_ready_with_local_limits(
                                 break
                         await asyncio.sleep(0.2)
             assert await cluster.metric(0, "homemind_redis_up") == 1
+            assert "Redis answers again" in cluster.servers[0].logs()
             statuses = [(await plain_chat(s, (one, two)[i % 2], other))[0] for i in range(5)]
             assert statuses == [200, 200, 200, 429, 429]
     finally:
