@@ -1,0 +1,338 @@
+"""Load: N concurrent streaming chats through HAProxy and two server instances.
+
+    .venv/bin/python bench/load.py [--concurrency 200] [--duration 60] [--quick]
+
+Processes (all on 127.0.0.1, random ports):
+
+* fake Claude in a child process (bench/chat_latency.py's `--role=fake`): a fixed time to
+  the first token, then one word every `--token-delay` seconds; memory extractions (the
+  non-streaming calls) are answered at once;
+* the hosted deployment of tests/server/cluster.py: two `homemind-server serve` processes
+  on one PostgreSQL database and one Redis (a database and key prefix of this run's own)
+  behind HAProxy running deploy/haproxy/haproxy.cfg, production settings (JSON logs,
+  memory recall and after-turn extraction on, the chat limits raised so none refuses while
+  the limiter and its Redis calls still run);
+* this process: `concurrency` workers, each an installation of its own, looping
+  `HomeMindClient.chat_stream` turns through the balancer (starts spread over one turn).
+
+Two phases of `--duration` seconds each, same concurrency and pacing: (a) the anthropic SDK
+streaming from the fake directly (the baseline), then (b) client -> HAProxy -> server -> fake.
+A turn counts in a phase when it starts inside the phase's window (after `--warmup`
+seconds of unmeasured load). "Added" figures are differences of percentiles
+(p99(b) - p99(a)). Server CPU per turn is the user+system CPU time of both server
+processes (from /proc) over the window divided by the turns completed in it; RSS of each
+server is sampled every `--rss-every` seconds. Timings are printed, never asserted; the
+machine may be shared, so CPU time is the steadier figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable first
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import Child, cpu_seconds, environment, ms, percentile, table
+from bench.chat_latency import (
+    FAKE_KEY,
+    MESSAGE,
+    Sample,
+    Series,
+    answer_text,
+    guarded,
+    make_client_turn,
+    make_sdk_turn,
+)
+
+PACKAGES = ("aiohttp", "anthropic", "SQLAlchemy", "asyncpg", "redis", "prometheus-client")
+LIMITS_RAISED = {
+    "HOMEMIND_CHAT_RATE_PER_MINUTE": "100000",
+    "HOMEMIND_CHAT_BURST": "1000",
+    "HOMEMIND_CHAT_USER_RATE_PER_MINUTE": "1000000",
+    "HOMEMIND_CHAT_USER_BURST": "10000",
+}
+
+
+def rss_mb(pid: int | None) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+@dataclass
+class Phase:
+    """What one phase measured."""
+
+    name: str
+    series: Series = field(default_factory=Series)
+    seconds: float = 0.0
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # process -> CPU ms in the window
+    rss: list[tuple[float, list[float]]] = field(default_factory=list)
+
+    @property
+    def turns(self) -> int:
+        return len(self.series.samples)
+
+
+async def run_phase(
+    name: str,
+    make_turn: Callable[[int], Callable[[], Awaitable[Sample | str]]],
+    cfg: argparse.Namespace,
+    pids: dict[str, int | None],
+    rss_pids: dict[str, int | None],
+) -> Phase:
+    phase = Phase(name)
+    turn_time = cfg.ttft + (cfg.tokens - 1) * cfg.token_delay
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    window = (started + cfg.warmup + turn_time, started + cfg.warmup + turn_time + cfg.duration)
+    stop = asyncio.Event()
+
+    async def worker(i: int) -> None:
+        turn = make_turn(i)
+        await asyncio.sleep(turn_time * i / cfg.concurrency)
+        while not stop.is_set():
+            begun = loop.time()
+            outcome = await guarded(turn)
+            if window[0] <= begun < window[1]:
+                phase.series.add(outcome)
+
+    async def sampler() -> None:
+        await asyncio.sleep(window[0] - loop.time())
+        before = {key: cpu_seconds(pid) for key, pid in pids.items()}
+        t0 = loop.time()
+        while loop.time() < window[1]:
+            phase.rss.append((loop.time() - t0, [rss_mb(pid) for pid in rss_pids.values()]))
+            await asyncio.sleep(min(cfg.rss_every, max(0.0, window[1] - loop.time())))
+        after = {key: cpu_seconds(pid) for key, pid in pids.items()}
+        phase.seconds = loop.time() - t0
+        phase.cpu_ms = {key: (after[key] - before[key]) * 1000 for key in pids}
+        phase.rss.append((phase.seconds, [rss_mb(pid) for pid in rss_pids.values()]))
+        stop.set()
+
+    await asyncio.gather(sampler(), *(worker(i) for i in range(cfg.concurrency)))
+    log(f"{name}: {phase.turns} turns in {phase.seconds:.1f} s")
+    return phase
+
+
+async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[Phase]:
+    import aiohttp
+    import anthropic
+
+    from homemind_client.client import HomeMindClient
+    from tests.server.cluster import Cluster
+
+    expected = answer_text(cfg.tokens)
+    fake_url = fake.ready["url"]
+    loop = asyncio.get_running_loop()
+    phases: list[Phase] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        # (a) the SDK alone, one client per worker as each home has its own.
+        if "a" in cfg.paths:
+            sdk = await loop.run_in_executor(
+                None,
+                lambda: anthropic.AsyncAnthropic(
+                    base_url=fake_url, api_key=FAKE_KEY, max_retries=0
+                ),
+            )
+            phases.append(
+                await run_phase(
+                    "(a) SDK -> fake Claude",
+                    lambda _i: make_sdk_turn(sdk, cfg.message, expected),
+                    cfg,
+                    {"fake": fake.pid},
+                    {},
+                )
+            )
+            await sdk.close()
+        if "b" not in cfg.paths:
+            return phases
+        env = {
+            **LIMITS_RAISED,
+            "HOMEMIND_MEMORY_EXTRACTION": "true" if cfg.extraction else "false",
+            "HOMEMIND_EMBEDDER": cfg.embedder,
+            "HOMEMIND_LOG_LEVEL": "INFO",
+        }
+        async with Cluster(work_dir, fake_url, env) as cluster:
+            tokens = await installations(session, cluster.url, cfg.concurrency)
+            clients = [HomeMindClient(session, cluster.url, token) for token in tokens]
+            assert cluster.balancer is not None and cluster.balancer.process is not None
+            servers = {
+                f"server-{i + 1}": server.process.pid if server.process else None
+                for i, server in enumerate(cluster.servers)
+            }
+            pids = {**servers, "haproxy": cluster.balancer.process.pid, "fake": fake.pid}
+            phases.append(
+                await run_phase(
+                    "(b) client -> HAProxy -> 2 servers",
+                    lambda i: make_client_turn(clients[i], cfg.message, expected),
+                    cfg,
+                    pids,
+                    servers,
+                )
+            )
+    return phases
+
+
+async def installations(session: Any, url: str, count: int) -> list[str]:
+    """One user (registration is throttled per IP) with `count` installations."""
+    body = {"email": f"load-{time.time_ns()}@example.test", "password": "a long bench passphrase"}
+    async with session.post(f"{url}/api/auth/register", json=body) as response:
+        assert response.status == 201, await response.text()
+    async with session.post(f"{url}/api/auth/login", json=body) as response:
+        access = (await response.json())["access_token"]
+    tokens = []
+    for i in range(count):
+        async with session.post(
+            f"{url}/api/installations",
+            json={"name": f"Home {i}"},
+            headers={"Authorization": f"Bearer {access}"},
+        ) as response:
+            assert response.status == 201, await response.text()
+            tokens.append((await response.json())["token"])
+    return tokens
+
+
+def log(message: str) -> None:
+    print(f"  [{message}]", file=sys.stderr, flush=True)
+
+
+def report(cfg: argparse.Namespace, phases: list[Phase]) -> str:
+    out: list[str] = []
+    rows = []
+    for phase in phases:
+        s = phase.series
+        f, e = s.firsts(), s.ends()
+        rows.append(
+            [
+                phase.name,
+                str(phase.turns),
+                f"{phase.turns / phase.seconds:.1f}" if phase.seconds else "-",
+                str(sum(s.errors.values())),
+                *(ms(percentile(values, p)) for values in (f, e) for p in (50, 99)),
+            ]
+        )
+    out.append(f"Latency at {cfg.concurrency} concurrent streams, ms")
+    out.append(
+        table(
+            ["path", "turns", "turns/s", "errors", "first p50", "first p99", "end p50", "end p99"],
+            rows,
+        )
+    )
+    by_name = {p.name[:3]: p for p in phases}
+    if "(a)" in by_name and "(b)" in by_name:
+        a, b = by_name["(a)"].series, by_name["(b)"].series
+        deltas = [
+            percentile(mine, p) - percentile(theirs, p)
+            for mine, theirs in ((b.firsts(), a.firsts()), (b.ends(), a.ends()))
+            for p in (50, 99)
+        ]
+        out.append("")
+        out.append("Added by the deployment over (a), ms (difference of percentiles)")
+        out.append(
+            table(
+                ["path", "first p50", "first p99", "end p50", "end p99"],
+                [[by_name["(b)"].name, *(f"{x * 1000:+.1f}" for x in deltas)]],
+            )
+        )
+    for phase in phases:
+        if phase.turns and phase.cpu_ms:
+            out.append("")
+            out.append(f"CPU per completed turn, ms ({phase.name})")
+            servers = [k for k in phase.cpu_ms if k.startswith("server")]
+            cells = [f"{phase.cpu_ms[k] / phase.turns:.1f}" for k in phase.cpu_ms]
+            total = sum(phase.cpu_ms[k] for k in servers) / phase.turns
+            headers = [*phase.cpu_ms, *(["servers together"] if servers else [])]
+            out.append(table(headers, [[*cells, *([f"{total:.1f}"] if servers else [])]]))
+        if phase.rss and phase.rss[0][1]:
+            out.append("")
+            out.append(f"Server RSS over the window, MB ({phase.name})")
+            names = [f"server-{i + 1}" for i in range(len(phase.rss[0][1]))]
+            out.append(
+                table(
+                    ["t, s", *names],
+                    [[f"{t:.0f}", *(f"{x:.0f}" for x in values)] for t, values in phase.rss],
+                )
+            )
+    errors = {p.name: dict(p.series.errors) for p in phases if p.series.errors}
+    if errors:
+        out.append("")
+        out.append(f"Errors: {errors}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds a phase")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument("--quick", action="store_true", help="20 concurrent, 10 s phases")
+    parser.add_argument("--ttft", type=float, default=0.3, help="fake time to first token, s")
+    parser.add_argument("--token-delay", type=float, default=0.02, help="s between tokens")
+    parser.add_argument("--tokens", type=int, default=40, help="tokens (words) per answer")
+    parser.add_argument("--rss-every", type=float, default=10.0, help="s between RSS samples")
+    parser.add_argument("--paths", default="ab", help="which phases to run (subset of ab)")
+    parser.add_argument("--message", default=MESSAGE)
+    parser.add_argument(
+        "--extraction",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after-turn memory extraction (production default: on)",
+    )
+    parser.add_argument("--embedder", default="minilm", help="HOMEMIND_EMBEDDER (minilm, none)")
+    cfg = parser.parse_args(argv)
+    if cfg.quick:
+        cfg.concurrency, cfg.duration, cfg.warmup = 20, 10.0, 2.0
+
+    print(f"Home Mind load benchmark: {cfg.concurrency} concurrent streaming chats")
+    print(environment(PACKAGES))
+    print(
+        f"fake Claude: first token after {cfg.ttft * 1000:.0f} ms, then {cfg.tokens - 1} more "
+        f"{cfg.token_delay * 1000:.0f} ms apart; phases of {cfg.duration:.0f} s after "
+        f"{cfg.warmup:.0f} s warm-up; extraction {'on' if cfg.extraction else 'off'}, "
+        f"embedder {cfg.embedder}"
+    )
+    print("processes: fake Claude | HAProxy | 2 x homemind-server (PostgreSQL, Redis) | bench")
+    print(flush=True)
+    chat_latency = Path(__file__).resolve().parent / "chat_latency.py"
+    with tempfile.TemporaryDirectory(prefix="homemind-load-") as tmp_name:
+        tmp = Path(tmp_name)
+        fake = Child(
+            [
+                sys.executable,
+                str(chat_latency),
+                "--role=fake",
+                f"--ttft={cfg.ttft}",
+                f"--token-delay={cfg.token_delay}",
+                f"--tokens={cfg.tokens}",
+            ],
+            tmp / "fake.log",
+            env=os.environ,
+        )
+        try:
+            fake.start()
+            phases = asyncio.run(measure(cfg, fake, tmp / "cluster"))
+        finally:
+            fake.stop()
+    print(report(cfg, phases))
+    if fake.final:
+        print("Fake Claude saw: " + ", ".join(f"{k} {v}" for k, v in sorted(fake.final.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
