@@ -81,6 +81,7 @@ class Phase:
     seconds: float = 0.0
     cpu_ms: dict[str, float] = field(default_factory=dict)  # process -> CPU ms in the window
     rss: list[tuple[float, list[float]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def turns(self) -> int:
@@ -185,6 +186,13 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
                     servers,
                 )
             )
+            # The balancer's view: health-check state changes, and what it answered itself.
+            lines = cluster.balancer.logs().splitlines()
+            phases[-1].notes = [
+                line.strip()[:160] for line in lines if line.startswith("Server homemind/")
+            ]
+            own = sum(1 for line in lines if "homemind/<NOSRV>" in line)
+            phases[-1].notes.append(f"requests HAProxy answered itself (no server up): {own}")
     return phases
 
 
@@ -268,6 +276,11 @@ def report(cfg: argparse.Namespace, phases: list[Phase]) -> str:
                     [[f"{t:.0f}", *(f"{x:.0f}" for x in values)] for t, values in phase.rss],
                 )
             )
+    for phase in phases:
+        if phase.notes:
+            out.append("")
+            out.append(f"HAProxy ({phase.name}):")
+            out.extend(f"  {note}" for note in phase.notes)
     errors = {p.name: dict(p.series.errors) for p in phases if p.series.errors}
     if errors:
         out.append("")

@@ -246,3 +246,35 @@ async def test_rate_limit_refusals_are_counted(
 
     samples = await scrape(client)
     assert sample(samples, "homemind_rate_limit_refusals_total", route="/api/chat") == 1
+
+
+async def test_a_busy_database_pool_does_not_fail_readiness_after_an_answer(
+    make_app: MakeApp, server_settings: Settings, pg_session_url: str
+) -> None:
+    # Under load every instance is slow at once: taking the busiest out only moves its load.
+    client = await make_app(server_settings.model_copy(update={"database_url": pg_session_url}))
+    assert (await client.get("/readyz")).status == 200  # the database answered
+    engine = client.app[DB_ENGINE]
+    held = [await engine.connect() for _ in range(20)]  # pool_size 10 + max_overflow 10
+    try:
+        response = await client.get("/readyz")  # its check waits for a connection, times out
+        assert response.status == 200
+        assert (await response.json())["checks"]["database"] == "ok"
+    finally:
+        for connection in held:
+            await connection.close()
+
+
+async def test_a_busy_database_pool_fails_readiness_without_a_recent_answer(
+    make_app: MakeApp, server_settings: Settings, pg_session_url: str
+) -> None:
+    client = await make_app(server_settings.model_copy(update={"database_url": pg_session_url}))
+    engine = client.app[DB_ENGINE]
+    held = [await engine.connect() for _ in range(20)]
+    try:
+        response = await client.get("/readyz")
+        assert response.status == 503
+        assert (await response.json())["checks"]["database"] == "unavailable"
+    finally:
+        for connection in held:
+            await connection.close()
