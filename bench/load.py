@@ -114,13 +114,15 @@ async def run_phase(
     async def sampler() -> None:
         await asyncio.sleep(window[0] - loop.time())
         before = {key: cpu_seconds(pid) for key, pid in pids.items()}
+        before["bench"] = cpu_seconds()
         t0 = loop.time()
         while loop.time() < window[1]:
             phase.rss.append((loop.time() - t0, [rss_mb(pid) for pid in rss_pids.values()]))
             await asyncio.sleep(min(cfg.rss_every, max(0.0, window[1] - loop.time())))
         after = {key: cpu_seconds(pid) for key, pid in pids.items()}
+        after["bench"] = cpu_seconds()  # this process: the load generator
         phase.seconds = loop.time() - t0
-        phase.cpu_ms = {key: (after[key] - before[key]) * 1000 for key in pids}
+        phase.cpu_ms = {key: (after[key] - before[key]) * 1000 for key in after}
         phase.rss.append((phase.seconds, [rss_mb(pid) for pid in rss_pids.values()]))
         stop.set()
 

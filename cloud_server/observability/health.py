@@ -4,12 +4,13 @@ Ready when the database answers, its schema is at this code's head revision and 
 instance is not draining. Each check is bounded so a hung dependency makes the probe fail
 rather than hang.
 
-A database check that is only slow (it timed out, e.g. waiting for a pooled connection
-while the instance is busy) does not fail readiness while the database answered within
-the last `BUSY_GRACE` seconds: under load every instance is slow at once, and taking the
-busiest out moves its load onto the others until none is left (bench/load.py showed
-HAProxy ejecting both instances that way). An error (refused, bad credentials) or
-`BUSY_GRACE` seconds without an answer fails it at once.
+A database check that is only slow (it timed out: waiting for a pooled connection, or an
+event loop behind on a busy machine) does not fail readiness while the database answered
+within the last `BUSY_GRACE` seconds: under load every instance is slow at once, and
+taking the busiest out moves its load onto the others until none is left (bench/load.py
+showed HAProxy ejecting both instances that way). What readiness is for, a problem of
+this instance alone (credentials, network, a schema behind the code), shows as an error
+and fails it at once; so do `BUSY_GRACE` seconds without any answer.
 
 Redis does not decide readiness: it is shared by every instance, so failing readiness on
 it would take them all out at once (a full outage) while chat can still run on each
@@ -37,7 +38,7 @@ LOGGER = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 2.0
 # Seconds a slow (timed out) database check still counts as ready after the last answer.
-BUSY_GRACE = 10.0
+BUSY_GRACE = 30.0
 _HEADS: set[str] = set()
 
 
