@@ -12,8 +12,9 @@ Processes (all on 127.0.0.1, random ports):
   behind HAProxy running deploy/haproxy/haproxy.cfg, production settings (JSON logs,
   memory recall and after-turn extraction on, the chat limits raised so none refuses while
   the limiter and its Redis calls still run);
-* this process: `concurrency` workers, each an installation of its own, looping
-  `HomeMindClient.chat_stream` turns through the balancer (starts spread over one turn).
+* this process: `concurrency` workers, each a household (an account with one installation),
+  looping `HomeMindClient.chat_stream` turns through the balancer (starts spread over one
+  turn).
 
 Two phases of `--duration` seconds each, same concurrency and pacing: (a) the anthropic SDK
 streaming from the fake directly (the baseline), then (b) client -> HAProxy -> server -> fake.
@@ -54,6 +55,7 @@ from bench.chat_latency import (
 )
 
 PACKAGES = ("aiohttp", "anthropic", "SQLAlchemy", "asyncpg", "redis", "prometheus-client")
+PASSWORD = "a long bench passphrase"
 LIMITS_RAISED = {
     "HOMEMIND_CHAT_RATE_PER_MINUTE": "100000",
     "HOMEMIND_CHAT_BURST": "1000",
@@ -199,21 +201,35 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
 
 
 async def installations(session: Any, url: str, count: int) -> list[str]:
-    """One user (registration is throttled per IP) with `count` installations."""
-    body = {"email": f"load-{time.time_ns()}@example.test", "password": "a long bench passphrase"}
-    async with session.post(f"{url}/api/auth/register", json=body) as response:
-        assert response.status == 201, await response.text()
-    async with session.post(f"{url}/api/auth/login", json=body) as response:
-        access = (await response.json())["access_token"]
-    tokens = []
-    for i in range(count):
+    """One account per home, each with one installation, registered through the balancer.
+
+    Each registration says it comes from an address of its own (X-Forwarded-For, which
+    the servers believe from HAProxy): registration is throttled per address, and these
+    are different households.
+    """
+
+    async def household(i: int) -> str:
+        body = {"email": f"home-{i}-{time.time_ns()}@example.test", "password": PASSWORD}
+        forwarded = {"X-Forwarded-For": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"}
+        async with session.post(
+            f"{url}/api/auth/register", json=body, headers=forwarded
+        ) as response:
+            assert response.status == 201, await response.text()
+            access = (await response.json())["access_token"]
         async with session.post(
             f"{url}/api/installations",
             json={"name": f"Home {i}"},
             headers={"Authorization": f"Bearer {access}"},
         ) as response:
             assert response.status == 201, await response.text()
-            tokens.append((await response.json())["token"])
+            token: str = (await response.json())["token"]
+        return token
+
+    tokens: list[str] = []
+    for start in range(0, count, 10):  # password hashing is slow: a few at a time
+        tokens += await asyncio.gather(
+            *(household(i) for i in range(start, min(count, start + 10)))
+        )
     return tokens
 
 
