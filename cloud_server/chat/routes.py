@@ -182,7 +182,9 @@ async def _handle(
         if sse is None or not sse.started:
             raise
         if outage:
-            LOGGER.warning("Chat stream: database unavailable (request_id=%s)", request_id_of(request))
+            LOGGER.warning(
+                "Chat stream: database unavailable (request_id=%s)", request_id_of(request)
+            )
             failure = database_unavailable()
             await _send_error(sse, failure.code, failure.detail)
             return sse.response
