@@ -19,9 +19,9 @@ from aiohttp import web
 
 from homemind_client.models import (
     ChatRequest,
-    ErrorCode,
     ChatResponse,
     DoneEvent,
+    ErrorCode,
     ErrorEvent,
     ResponseToolCall,
     StreamEvent,
