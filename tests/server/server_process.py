@@ -36,7 +36,8 @@ class ServerProcess:
         )
         log.close()
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            # Up to a minute: the machine running the tests may be busy.
+            for _ in range(600):
                 if self.process.returncode is not None:
                     raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
                 try:
