@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import signal
 import sqlite3
@@ -27,6 +28,7 @@ from homeassistant.const import CONF_URL
 from homeassistant.core import Context, HomeAssistant
 from sqlalchemy.engine.url import make_url
 
+from cloud_server.server_secrets import SECRETS_FILE
 from custom_components.home_mind.const import DOMAIN, IDLE_TIMEOUT
 from tests.components.home_mind.spoken import CANNOT_CONNECT_EN
 from tests.fakes.claude import FakeClaude, text
@@ -35,6 +37,7 @@ from tests.ha_tools import chat_session as new_chat_session
 from tests.server.server_process import ServerProcess
 
 from .conftest import SERVER_KEY, ClaudeScript, Cloud, SetupAgent, StartCloud
+from .secrets_scan import SecretsScan
 from .test_e2e_faults import spoken, usage_rows
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -48,8 +51,27 @@ async def _pg_admin(sql: str) -> None:
         await connection.close()
 
 
+async def _dump(database: str) -> str:
+    """Every row of every table as JSON text (what the secrets scan reads)."""
+    url = make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+    connection = await asyncpg.connect(url, timeout=5)
+    try:
+        tables = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+        rows = []
+        for table in tables:
+            name = table["tablename"].replace('"', '""')
+            rows += await connection.fetch(f'SELECT row_to_json(t)::text AS row FROM "{name}" t')
+        return "\n".join(row["row"] for row in rows)
+    finally:
+        await connection.close()
+
+
 @pytest.fixture
-async def pg_via_proxy(socket_enabled: None) -> AsyncIterator[tuple[FaultProxy, str]]:
+async def pg_via_proxy(
+    socket_enabled: None, secrets_scan: SecretsScan
+) -> AsyncIterator[tuple[FaultProxy, str]]:
     """This test's own database on the shared PostgreSQL, reached through a proxy."""
     name = f"homemind_e2e_fault_{secrets.token_hex(6)}"
     try:
@@ -63,7 +85,10 @@ async def pg_via_proxy(socket_enabled: None) -> AsyncIterator[tuple[FaultProxy, 
         yield proxy, url.render_as_string(hide_password=False)
     finally:
         await proxy.close()
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            secrets_scan.text("the PostgreSQL database", await _dump(name))
+        finally:
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _speech(result: conversation.ConversationResult) -> str:
@@ -121,13 +146,18 @@ def _server(tmp_path: Path, claude: FakeClaude) -> ServerProcess:
     )
 
 
-async def _installation(url: str) -> tuple[str, str]:
-    """(installation id, token) through the real server's HTTP API."""
+async def _installation(url: str, scan: SecretsScan) -> tuple[str, str]:
+    """(installation id, token) through the real server's HTTP API (the create answers,
+    the one place these secrets may appear, are not recorded by the scan)."""
     body = {"email": "kill@example.test", "password": "a long passphrase for the kill test"}
+    scan.secret(body["password"], "a user's password")
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{url}/api/auth/register", json=body) as response:
             assert response.status == 201, await response.text()
-            access = (await response.json())["access_token"]
+            tokens = await response.json()
+            access = tokens["access_token"]
+            scan.secret(access, "an access token")
+            scan.secret(tokens["refresh_token"], "a refresh token")
         async with http.post(
             f"{url}/api/installations",
             json={"name": "Cottage"},
@@ -135,6 +165,7 @@ async def _installation(url: str) -> tuple[str, str]:
         ) as response:
             assert response.status == 201, await response.text()
             created: dict[str, Any] = await response.json()
+    scan.secret(created["token"], "an installation token")
     return created["id"], created["token"]
 
 
@@ -144,11 +175,15 @@ async def test_server_killed_mid_stream_is_spoken_within_the_idle_timeout(
     script: ClaudeScript,
     setup_agent: SetupAgent,
     tmp_path: Path,
+    secrets_scan: SecretsScan,
 ) -> None:
     proc = _server(tmp_path, claude)
+    secrets_scan.database(tmp_path / "homemind.db")
     await proc.start()
     try:
-        installation_id, token = await _installation(proc.url)
+        for name, value in json.loads((tmp_path / SECRETS_FILE).read_text()).items():
+            secrets_scan.secret(value, f"the server's {name}")
+        installation_id, token = await _installation(proc.url, secrets_scan)
         server = Cloud(app=None, runner=None, base_url=proc.url)  # type: ignore[arg-type]
         server.installation_id, server.token = installation_id, token
         agent_id = await setup_agent(server, offline_fallback=False)
@@ -206,5 +241,7 @@ async def test_server_killed_mid_stream_is_spoken_within_the_idle_timeout(
             assert rows == [(1,)]
         finally:
             await restarted.stop()
+            secrets_scan.text("the restarted server's log", restarted.logs())
     finally:
         await proc.stop()
+        secrets_scan.text("the server's log", proc.logs())
