@@ -1,4 +1,4 @@
-"""The e2e suite's secrets scan (issue 14; docs/security-checklist.md row 25).
+"""The e2e suite's secrets scan (issue 14; row 25 of docs/hardening.md's table).
 
 Every e2e test runs with it (an autouse fixture in tests/e2e/conftest.py): it knows every
 secret the test's servers and households use (installation tokens, Anthropic keys, the
