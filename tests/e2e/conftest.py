@@ -53,6 +53,7 @@ class Cloud:
     installation_id: str = ""
     token: str = ""
     scan: SecretsScan | None = None
+    server_url: str = ""  # the server itself; `base_url` is the recording relay before it
 
     async def mint(self, name: str = "Cottage", api_key: str | None = None) -> None:
         """A user and an installation token, through the server's own accounts code."""
@@ -155,7 +156,11 @@ class Relay:
         self.base_url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()  # nothing listens behind: the client sees the line drop
+            return
         self._writers += [writer, up_writer]
         await asyncio.gather(
             self._pipe(reader, up_writer),
@@ -256,7 +261,13 @@ async def start_cloud(
         relay = Relay(runner.addresses[0][1], secrets_scan.sent_to_ha.append)
         await relay.start()
         relays.append(relay)
-        return Cloud(app=app, runner=runner, base_url=relay.base_url, scan=secrets_scan)
+        return Cloud(
+            app=app,
+            runner=runner,
+            base_url=relay.base_url,
+            scan=secrets_scan,
+            server_url=f"http://127.0.0.1:{runner.addresses[0][1]}",
+        )
 
     yield start
     for relay in relays:
