@@ -17,11 +17,15 @@ from pydantic import ValidationError
 
 from homemind_client.models import PROBLEM_CONTENT_TYPE, ErrorCode, FieldError, Problem
 
+from .db.outage import is_database_outage
+
 LOGGER = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = "request_id"
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+DATABASE_RETRY_AFTER_SECONDS = 2
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -112,6 +116,15 @@ def validation_error(exc: ValidationError | None = None, detail: str = "") -> Ap
     )
 
 
+def database_unavailable() -> ApiError:
+    """503 for a database outage (db/outage.py): the transaction was rolled back."""
+    return ApiError(
+        ErrorCode.DATABASE_UNAVAILABLE,
+        "The database is not reachable right now; nothing was changed. Try again shortly.",
+        retry_after=DATABASE_RETRY_AFTER_SECONDS,
+    )
+
+
 def problem_response(error: ApiError, request_id: str | None) -> web.Response:
     response = web.json_response(
         error.problem(request_id).to_json_dict(),
@@ -143,11 +156,20 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if err.status == 413:
             detail = "The request body is larger than this server accepts."
         response = problem_response(ApiError(code, detail, status=err.status), request_id)
-    except Exception:
-        LOGGER.exception("Unhandled error (request_id=%s)", request_id)
-        response = problem_response(
-            ApiError(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side."), request_id
-        )
+    except Exception as err:
+        if is_database_outage(err):
+            LOGGER.warning("Database unavailable (request_id=%s): %r", request_id, err)
+            response = problem_response(database_unavailable(), request_id)
+        else:
+            LOGGER.exception("Unhandled error (request_id=%s)", request_id)
+            response = problem_response(
+                ApiError(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side."),
+                request_id,
+            )
+    return _with_request_id(response, request_id)
+
+
+def _with_request_id(response: web.StreamResponse, request_id: str) -> web.StreamResponse:
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id
     return response

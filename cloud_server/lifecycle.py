@@ -139,16 +139,21 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     """Serve until SIGTERM/SIGINT, then drain and stop (the `serve` command)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in signals:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         LOGGER.info("Stop signal received")
         await drain(app)
     finally:
+        # The default handlers again: a second SIGTERM during cleanup (or after `serve`
+        # returned, in an embedding program) must not be swallowed.
+        for signum in signals:
+            loop.remove_signal_handler(signum)
         await runner.cleanup()
     LOGGER.info("Stopped")

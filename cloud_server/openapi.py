@@ -703,6 +703,9 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+_RETRY_AFTER_CODES = {"rate_limited", "temporarily_unavailable", "database_unavailable"}
+
+
 def _common_errors(op: Operation) -> tuple[str, ...]:
     codes: list[str] = []
     if op.auth == "user":
@@ -714,6 +717,9 @@ def _common_errors(op: Operation) -> tuple[str, ...]:
     elif op.query or "{" in op.path:
         # input_text.py: NUL or a lone surrogate in a query or path value.
         codes.append("validation_error")
+    if op.path.startswith("/api/") and op.path != OPENAPI_PATH:
+        # Every API operation reads or writes the database (cloud_server/db/outage.py).
+        codes.append("database_unavailable")
     # aiohttp's HTTP parser refuses malformed requests (bad header bytes) before any handler.
     codes += ["bad_request", "internal_error"]
     return tuple(codes)
@@ -749,7 +755,7 @@ def _error_responses(op: Operation) -> dict[str, Any]:
         if status == 400:
             # The parser's own 400 is plain text: it is sent before the app sees the request.
             response["content"]["text/plain"] = {"schema": {"type": "string"}}
-        if status in (429, 503) and {"rate_limited", "temporarily_unavailable"} & set(codes):
+        if status in (429, 503) and set(codes) & _RETRY_AFTER_CODES:
             response["headers"] = {
                 "Retry-After": {
                     "description": "Seconds to wait before trying again.",

@@ -147,6 +147,7 @@ class HomeMindServerError(
     codes=(
         ErrorCode.INTERNAL_ERROR,
         ErrorCode.TEMPORARILY_UNAVAILABLE,
+        ErrorCode.DATABASE_UNAVAILABLE,
         ErrorCode.MEMORY_UNAVAILABLE,
         ErrorCode.BILLING_UNAVAILABLE,
     ),

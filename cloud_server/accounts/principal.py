@@ -8,16 +8,20 @@ design (`invalid_token`, `installation_revoked`, ...).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from homemind_client.models import ErrorCode
 
 from ..crypto import DecryptionError, decrypt_api_key
 from ..db.base import utcnow
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
+from ..db.outage import is_database_outage
 from ..errors import ApiError
 from ..observability.logs import bind_principal
 from .access_tokens import InvalidAccessToken, decode_access_token
@@ -98,8 +102,7 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
             raise invalid_token()
         now = utcnow()
         if last_seen_due(found.last_seen_at, now):
-            await touch_last_seen_by_id(connection, found.installation_id, now)
-            await connection.commit()
+            await _touch_last_seen(connection, found.installation_id, now)
     principal = InstallationPrincipal(
         installation_id=found.installation_id,
         user_id=found.user_id,
@@ -110,6 +113,22 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
     bind_principal(user_id=found.user_id, installation_id=found.installation_id)
     request[_STORED_KEY] = _StoredKey(found.installation_id, found.user_id, found.encrypted_api_key)
     return principal
+
+
+async def _touch_last_seen(
+    connection: AsyncConnection, installation_id: str, now: datetime
+) -> None:
+    """Bookkeeping only: a database that cannot take the write (SQLite locked by another
+    process) must not refuse the request the token was good for; the next one retries."""
+    try:
+        await touch_last_seen_by_id(connection, installation_id, now)
+        await connection.commit()
+    except Exception as err:
+        if not is_database_outage(err):
+            raise
+        LOGGER.warning("Could not write last-seen of installation %s: %r", installation_id, err)
+        with contextlib.suppress(Exception):
+            await connection.rollback()
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,8 @@ class RedisThrottle:
 
     async def login_succeeded(self, account: str) -> None:
         try:
-            await self.store.redis.delete(self._account_key(account))
+            async with self.store.connection_lost_is_redis_down():
+                await self.store.redis.delete(self._account_key(account))
         except REDIS_DOWN_ERRORS as err:
             # Not worth failing a successful login: the counter expires on its own.
             self.store.report_failure(err)

@@ -17,6 +17,8 @@ makes in `admit`, so a client that repeats its `X-Request-ID` cannot hide usage)
 shielded from cancellation, so a client that disconnects mid-stream still gets its answer
 counted. A request counts as a message when the chat says so (a user turn) and it reached
 the model (completed, or tokens were spent); an upstream failure before any token is free.
+When the database is down at that moment the answer is not held back: the row is retried
+in the background until the database is back (about a minute), then logged as lost.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..app_keys import SETTINGS
 from ..chat.gate import DefaultChatGate
 from ..chat.hooks import COUNTS_AS_MESSAGE, ChatAccess, ChatGate, ChatOutcome
 from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
+from ..db.outage import is_database_outage
 from ..errors import ApiError
 from .config import BillingConfig
 from .entitlements import ONCE_PER_PERIOD, usage_notice_codes
@@ -49,6 +52,11 @@ LOGGER = logging.getLogger(__name__)
 BILLING_CONFIG: web.AppKey[BillingConfig] = web.AppKey("billing_config", BillingConfig)
 
 Clock = Callable[[], datetime]
+# A usage row that meets a database outage is retried: 0.5 s, 1 s, 2 s ... 8 s apart,
+# about a minute in all, then logged as lost.
+_STORE_ATTEMPTS = 10
+_STORE_FIRST_DELAY = 0.5
+_STORE_MAX_DELAY = 8.0
 # Key in `ChatAccess.context` of the usage row's id.
 USAGE_ID = "usage_id"
 
@@ -135,6 +143,7 @@ class BillingGate:
         self._inner: ChatGate = inner or DefaultChatGate()
         self.clock = clock
         self.cache = EntitlementCache(config.cache_seconds)
+        self._storing: set[asyncio.Future[None]] = set()
 
     def now(self) -> datetime:
         return self.clock()
@@ -237,9 +246,57 @@ class BillingGate:
         access: ChatAccess,
         outcome: ChatOutcome,
     ) -> None:
-        # Shielded: a disconnect that cancels the handler must not lose the row.
-        task = asyncio.ensure_future(self.record_usage(principal, access, outcome))
-        await asyncio.shield(task)
+        # Shielded: a disconnect that cancels the handler must not lose the row. The caller
+        # waits for the first attempt only; a database outage is retried in the background.
+        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._store_usage(principal, access, outcome, first))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
+        await asyncio.shield(first)
+
+    async def _store_usage(
+        self,
+        principal: InstallationPrincipal,
+        access: ChatAccess,
+        outcome: ChatOutcome,
+        first: asyncio.Future[None],
+    ) -> None:
+        """`record_usage` until it is stored: the insert is idempotent (one id per request),
+        so a retry after a commit whose answer was lost cannot count the request twice."""
+        delay = _STORE_FIRST_DELAY
+        for attempt in range(1, _STORE_ATTEMPTS + 1):
+            try:
+                await self.record_usage(principal, access, outcome)
+            except Exception as err:
+                if not is_database_outage(err) or attempt == _STORE_ATTEMPTS:
+                    if not first.done():
+                        first.set_exception(err)
+                    else:
+                        LOGGER.error(
+                            "Usage of request_id=%s not recorded after %d attempts: %r",
+                            outcome.request_id,
+                            attempt,
+                            err,
+                        )
+                    return
+                LOGGER.warning(
+                    "Database unavailable recording usage of request_id=%s; retrying in %.1fs",
+                    outcome.request_id,
+                    delay,
+                )
+                if not first.done():
+                    first.set_result(None)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _STORE_MAX_DELAY)
+            else:
+                if not first.done():
+                    first.set_result(None)
+                return
+
+    async def wait_stored(self) -> None:
+        """Until every usage row being retried is stored or given up (tests, shutdown)."""
+        while self._storing:
+            await asyncio.wait(set(self._storing))
 
     async def record_usage(
         self, principal: InstallationPrincipal, access: ChatAccess, outcome: ChatOutcome

@@ -21,6 +21,7 @@ from homemind_client.models import (
     ChatRequest,
     ChatResponse,
     DoneEvent,
+    ErrorCode,
     ErrorEvent,
     ResponseToolCall,
     StreamEvent,
@@ -34,7 +35,8 @@ from ..accounts.app_keys import SERVER_SECRETS
 from ..accounts.principal import InstallationPrincipal, require_installation
 from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
-from ..errors import REQUEST_ID_HEADER, ApiError, request_id_of
+from ..db.outage import is_database_outage
+from ..errors import REQUEST_ID_HEADER, ApiError, database_unavailable, request_id_of
 from ..lifecycle import refuse_when_draining, until_drained
 from ..observability.chat import ChatObserver
 from .conversation import conversation_of, counts_as_message, last_user_text
@@ -173,11 +175,19 @@ async def _handle(
         gone = transport is None or transport.is_closing()
         error_code = "client_disconnected" if gone else "cancelled"
         raise
-    except Exception:
+    except Exception as err:
+        outage = is_database_outage(err)
         if error_code is None:
-            error_code = "internal_error"
+            error_code = ErrorCode.DATABASE_UNAVAILABLE if outage else "internal_error"
         if sse is None or not sse.started:
             raise
+        if outage:
+            LOGGER.warning(
+                "Chat stream: database unavailable (request_id=%s)", request_id_of(request)
+            )
+            failure = database_unavailable()
+            await _send_error(sse, failure.code, failure.detail)
+            return sse.response
         LOGGER.exception("Chat stream failed (request_id=%s)", request_id_of(request))
         await _send_error(sse, "internal_error", "Something went wrong on our side.")
         return sse.response

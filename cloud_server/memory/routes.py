@@ -77,7 +77,9 @@ def _not_found() -> ApiError:
     return ApiError(ErrorCode.MEMORY_NOT_FOUND, "No such memory.")
 
 
-def _unavailable() -> ApiError:
+def _unavailable(err: MemoryBackendError) -> ApiError:
+    # The person gets a plain 503; the log keeps why (a full disk, a lock, a lost server).
+    LOGGER.warning("Memory store failed: %s (%r)", err, err.__cause__)
     return ApiError(ErrorCode.MEMORY_UNAVAILABLE, "Memory is not available right now; try again.")
 
 
@@ -118,7 +120,7 @@ async def _add(request: web.Request, user_id: str, source: str) -> web.Response:
             source="installation" if source == "installation" else "api",
         )
     except MemoryBackendError as err:
-        raise _unavailable() from err
+        raise _unavailable(err) from err
     # 201 for a new fact; 200 with the existing one when it was already remembered.
     return json_model(item(result.record), status=201 if result.created else 200)
 
@@ -155,7 +157,7 @@ async def list_memories(request: web.Request) -> web.Response:
                 offset=offset,
             )
     except MemoryBackendError as err:
-        raise _unavailable() from err
+        raise _unavailable(err) from err
     return json_model([item(r) for r in records])
 
 
@@ -265,7 +267,7 @@ async def installation_forget(request: web.Request) -> web.Response:
             all_speakers=body.speaker_id is None,
         )
     except MemoryBackendError as err:
-        raise _unavailable() from err
+        raise _unavailable(err) from err
     if not gone:
         raise ApiError(ErrorCode.MEMORY_NOT_FOUND, "Nothing remembered matches that.")
     return json_model(MemoryForgetResult(forgotten=[item(r) for r in gone]))

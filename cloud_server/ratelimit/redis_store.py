@@ -14,15 +14,18 @@ but decides differently: see `accounts/throttle.py`.)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .gcra import Clock, Decision, Rate, Slot
@@ -51,7 +54,8 @@ class _RedisSlot:
             return
         self.released = True
         try:
-            await self.owner.redis.zrem(self.key, self.holder)
+            async with self.owner.connection_lost_is_redis_down():
+                await self.owner.redis.zrem(self.key, self.holder)
         except REDIS_DOWN_ERRORS as err:
             # The slot's lease runs out on its own.
             self.owner.report_failure(err)
@@ -96,7 +100,20 @@ class RedisLimiter:
         if registered is None or registered.registered_client is not self.redis:
             registered = self._scripts[script] = self.redis.register_script(script)
         now = "" if clock is None else f"{clock() * 1000:.3f}"
-        return await registered(keys=[key], args=[now, *args])
+        async with self.connection_lost_is_redis_down():
+            return await registered(keys=[key], args=[now, *args])
+
+    @contextlib.asynccontextmanager
+    async def connection_lost_is_redis_down(self) -> AsyncIterator[None]:
+        """A pooled connection whose peer reset it can fail inside redis-py with a bare
+        AttributeError (asyncio's closed transport has no loop left to write with): that
+        is Redis gone, not our bug. The pool is emptied so the next call connects anew."""
+        try:
+            yield
+        except (AttributeError, RuntimeError) as err:
+            with contextlib.suppress(Exception):
+                await self.redis.connection_pool.disconnect()
+            raise RedisConnectionError(f"connection lost ({type(err).__name__})") from err
 
     async def start(self) -> None:
         # Short timeouts and no retries: a slow Redis must not hold a chat request up.

@@ -144,6 +144,12 @@ class ErrorCode(StrEnum):
         Recovery.RETRY_AFTER,
         "A dependency of this request (e.g. Redis for sign-in throttling) is down.",
     )
+    DATABASE_UNAVAILABLE = (
+        "database_unavailable",
+        503,
+        Recovery.RETRY_AFTER,
+        "The server's database is unreachable, locked or full; the request changed nothing.",
+    )
     UPSTREAM_UNAVAILABLE = (
         "upstream_unavailable",
         503,

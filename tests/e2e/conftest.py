@@ -7,8 +7,9 @@ own accounts code, exactly as the dashboard does it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,13 @@ from cloud_server.accounts import installations, service
 from cloud_server.app import create_app
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.memory.extraction import DECISIONS_TOOL
+from cloud_server.server_secrets import SECRETS_FILE
 from cloud_server.settings import Settings
 from custom_components.home_mind.const import CONF_OFFLINE_FALLBACK, DOMAIN
 from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text, tool_use
 from tests.lights import setup_lights
+
+from .secrets_scan import SecretsScan
 
 SERVER_KEY = "sk-ant-test-fake"
 OWN_KEY = "sk-ant-own-fake"
@@ -48,6 +52,8 @@ class Cloud:
     user_id: str = ""
     installation_id: str = ""
     token: str = ""
+    scan: SecretsScan | None = None
+    server_url: str = ""  # the server itself; `base_url` is the recording relay before it
 
     async def mint(self, name: str = "Cottage", api_key: str | None = None) -> None:
         """A user and an installation token, through the server's own accounts code."""
@@ -56,6 +62,9 @@ class Cloud:
             user = await service.create_user(session, "e2e@example.test", None, "E2E")
             installation, token = await installations.create_installation(session, user.id, name)
         self.user_id, self.installation_id, self.token = user.id, installation.id, token
+        if self.scan is not None:
+            self.scan.secret(token, "an installation token")
+            self.scan.secret(api_key, "an installation's Anthropic key")
         if api_key is not None:
             async with self.app[DB_SESSIONMAKER].begin() as session:
                 from cloud_server.accounts.app_keys import SERVER_SECRETS
@@ -70,6 +79,23 @@ class Cloud:
             assert await installations.revoke_installation(
                 session, self.user_id, self.installation_id
             )
+
+
+@pytest.fixture(autouse=True)
+def secrets_scan() -> Iterator[SecretsScan]:
+    """Every e2e test: no secret it used in a log line, a response to HA or a database
+    (tests/e2e/secrets_scan.py). Set up first, so it reads everything at the very end."""
+    scan = SecretsScan()
+    scan.secret(SERVER_KEY, "the server's Anthropic key")
+    scan.secret(OWN_KEY, "an installation's Anthropic key")
+    scan.start()
+    try:
+        yield scan
+    finally:
+        scan.stop()
+    found = scan.findings()
+    if found:
+        pytest.fail("Secrets leaked: " + "; ".join(sorted(set(found))), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -118,8 +144,9 @@ def script(claude: FakeClaude) -> ClaudeScript:
 class Relay:
     """A TCP relay in front of the server: dropping it is the server going away."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, record: Callable[[bytes], None] | None = None) -> None:
         self.target_port = target_port
+        self.record = record  # every byte the server sends back (the secrets scan)
         self.base_url = ""
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
@@ -129,16 +156,28 @@ class Relay:
         self.base_url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()  # nothing listens behind: the client sees the line drop
+            return
         self._writers += [writer, up_writer]
         await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            self._pipe(reader, up_writer),
+            self._pipe(up_reader, writer, self.record),
+            return_exceptions=True,
         )
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        record: Callable[[bytes], None] | None = None,
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if record is not None:
+                    record(data)
                 writer.write(data)
                 await writer.drain()
         finally:
@@ -157,11 +196,13 @@ class Relay:
 
 
 @pytest.fixture
-async def relay_to() -> AsyncGenerator[Callable[[str], Awaitable[Relay]]]:
+async def relay_to(
+    secrets_scan: SecretsScan,
+) -> AsyncGenerator[Callable[[str], Awaitable[Relay]]]:
     relays: list[Relay] = []
 
     async def start(base_url: str) -> Relay:
-        relay = Relay(int(base_url.rsplit(":", 1)[1]))
+        relay = Relay(int(base_url.rsplit(":", 1)[1]), secrets_scan.sent_to_ha.append)
         await relay.start()
         relays.append(relay)
         return relay
@@ -193,21 +234,44 @@ StartCloud = Callable[..., Awaitable[Cloud]]
 
 
 @pytest.fixture
-async def start_cloud(server_settings: Settings) -> AsyncGenerator[StartCloud]:
-    """`await start_cloud(**settings_updates)`: the real server on 127.0.0.1:0."""
+async def start_cloud(
+    server_settings: Settings, secrets_scan: SecretsScan
+) -> AsyncGenerator[StartCloud]:
+    """`await start_cloud(**settings_updates)`: the real server on 127.0.0.1:0.
+
+    HA reaches it through a relay that hands every byte it answers to the secrets scan.
+    """
     runners: list[web.AppRunner] = []
+    relays: list[Relay] = []
 
     async def start(**updates: Any) -> Cloud:
-        app = create_app(server_settings.model_copy(update=updates))
+        settings = server_settings.model_copy(update=updates)
+        app = create_app(settings)
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = runner.addresses[0][1]
-        return Cloud(app=app, runner=runner, base_url=f"http://127.0.0.1:{port}")
+        generated = settings.data_dir / SECRETS_FILE
+        if generated.is_file():
+            for name, value in json.loads(generated.read_text()).items():
+                secrets_scan.secret(value, f"the server's {name}")
+        if settings.effective_database_url.startswith("sqlite"):
+            secrets_scan.database(Path(settings.effective_database_url.split(":///", 1)[1]))
+        relay = Relay(runner.addresses[0][1], secrets_scan.sent_to_ha.append)
+        await relay.start()
+        relays.append(relay)
+        return Cloud(
+            app=app,
+            runner=runner,
+            base_url=relay.base_url,
+            scan=secrets_scan,
+            server_url=f"http://127.0.0.1:{runner.addresses[0][1]}",
+        )
 
     yield start
+    for relay in relays:
+        await relay.close()
     for runner in runners:
         await runner.cleanup()
 

@@ -40,7 +40,9 @@ async def test_server_stopped_then_restarted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     agent_id = await setup_agent(cloud)
-    port = int(cloud.base_url.rsplit(":", 1)[1])
+    # HA talks to the relay in front of the server (tests/e2e/conftest.py); the server
+    # comes back on its own port behind it.
+    port = int(cloud.server_url.rsplit(":", 1)[1])
     script(text("Hello, I'm back."))
 
     # The server goes down (its process ends; nothing listens on the port any more).
