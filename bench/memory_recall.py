@@ -453,7 +453,11 @@ async def run(
     rounds: int,
     scale: int,
     backends: list[str],
+    embedders: tuple[str, ...] = (),
 ) -> None:
+    from cloud_server.memory.embedder import build_embedder
+    from cloud_server.memory.vectors import VectorIndex
+
     data = json.loads(EVAL_SET.read_text())
     queries = [q["q"] for q in data["questions"]]
     queries = (queries * (n_queries // len(queries) + 1))[:n_queries]
@@ -475,6 +479,12 @@ async def run(
                 sessionmaker = make_sessionmaker(engine)
                 store = sql_backend_for(engine, sessionmaker)
                 quality_rows.append((name, await quality(store, sessionmaker, data)))
+                for embedder_name in embedders:
+                    embedder = build_embedder(embedder_name)
+                    assert embedder is not None
+                    hybrid = sql_backend_for(engine, sessionmaker, VectorIndex(engine, embedder))
+                    label = f"{name} hybrid {embedder_name}"
+                    quality_rows.append((label, await quality(hybrid, sessionmaker, data)))
                 if name == "sqlite":
                     sys.path.insert(0, str(ROOT))
                     from tests.server.memory_eval.fake_shodh import FakeShodh
@@ -510,12 +520,12 @@ def print_report(
 ) -> None:
     print("\nRecall quality (household evaluation set)")
     print(
-        f"{'backend':<14} {'questions':>9} {'recall@1':>9} {'recall@5':>9} "
+        f"{'backend':<30} {'questions':>9} {'recall@1':>9} {'recall@5':>9} "
         f"{'updates':>8} {'stale':>6} {'new@5':>6}"
     )
     for name, r in quality_rows:
         print(
-            f"{name:<14} {r['questions']:>9} {r['recall@1']:>9.3f} {r['recall@5']:>9.3f} "
+            f"{name:<30} {r['questions']:>9} {r['recall@1']:>9.3f} {r['recall@5']:>9.3f} "
             f"{r['updates']:>8} {r['stale_rate']:>6.3f} {r['new_found@5']:>6.3f}"
         )
     misses = quality_rows[0][1]["misses"]
@@ -638,6 +648,77 @@ async def hybrid_quality(
         await engine.dispose()
         await embedder.close()
     return rows
+
+
+# The grid `--tune` searches, on the TUNING part only.
+TUNE_DENSE_WEIGHTS = (1.0, 2.0, 3.0)
+TUNE_FLOORS = (0.1, 0.2, 0.3)
+TUNE_MARGINS = (0.2, 0.3, 0.5)
+
+
+async def tune(url: str, data: dict[str, Any], embedder_name: str) -> None:
+    """Hybrid recall@5 and "in the prompt" on the TUNING part for each RRF dense weight,
+    similarity floor and margin of the grid; prints the grid (the report part is not
+    read here)."""
+    from cloud_server.memory import sql_backend
+    from cloud_server.memory.embedder import build_embedder
+    from cloud_server.memory.vectors import VectorIndex
+
+    embedder = build_embedder(embedder_name)
+    assert embedder is not None
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    sessionmaker = make_sessionmaker(engine)
+    store = sql_backend_for(engine, sessionmaker, VectorIndex(engine, embedder))
+    settings = Settings(data_dir=Path(tempfile.gettempdir()), memory_extraction=False)
+    rng = random.Random(7)
+    fill = filler("varied", 7)
+    base = [f["content"] for f in json.loads(EVAL_SET.read_text())["facts"]]
+    extra = [fill(rng, n) for n in range(HYBRID_FILLER)]
+    households: list[tuple[str, str, list[tuple[str, str]]]] = []
+    for language, parts in data["languages"].items():
+        user = await new_user(sessionmaker)
+        wanted = [
+            ((await store.add(user, fact)).record.id, question)
+            for fact, question in parts["tuning"]
+        ]
+        for fact, _ in parts["report"]:  # the same household, as reported
+            await store.add(user, fact)
+        local = local_filler(language, HYBRID_FILLER, 7) if language != "en" else []
+        for content in base + extra + local:
+            await store.add(user, content)
+        households.append((language, user, wanted))
+    print(f"\nTuning grid, {embedder.model_id}, TUNING part only: hybrid in the prompt (recall@5)")
+    print(
+        f"{'weight':>6} {'floor':>5} {'margin':>6} " + " ".join(f"{h[0]:>11}" for h in households)
+    )
+    saved = (sql_backend.DENSE_WEIGHT, embedder.min_similarity, embedder.margin)
+    try:
+        for weight in TUNE_DENSE_WEIGHTS:
+            for floor in TUNE_FLOORS:
+                for margin in TUNE_MARGINS:
+                    sql_backend.DENSE_WEIGHT = weight
+                    embedder.min_similarity, embedder.margin = floor, margin
+                    cells = []
+                    for _, user, wanted in households:
+                        service = MemoryService(store, settings)
+                        principal = InstallationPrincipal("bench", user, "Home", True)
+                        at5 = prompt = 0
+                        for want, question in wanted:
+                            found = [r.id for r in await store.search(user, question, limit=5)]
+                            chat = ChatRequest(message=question)
+                            got = [f.id for f in await service.recall(principal, chat, question)]
+                            at5 += want in found
+                            prompt += want in got
+                        await service.drain()
+                        cells.append(f"{prompt / len(wanted):.2f} ({at5 / len(wanted):.2f})")
+                    print(
+                        f"{weight:>6} {floor:>5} {margin:>6} " + " ".join(f"{c:>11}" for c in cells)
+                    )
+    finally:
+        sql_backend.DENSE_WEIGHT, embedder.min_similarity, embedder.margin = saved
+        await engine.dispose()
+        await embedder.close()
 
 
 def print_hybrid(rows: list[dict[str, Any]], part: str) -> None:
@@ -768,7 +849,16 @@ def main() -> None:
     parser.add_argument(
         "--embedders", default="minilm,multilingual", help="models compared side by side"
     )
+    parser.add_argument(
+        "--tune", action="store_true", help="the weight/threshold grid on the TUNING part"
+    )
     args = parser.parse_args()
+    if args.tune:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = json.loads(PARAPHRASE_SET.read_text())
+            for n, name in enumerate(e for e in args.embedders.split(",") if e):
+                asyncio.run(tune(f"sqlite+aiosqlite:///{tmp}/t{n}.db", data, name))
+        return
     if args.hybrid_only:
         embedders = [e for e in args.embedders.split(",") if e]
         hybrid_sizes = [int(n) for n in args.sizes.split(",") if n]
@@ -789,7 +879,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [k for k in args.data.split(",") if k]
     backends = [b for b in args.backends.split(",") if b]
-    asyncio.run(run(sizes, args.queries, kinds, args.rounds, args.scale, backends))
+    embedders = tuple(e for e in args.embedders.split(",") if e)
+    asyncio.run(run(sizes, args.queries, kinds, args.rounds, args.scale, backends, embedders))
 
 
 if __name__ == "__main__":

@@ -177,7 +177,6 @@ class OnnxEmbedder(InProcessEmbedder):
         return normalised
 
 
-
 class UseEmbedder(InProcessEmbedder):
     """Universal Sentence Encoder multilingual v3: SentencePiece pieces, a CNN over n-grams
     and a deep averaging network, in numpy (no native code of its own). L2-normalised."""

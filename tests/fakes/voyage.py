@@ -79,8 +79,10 @@ class FakeVoyage:
             inputs = [inputs]
         if model not in DIMENSIONS:
             return web.json_response(
-                {"detail": f"Model {model} is not supported. Supported models: "
-                 + ", ".join(DIMENSIONS)},
+                {
+                    "detail": f"Model {model} is not supported. Supported models: "
+                    + ", ".join(DIMENSIONS)
+                },
                 status=400,
             )
         if (

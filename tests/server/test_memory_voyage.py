@@ -136,7 +136,9 @@ async def test_a_rate_limited_query_falls_back_to_lexical(env: Env) -> None:
 
 
 async def test_a_refused_key_is_a_clear_error_without_the_key(fake: FakeVoyage) -> None:
-    embedder = VoyageEmbedder("pa-wrong-" + secrets.token_hex(8), model="voyage-3.5", base_url=fake.base_url)
+    embedder = VoyageEmbedder(
+        "pa-wrong-" + secrets.token_hex(8), model="voyage-3.5", base_url=fake.base_url
+    )
     try:
         with pytest.raises(EmbedderError, match="HTTP 401") as caught:
             await embedder.embed_query("hello")
