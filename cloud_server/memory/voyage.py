@@ -65,14 +65,14 @@ class VoyageEmbedder:
             self._session = aiohttp.ClientSession(headers=self._headers, raise_for_status=False)
         return self._session
 
-    async def _embed(self, texts: Sequence[str], input_type: str, timeout: float) -> Vectors:
+    async def _embed(self, texts: Sequence[str], input_type: str, seconds: float) -> Vectors:
         body = {"input": list(texts), "model": self.model, "input_type": input_type}
         try:
             async with self._http().post(
                 self._url,
                 json=body,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=seconds),
             ) as response:
                 if response.status != 200:
                     raise EmbedderError(f"Voyage embeddings answered HTTP {response.status}")
