@@ -26,46 +26,25 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
+
+from .embedding import Embedder, EmbedderError, Vectors
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
+__all__ = ["Embedder", "EmbedderError", "Vectors", "build_embedder", "verified"]
+
 LOGGER = logging.getLogger(__name__)
 
-Vectors = npt.NDArray[np.float32]
 
 LOCK_FILE = Path(__file__).with_name("models.lock.json")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 128
 EMBEDDERS = ("multilingual", "minilm", "voyage", "none")
 DEFAULT_EMBEDDER = "multilingual"
-
-
-class EmbedderError(RuntimeError):
-    """The model could not be loaded or run."""
-
-
-class Embedder(Protocol):
-    model_id: str
-    dimension: int
-    # Dense candidates: at least this cosine, and within `margin` of the query's best.
-    # Per model (cosine scales differ); chosen on the tuning part of the bench's set.
-    min_similarity: float
-    margin: float
-
-    async def embed_query(self, text: str) -> Vectors:
-        """One L2-normalised vector (shape `(dimension,)`)."""
-        ...
-
-    async def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        """One L2-normalised row per text (shape `(len(texts), dimension)`)."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 def _sha256(path: Path) -> str:

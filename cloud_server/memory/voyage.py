@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from .embedder import EmbedderError, Vectors
+from .embedding import EmbedderError, Vectors
 
 # Output sizes of the models a household would pick (their default dimension).
 DIMENSIONS = {
