@@ -190,6 +190,28 @@ async def test_reindex_fills_gaps_once_and_re_embeds_on_model_change(env: Env) -
     assert models == [env.embedder.model_id]
 
 
+async def test_switching_models_recalls_lexically_until_reindex_re_embeds(env: Env) -> None:
+    """The upgrade path of the new default: minilm vectors, then HOMEMIND_EMBEDDER=multilingual."""
+    old = env.backend()  # minilm
+    for content in [BRUNO_DE, CHALET_DE, *OTHERS_DE]:
+        await old.add(env.user, content)
+    multilingual = build_embedder("multilingual")
+    assert multilingual is not None
+    new = Env(env.engine, env.user, multilingual).backend()
+    question = "Darf der Hund ein Stück Schokoladenkuchen haben?"
+    # No vector of the new model yet: nothing dense, the lexical ranking still answers.
+    assert await new.search_dense(env.user, question, limit=5) == []
+    assert await reindex(VectorIndex(env.engine, multilingual), progress=lambda d, t: None) == 5
+    async with env.engine.connect() as connection:
+        models = (
+            await connection.scalars(
+                select(MemoryVector.model_id).where(MemoryVector.user_id == env.user).distinct()
+            )
+        ).all()
+    assert models == ["use-multilingual-v3"]
+    assert [r.content for r in await new.search(env.user, question, limit=1)] == [BRUNO_DE]
+
+
 def test_a_model_file_with_the_wrong_hash_is_refused(tmp_path: Path) -> None:
     tampered = tmp_path / "model.onnx"
     tampered.write_bytes(b"not the model")
