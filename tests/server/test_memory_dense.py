@@ -201,7 +201,8 @@ async def test_switching_models_recalls_lexically_until_reindex_re_embeds(env: E
     question = "Darf der Hund ein Stück Schokoladenkuchen haben?"
     # No vector of the new model yet: nothing dense, the lexical ranking still answers.
     assert await new.search_dense(env.user, question, limit=5) == []
-    assert await reindex(VectorIndex(env.engine, multilingual), progress=lambda d, t: None) == 5
+    # At least this household's five (the PostgreSQL database is shared by the session).
+    assert await reindex(VectorIndex(env.engine, multilingual), progress=lambda d, t: None) >= 5
     async with env.engine.connect() as connection:
         models = (
             await connection.scalars(
