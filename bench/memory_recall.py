@@ -19,6 +19,11 @@ Run: `.venv/bin/python bench/memory_recall.py [--sizes 1000,10000,100000] [--que
   could fit, a search at limit 50; the use counts are written in the background).
 - Quality at scale: the evaluation facts inside a household filled with 10k facts of each
   distribution, recall@5 of the same questions.
+- `--hybrid-only`: the paraphrase set (bench/memory_paraphrase_set.json), lexical / dense /
+  hybrid recall@5 and "in the prompt" per embedder (`--embedders`), language and part (the
+  TUNING part, labelled as such, and the REPORT part, the figures to quote), the CPU time of
+  a query embedding, then hybrid latency at `--sizes`. `--tune`: the RRF-weight / similarity
+  floor / margin grid, on the TUNING part only.
 Each latency figure is over `--rounds` rounds of all queries; "p95 range" is the lowest and
 highest per-round p95 (the machine is shared; one loaded round should not decide).
 Prints tables; asserts nothing. Bounded: each phase has a fixed amount of work.
