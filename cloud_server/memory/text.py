@@ -1,11 +1,12 @@
-"""Text handling for memory search: normalisation, tokens, stop words, expansions.
+"""Text handling for memory search: normalisation, tokens, stop words, stems.
 
 Both SQL backends search with the same terms: the user's words lower-cased, without
-stop words (en/de/fr/es/nl), lightly stemmed and matched as prefixes, OR-ed together
-and widened by a small household synonym table. BM25 (SQLite) / ts_rank_cd
-(PostgreSQL) then rank by how many and how rare the matching terms are. Terms are
-built from `\\w` characters only, so no FTS operator of the user's ever reaches a
-query string.
+stop words (en/de/fr/es/nl), stemmed with Snowball (the `snowballstemmer` package) and
+matched as prefixes, OR-ed together. BM25 (SQLite) / ts_rank_cd (PostgreSQL) then rank
+by how many and how rare the matching terms are. Meaning beyond the words (a paraphrase,
+another language) is the dense side's job (embedder.py); there is no synonym table.
+Terms are built from `\\w` characters only, so no FTS operator of the user's ever
+reaches a query string.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import functools
 import hashlib
 import re
 import unicodedata
+
+import snowballstemmer
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SPACES = re.compile(r"\s+")
@@ -61,168 +64,15 @@ META_WORDS: frozenset[str] = _wordset(
     """
 )
 
-# Household synonyms: a query term on the left also searches the terms on the right.
-# Measured with bench/memory_recall.py (paraphrased questions of the evaluation set).
-EXPANSIONS: dict[str, tuple[str, ...]] = {
-    "name": ("called", "named", "heisst", "heißt", "appelle", "llama"),
-    "named": ("called", "name"),
-    "called": ("name", "named"),
-    "kid": ("son", "daughter", "child", "children"),
-    "kids": ("son", "daughter", "child", "children"),
-    "child": ("son", "daughter", "kid"),
-    "children": ("son", "daughter", "kids"),
-    "wife": ("partner", "married", "husband"),
-    "husband": ("partner", "married", "wife"),
-    "partner": ("wife", "husband"),
-    "spouse": ("wife", "husband", "partner"),
-    "birthday": ("born", "birth"),
-    "born": ("birthday",),
-    "old": ("age", "born", "birthday"),
-    "age": ("old", "born"),
-    "pet": ("dog", "cat", "hamster", "rabbit", "fish", "bird", "parrot"),
-    "pets": ("dog", "cat", "hamster", "rabbit", "fish", "bird", "parrot"),
-    "animal": ("dog", "cat", "pet"),
-    "comfortable": ("temperature", "degrees", "warm", "cool", "like"),
-    "cozy": ("temperature", "warm", "lights", "dim"),
-    "cosy": ("temperature", "warm", "lights", "dim"),
-    "warm": ("temperature", "degrees", "heating"),
-    "cold": ("temperature", "degrees", "heating"),
-    "hot": ("temperature", "degrees", "cooling"),
-    "temperature": ("degrees", "warm", "heating", "thermostat"),
-    "thermostat": ("temperature", "degrees", "heating"),
-    "heating": ("temperature", "degrees", "thermostat"),
-    "degrees": ("temperature",),
-    "wifi": ("wi", "fi", "network", "internet", "router", "password"),
-    "internet": ("wifi", "network", "router"),
-    "network": ("wifi", "router"),
-    "password": ("code", "pin"),
-    "code": ("password", "pin", "combination"),
-    "pin": ("code", "password"),
-    "music": ("song", "songs", "band", "playlist", "listen", "radio", "jazz", "rock", "pop"),
-    "listen": ("music", "playlist", "radio", "podcast"),
-    "song": ("music", "playlist"),
-    "eat": ("food", "allergic", "vegetarian", "vegan", "diet", "dinner", "breakfast"),
-    "food": ("eat", "allergic", "vegetarian", "vegan", "diet", "favourite", "favorite"),
-    "diet": ("vegetarian", "vegan", "allergic", "food"),
-    "allergy": ("allergic",),
-    "allergies": ("allergic",),
-    "allergic": ("allergy",),
-    "drink": ("coffee", "tea", "beer", "wine"),
-    "wake": ("alarm", "morning", "gets", "up"),
-    "alarm": ("wake", "morning"),
-    "morning": ("wake", "alarm", "breakfast"),
-    "bed": ("sleep", "bedtime", "night"),
-    "sleep": ("bed", "bedtime", "night"),
-    "bedtime": ("bed", "sleep", "night"),
-    "night": ("bedtime", "sleep", "evening"),
-    "work": ("job", "office", "works", "shift"),
-    "job": ("work", "works", "office"),
-    "office": ("work", "study"),
-    "car": ("vehicle", "drives", "charging", "ev", "garage"),
-    "vehicle": ("car",),
-    "bin": ("bins", "trash", "garbage", "rubbish", "recycling", "waste"),
-    "bins": ("bin", "trash", "garbage", "rubbish", "recycling"),
-    "trash": ("bin", "garbage", "rubbish", "waste", "recycling"),
-    "garbage": ("bin", "trash", "rubbish", "waste", "recycling"),
-    "rubbish": ("bin", "trash", "garbage", "recycling"),
-    "plants": ("plant", "water", "garden", "watering"),
-    "garden": ("plants", "lawn", "watering", "sprinkler"),
-    "lawn": ("garden", "mow", "sprinkler", "grass"),
-    "doctor": ("dentist", "appointment", "gp"),
-    "dentist": ("doctor", "appointment"),
-    "medicine": ("medication", "pills", "tablets"),
-    "medication": ("medicine", "pills", "tablets"),
-    "pills": ("medication", "medicine", "tablets"),
-    "school": ("class", "teacher", "grade"),
-    "team": ("football", "soccer", "supports", "club", "fan"),
-    "football": ("soccer", "team", "club"),
-    "sport": ("football", "soccer", "tennis", "team", "plays"),
-    "lights": ("light", "lamp", "lamps", "brightness"),
-    "light": ("lights", "lamp", "brightness"),
-    "lamp": ("light", "lights"),
-    "bright": ("brightness", "light", "lights"),
-    "dim": ("brightness", "light", "lights"),
-    "vacuum": ("robot", "hoover", "cleaning", "roomba"),
-    "cleaning": ("vacuum", "cleaner", "robot"),
-    "neighbour": ("neighbor",),
-    "neighbor": ("neighbour",),
-    "favourite": ("favorite", "likes", "loves", "prefers"),
-    "favorite": ("favourite", "likes", "loves", "prefers"),
-    "like": ("likes", "loves", "prefers", "favourite", "favorite", "enjoys"),
-    "prefer": ("prefers", "likes", "favourite", "favorite"),
-    "anniversary": ("married", "wedding"),
-    "wedding": ("married", "anniversary"),
-    "grandma": ("grandmother", "granny", "nan"),
-    "grandmother": ("grandma", "granny"),
-    "grandpa": ("grandfather", "granddad"),
-    "grandfather": ("grandpa", "granddad"),
-    "mum": ("mother", "mom"),
-    "mom": ("mother", "mum"),
-    "mother": ("mum", "mom"),
-    "dad": ("father",),
-    "father": ("dad",),
-    "parcel": ("package", "delivery", "deliveries"),
-    "package": ("parcel", "delivery", "deliveries"),
-    "delivery": ("parcel", "package", "deliveries"),
-    "security": ("alarm", "camera", "cameras", "locked"),
-    "tv": ("television", "netflix", "watch"),
-    "television": ("tv",),
-    "watch": ("tv", "netflix", "movie", "series"),
-    "shower": ("bathroom", "water"),
-    "bath": ("bathroom",),
-    "washing": ("washer", "laundry", "machine"),
-    "laundry": ("washing", "washer"),
-    "where": ("lives", "located"),
-    "live": ("lives", "living"),
-    "lives": ("live", "living"),
-    "speak": ("speaks", "language"),
-    "language": ("speaks", "speak"),
-    "coffee": ("espresso", "latte"),
-    "time": ("clock", "am", "pm"),
-}
-
-EXPANSIONS.update(
-    {
-        "living": ("job", "works", "work"),
-        "breed": ("dog", "cat", "retriever"),
-        "date": ("birthday", "born"),
-        "married": ("wedding", "anniversary"),
-        "club": ("team", "supports", "football"),
-        "fan": ("supports", "team"),
-        "checkup": ("dentist", "doctor", "appointment"),
-        "instrument": ("piano", "guitar", "violin", "drums"),
-        "courier": ("parcel", "delivery", "package"),
-        "couriers": ("parcels", "delivery", "package"),
-        "sick": ("vet", "doctor", "ill"),
-        "ill": ("doctor", "vet", "sick"),
-        "gp": ("doctor",),
-        "asleep": ("sleep", "sleeps", "night", "bed"),
-        "maintenance": ("service", "serviced", "repair"),
-        "service": ("serviced", "maintenance"),
-        "boiler": ("heating",),
-        "breaker": ("fuse",),
-        "breakers": ("fuse",),
-        "circuit": ("fuse", "electricity"),
-        "loud": ("quiet", "noise"),
-        "noise": ("quiet", "loud"),
-        "tonight": ("night", "evening", "pm"),
-        "evening": ("night", "pm", "tonight"),
-    }
-)
-
-# Multi-word paraphrases rewritten before tokenising ("get up" is "wake").
-PHRASES: dict[str, str] = {
-    "get up": "wake",
-    "gets up": "wake",
-    "for a living": "job works",
-    "fall asleep": "sleep night",
-    "birth date": "born birthday",
-    "date of birth": "born birthday",
-    "go to sleep": "bed sleep",
-}
-_PHRASE = re.compile(r"\b(" + "|".join(re.escape(p) for p in PHRASES) + r")\b", re.IGNORECASE)
-
-_SUFFIXES = ("ing", "ies", "es", "ed", "ly", "s")
+# A question's language is not known, and a fact's may differ from it: a word's stem is
+# the shortest Snowball stem, among the languages we speak, that is still a prefix of the
+# word (terms are matched as prefixes), so "allergic" and "allergies" meet at "allerg".
+STEM_LANGUAGES = ("english", "german", "french", "spanish", "dutch")
+_STEMMERS = tuple(snowballstemmer.stemmer(language) for language in STEM_LANGUAGES)
+# Shorter stems than this match too much as prefixes; English's own stems may be a letter
+# shorter ("dogs" -> "dog"), the others' would cut English words ("name" -> "nam").
+MIN_STEM = 4
+MIN_ENGLISH_STEM = 3
 
 
 def normalize_content(content: str) -> str:
@@ -256,15 +106,15 @@ def fold(word: str, *, keep_accents: bool = False) -> str:
 
 @functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """A light, language-agnostic stem: enough for 'likes'/'liked'/'liking' to share 'lik'."""
+    """The shortest Snowball stem of `word` (en/de/fr/es/nl) that is a prefix of it."""
     # Cached: a search stems the words of every candidate fact, and words repeat.
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            stemmed = word[: -len(suffix)]
-            if suffix == "ies":
-                stemmed += "y"
-            return stemmed
-    return word
+    best = word
+    for n, stemmer in enumerate(_STEMMERS):
+        candidate = stemmer.stemWord(word)
+        shortest = MIN_ENGLISH_STEM if n == 0 else MIN_STEM
+        if shortest <= len(candidate) < len(best) and word.startswith(candidate):
+            best = candidate
+    return best
 
 
 def words(text: str, *, keep_accents: bool = False) -> list[str]:
@@ -287,38 +137,19 @@ def content_terms(text: str, *, drop_meta: bool = False, keep_accents: bool = Fa
     return out
 
 
-def query_terms(
-    text: str, *, expand: bool = True, drop_meta: bool = False, keep_accents: bool = False
-) -> list[str]:
-    """The search terms for `text`: content words, their expansions, stemmed, unique.
+def query_terms(text: str, *, drop_meta: bool = False, keep_accents: bool = False) -> list[str]:
+    """The search terms for `text`: its content words, stemmed, unique.
 
     Each term is matched as a prefix by the backends (so 'daughter' finds "daughter's").
     """
-    text = _PHRASE.sub(lambda m: f"{m.group(0)} {PHRASES[m.group(0).lower()]}", text)
-    base = content_terms(text, drop_meta=drop_meta, keep_accents=keep_accents)
     terms: list[str] = []
     seen: set[str] = set()
-
-    def add(word: str) -> None:
+    for word in content_terms(text, drop_meta=drop_meta, keep_accents=keep_accents):
         for piece in _WORD.findall(fold(word, keep_accents=keep_accents)):
             term = stem(piece)
             if term and term not in seen:
                 seen.add(term)
                 terms.append(term)
-
-    for word in base:
-        add(word)
-    if expand:
-        for word in base:
-            key = fold(word)
-            singular = key[:-1] if key.endswith("s") else key
-            extras = (
-                EXPANSIONS.get(key, ())
-                or EXPANSIONS.get(singular, ())
-                or EXPANSIONS.get(stem(key), ())
-            )
-            for extra in extras:
-                add(extra)
     return terms[:32]
 
 
@@ -392,16 +223,15 @@ COMMON_HITS = 300
 
 
 class SearchPlan:
-    """The terms of one search: the user's own words (with known phrases rewritten) and
-    the synonym expansions, plus the relevance scorer for the final order."""
+    """The terms of one search (the user's own words), plus the relevance scorer for the
+    final order. `extra` (terms beyond the user's words) is empty since the synonym
+    table went; the backends still accept it."""
 
     __slots__ = ("extra", "own", "relevance")
 
     def __init__(self, query: str, *, keep_accents: bool = False) -> None:
-        self.own = query_terms(query, expand=False, keep_accents=keep_accents)
-        own = set(self.own)
-        wide = query_terms(query, keep_accents=keep_accents)
-        self.extra = [t for t in wide if t not in own]
+        self.own = query_terms(query, keep_accents=keep_accents)
+        self.extra: list[str] = []
         self.relevance = Relevance(query)
 
     @property

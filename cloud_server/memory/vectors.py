@@ -39,10 +39,6 @@ _GENERATIONS: Table = MemoryGeneration.__table__  # type: ignore[assignment]
 _MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
 
 MAX_HOUSEHOLDS = 64
-# Below this cosine similarity a fact is not a dense candidate at all.
-MIN_SIMILARITY = 0.2
-# Nor when it is this far below the best candidate of the query.
-DENSE_MARGIN = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +189,12 @@ class VectorIndex:
         take = min(limit, len(scores))
         top = np.argpartition(-scores, take - 1)[:take]
         top = top[np.argsort(-scores[top])]
-        if not take or scores[top[0]] < MIN_SIMILARITY:
+        # Below the model's floor a fact is not a dense candidate at all, nor far below
+        # the best match (a near-exact hit makes loose ones irrelevant).
+        floor = self.embedder.min_similarity
+        if not take or scores[top[0]] < floor:
             return []
-        # Far below the best match is noise (a near-exact hit makes loose ones irrelevant).
-        cut = max(MIN_SIMILARITY, float(scores[top[0]]) - DENSE_MARGIN)
+        cut = max(floor, float(scores[top[0]]) - self.embedder.margin)
         return [(household.ids[i], float(scores[i])) for i in top if scores[i] >= cut]
 
     # --- reindex ---------------------------------------------------------------

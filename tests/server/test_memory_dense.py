@@ -27,6 +27,14 @@ from cloud_server.memory.vectors import VectorIndex
 BRUNO = "Bruno has a sensitive stomach and is on a vet-ordered diet."
 CHALET = "Our mountain chalet has its own smart heater."
 TAP = "The garden tap must be drained before the first frost."
+BRUNO_DE = "Bruno hat einen empfindlichen Magen und bekommt Diätfutter vom Tierarzt."
+CHALET_DE = "Unser Ferienhaus in den Bergen hat eine eigene smarte Heizung."
+CHALET_FR = "Notre chalet à la montagne a son propre radiateur connecté."
+OTHERS_DE = [
+    "Der Müll wird am Montagabend rausgestellt.",
+    "Das WLAN-Passwort hängt am Kühlschrank.",
+    "Papa ist Fan des örtlichen Fußballvereins.",
+]
 OTHERS = [
     "The bins go out on Monday evening.",
     "Ana prefers the bedroom at 19 degrees.",
@@ -102,6 +110,29 @@ async def test_a_paraphrase_sharing_no_word_is_recalled(env: Env, question: str,
     assert fact in hybrid
 
 
+@pytest.mark.parametrize(
+    ("question", "fact"),
+    [
+        ("Is it OK to give the dog a bit of chocolate cake?", BRUNO),
+        ("It's freezing tonight, anything outside to protect?", TAP),
+        ("Darf der Hund ein Stück Schokoladenkuchen haben?", BRUNO_DE),
+        ("Mach die Hütte warm, bevor wir ankommen.", CHALET_DE),
+        ("Réchauffe la cabane avant notre arrivée.", CHALET_FR),
+    ],
+)
+async def test_the_multilingual_model_recalls_paraphrases_in_other_languages(
+    env: Env, question: str, fact: str
+) -> None:
+    embedder = build_embedder("multilingual")
+    assert embedder is not None and embedder.model_id == "use-multilingual-v3"
+    backend = Env(env.engine, env.user, embedder).backend()
+    for content in [BRUNO, CHALET, TAP, BRUNO_DE, CHALET_DE, CHALET_FR, *OTHERS, *OTHERS_DE]:
+        await backend.add(env.user, content)
+    assert not set(memtext.content_terms(question)) & set(memtext.content_terms(fact))
+    hits = [r.content for r in await backend.search(env.user, question, limit=3)]
+    assert fact in hits
+
+
 async def test_a_fact_without_vector_is_still_found_lexically(env: Env) -> None:
     backend = env.backend()
     fact = (await backend.add(env.user, "The piano tuner comes every spring")).record
@@ -159,11 +190,42 @@ async def test_reindex_fills_gaps_once_and_re_embeds_on_model_change(env: Env) -
     assert models == [env.embedder.model_id]
 
 
+async def test_switching_models_recalls_lexically_until_reindex_re_embeds(env: Env) -> None:
+    """The upgrade path of the new default: minilm vectors, then HOMEMIND_EMBEDDER=multilingual."""
+    old = env.backend()  # minilm
+    for content in [BRUNO_DE, CHALET_DE, *OTHERS_DE]:
+        await old.add(env.user, content)
+    multilingual = build_embedder("multilingual")
+    assert multilingual is not None
+    new = Env(env.engine, env.user, multilingual).backend()
+    question = "Darf der Hund ein Stück Schokoladenkuchen haben?"
+    # No vector of the new model yet: nothing dense, the lexical ranking still answers.
+    assert await new.search_dense(env.user, question, limit=5) == []
+    # At least this household's five (the PostgreSQL database is shared by the session).
+    assert await reindex(VectorIndex(env.engine, multilingual), progress=lambda d, t: None) >= 5
+    async with env.engine.connect() as connection:
+        models = (
+            await connection.scalars(
+                select(MemoryVector.model_id).where(MemoryVector.user_id == env.user).distinct()
+            )
+        ).all()
+    assert models == ["use-multilingual-v3"]
+    assert [r.content for r in await new.search(env.user, question, limit=1)] == [BRUNO_DE]
+
+
 def test_a_model_file_with_the_wrong_hash_is_refused(tmp_path: Path) -> None:
     tampered = tmp_path / "model.onnx"
     tampered.write_bytes(b"not the model")
     with pytest.raises(EmbedderError, match="SHA-256"):
         verified(tampered, "0" * 64)
+
+
+def test_the_default_embedder_is_the_multilingual_one(tmp_path: Path) -> None:
+    from cloud_server.settings import Settings
+
+    embedder = build_embedder(Settings(data_dir=tmp_path).memory_embedder)
+    assert embedder is not None and embedder.model_id == "use-multilingual-v3"
+    assert embedder.dimension == 512
 
 
 def test_unknown_embedder_name_is_a_clear_error() -> None:

@@ -85,10 +85,20 @@ def test_transient_things_are_refused(content: str, reason: str) -> None:
     assert verdict.reason in {"transient_state", "command", "command_echo", "device_specification"}
 
 
-def test_query_terms_drop_stop_words_and_expand() -> None:
-    terms = query_terms("What is my daughter's name?")
-    assert "daughter" in terms and "call" in terms  # "name" expands to "called", stemmed
+def test_query_terms_drop_stop_words_and_stem() -> None:
+    terms = query_terms("What are my dogs' names?")
+    assert terms == ["dog", "name"]
     assert "what" not in terms and "is" not in terms and "my" not in terms
+    # Snowball stems, matched as prefixes: the forms of a word meet, in each language.
+    assert query_terms("allergic") == query_terms("allergies") == ["allerg"]
+    assert query_terms("Hunde") == query_terms("Hund") == ["hund"]
+    assert query_terms("perros")[0] == "perr" and "perro".startswith(query_terms("perros")[0])
+
+
+def test_relevance_matches_word_forms_without_synonyms() -> None:
+    assert relevance("Who is allergic?", "Ana has allergies") == 1.0
+    # No synonym table: meaning beyond the words is the dense side's job.
+    assert relevance("What is my daughter's name?", "My daughter is called Ana") == 0.5
 
 
 @pytest.mark.parametrize("raw", ['a" OR body:*', "NEAR(x y) ^z", "x' ; DROP TABLE memories"])
