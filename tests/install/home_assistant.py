@@ -8,6 +8,7 @@ configuration directory with nothing but `custom_components/home_mind/` in it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -49,7 +50,8 @@ class HomeAssistant:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = f"{self.url}/"
-        self.env = {**os.environ, **env}
+        # Nothing of this checkout on HA's path: it imports only what it installed itself.
+        self.env = {k: v for k, v in {**os.environ, **env}.items() if k != "PYTHONPATH"}
         self.token = ""
         self._http = requests.Session()
         self._process: subprocess.Popen[bytes] | None = None
@@ -62,13 +64,11 @@ class HomeAssistant:
         (self.config_dir / "configuration.yaml").write_text(
             CONFIGURATION_YAML.format(port=self.port)
         )
-        custom = self.config_dir / "custom_components"
-        custom.mkdir(exist_ok=True)
-        subprocess.run(
-            ["cp", "-r", str(ROOT / "custom_components" / "home_mind"), str(custom)], check=True
+        shutil.copytree(
+            ROOT / "custom_components" / "home_mind",
+            self.config_dir / "custom_components" / "home_mind",
+            ignore=shutil.ignore_patterns("__pycache__"),
         )
-        for cache in (custom / "home_mind").rglob("__pycache__"):
-            subprocess.run(["rm", "-rf", str(cache)], check=True)
 
     def __enter__(self) -> HomeAssistant:
         self.prepare()
@@ -77,6 +77,7 @@ class HomeAssistant:
             self._process = subprocess.Popen(
                 [str(self.python), "-m", "homeassistant", "--config", str(self.config_dir)],
                 env=self.env,
+                cwd=self.config_dir,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -132,9 +133,8 @@ class HomeAssistant:
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return self._http.request(
-            method, f"{self.url}{path}", headers=headers, timeout=kwargs.pop("timeout", 120), **kwargs
-        )
+        kwargs.setdefault("timeout", 120)
+        return self._http.request(method, f"{self.url}{path}", headers=headers, **kwargs)
 
     def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)

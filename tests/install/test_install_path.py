@@ -15,6 +15,7 @@ on 3.14 in the scripts/py314 chroot; `make test-install` runs both.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -50,9 +51,9 @@ def _ha_venv(version: str) -> Path:
 def _clone(venv: Path, into: Path) -> Path:
     """A hard-linked copy: seconds instead of minutes. HA's installer only adds files
     (and would unlink, never rewrite, old ones), so the cached venv stays as it was."""
-    linked = subprocess.run(["cp", "-al", str(venv), str(into)], capture_output=True)
+    linked = subprocess.run(["cp", "-al", str(venv), str(into)], check=False, capture_output=True)
     if linked.returncode != 0:  # another filesystem: a real copy
-        subprocess.run(["rm", "-rf", str(into)], check=True)
+        shutil.rmtree(into, ignore_errors=True)
         subprocess.run(["cp", "-a", str(venv), str(into)], check=True)
     return into / "bin" / "python"
 
@@ -60,10 +61,11 @@ def _clone(venv: Path, into: Path) -> Path:
 def _build_client_wheel(ha_python: Path, tmp_path: Path) -> Path:
     """`uv build` of homemind_client/ (a copy: no build/ folder lands in the repo)."""
     source = tmp_path / "src" / "homemind_client"
-    subprocess.run(["mkdir", "-p", str(source.parent)], check=True)
-    subprocess.run(["cp", "-r", str(ROOT / "homemind_client"), str(source)], check=True)
-    for junk in ("build", "homemind_client.egg-info"):
-        subprocess.run(["rm", "-rf", str(source / junk)], check=True)
+    shutil.copytree(
+        ROOT / "homemind_client",
+        source,
+        ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"),
+    )
     find_links = tmp_path / "find-links"
     subprocess.run(
         [str(ha_python), "-m", "uv", "build", "--quiet", "--wheel", "--out-dir", str(find_links)],
@@ -83,8 +85,9 @@ def _installed_client(python: Path) -> dict[str, str] | None:
         "print(json.dumps({'version': d.version, 'installer': (d.read_text('INSTALLER') or '')"
         ".strip(), 'client_py': u.find_spec('homemind_client.client').origin}))\n"
     )
+    # Run from / : the checkout's homemind_client/ must not be what it finds.
     done = subprocess.run(
-        [str(python), "-c", probe], check=True, capture_output=True, text=True
+        [str(python), "-c", probe], check=True, capture_output=True, text=True, cwd="/"
     )
     found: dict[str, str] | None = json.loads(done.stdout)
     return found
@@ -121,7 +124,7 @@ def test_home_assistant_installs_the_client_itself_and_the_agent_answers(
         (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         wheel_version = Parser().parsestr(archive.read(metadata).decode())["Version"]
         wheel_client_py = archive.read("homemind_client/client.py")
-    assert REQUIREMENT == f"homemind-client=={wheel_version}"
+    assert f"homemind-client=={wheel_version}" == REQUIREMENT
 
     # The release stands in the find-links folder; its dependencies (aiohttp, pydantic) come
     # from the package index or are already there, pinned by HA's package_constraints.txt.
