@@ -54,10 +54,11 @@ pytest-ha-newest: py314-env
 # process installs the client wheel itself, then answers through the real server. HA 2025.4.4
 # runs on this machine's Python, HA 2026.11.0 on 3.14 in the chroot; each skips the release
 # of the other Python. The plain HA installs are built once per machine (scripts/ha-venv).
+# The two installs are built side by side (mostly downloads), the two runs one after the other.
 test-install: $(VENV)/.stamp-test py314-env
-	scripts/ha-venv 2025.4.4 $(PY) >/dev/null
+	@set -e; scripts/ha-venv 2025.4.4 $(PY) >/dev/null & host=$$!; \
+	    scripts/py314 run scripts/ha-venv 2026.11.0 python >/dev/null; wait $$host
 	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/install
-	scripts/py314 run scripts/ha-venv 2026.11.0 python >/dev/null
 	scripts/py314 run pytest -p no:homeassistant -p no:cacheprovider tests/install
 
 
