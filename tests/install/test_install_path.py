@@ -39,10 +39,11 @@ HA_RELEASES = {"2025.4.4": (3, 13), "2026.11.0": (3, 14)}
 
 def _ha_venv(version: str) -> Path:
     """The cached plain HA install (built on first use, then found by its stamp)."""
+    # Its stderr (a failed build's log tail) stays visible in the test's report.
     done = subprocess.run(
         [str(ROOT / "scripts" / "ha-venv"), version, sys.executable],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
     )
     return Path(done.stdout.strip().splitlines()[-1])
