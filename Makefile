@@ -6,7 +6,7 @@ HOST ?= $(or $(HOMEMIND_HOST),127.0.0.1)
 PORT ?= $(or $(HOMEMIND_PORT),8080)
 DATA_DIR ?= $(or $(HOMEMIND_DATA_DIR),./data)
 
-.PHONY: run test lint typecheck pytest pytest-ha-newest py314-env hooks audit audit-strict fuzz constraints constraints-py314 clean
+.PHONY: run test lint typecheck pytest pytest-ha-newest test-install py314-env hooks audit audit-strict fuzz constraints constraints-py314 clean
 
 # The venv is rebuilt when the interpreter is gone and refreshed when the
 # project's dependencies or pins change (the stamps are newer than both files).
@@ -55,6 +55,17 @@ py314-env:
 pytest-ha-newest: py314-env
 	scripts/py314 run pytest -p no:cacheprovider tests/components tests/e2e
 
+# The install path as a HACS user's Home Assistant takes it (tests/install/): a real HA
+# process installs the client wheel itself, then answers through the real server. HA 2025.4.4
+# runs on this machine's Python, HA 2026.11.0 on 3.14 in the chroot; each skips the release
+# of the other Python. The plain HA installs are built once per machine (scripts/ha-venv).
+# The two installs are built side by side (mostly downloads), the two runs one after the other.
+test-install: $(VENV)/.stamp-test py314-env
+	@set -e; scripts/ha-venv 2025.4.4 $(PY) >/dev/null & host=$$!; \
+	    scripts/py314 run scripts/ha-venv 2026.11.0 python >/dev/null; wait $$host
+	$(VENV)/bin/pytest -p no:homeassistant -p no:cacheprovider tests/install
+	scripts/py314 run pytest -p no:homeassistant -p no:cacheprovider tests/install
+
 
 # The pre-commit hooks of .pre-commit-config.yaml (ruff, ruff format, mypy from this venv).
 hooks: $(VENV)/.stamp-test
@@ -76,7 +87,7 @@ fuzz: $(VENV)/.stamp-test
 	HOMEMIND_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HOMEMIND_FUZZ_RANDOM=1 HOMEMIND_FUZZ_VERBOSE=1 $(VENV)/bin/pytest -p no:homeassistant \
 	    -p no:cacheprovider -q tests/server/test_schemathesis.py
 
-test: lint typecheck audit pytest pytest-ha-newest
+test: lint typecheck audit pytest pytest-ha-newest test-install
 
 constraints: $(VENV)/.stamp-test
 	@( echo "# Exact pins for everything the tests and the server install (one resolution for every machine)."; \
