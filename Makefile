@@ -28,7 +28,7 @@ run: $(VENV)/.stamp-server
 	$(VENV)/bin/homemind-server serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 # Every shell script of the repository (.ci/run installs shellcheck when missing).
-SHELL_SCRIPTS := .ci/run scripts/find-python scripts/py314 homeassistant-addon/homemind/run.sh
+SHELL_SCRIPTS := .ci/run scripts/find-python scripts/py314 scripts/ha-venv homeassistant-addon/homemind/run.sh
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
