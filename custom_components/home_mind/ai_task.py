@@ -133,9 +133,7 @@ class HomeMindTaskEntity(ai_task.AITaskEntity):  # type: ignore[misc,unused-igno
             entry.entry_id, entry.runtime_data.installation
         )
 
-    async def _async_generate_data(
-        self, task: Any, chat_log: conversation.ChatLog
-    ) -> Any:
+    async def _async_generate_data(self, task: Any, chat_log: conversation.ChatLog) -> Any:
         """Ask the cloud (running HA's tools when the task gave some), then check the answer."""
         api = chat_log.llm_api
         names = ToolNames.for_tools(tool.name for tool in (api.tools if api else ()))
@@ -185,7 +183,9 @@ class HomeMindTaskEntity(ai_task.AITaskEntity):  # type: ignore[misc,unused-igno
             request = ChatRequest(messages=_with_images(messages, images), **base)
             response = await client.task(request, timeout=TOTAL_TIMEOUT)
             tool_calls = [
-                llm.ToolInput(tool_name=names.to_ha(call.name), tool_args=call.arguments, id=call.id)
+                llm.ToolInput(
+                    tool_name=names.to_ha(call.name), tool_args=call.arguments, id=call.id
+                )
                 for call in response.tool_calls
                 if chat_log.llm_api is not None
             ]

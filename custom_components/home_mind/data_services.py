@@ -57,6 +57,12 @@ DATA_SERVICES_PROMPT: Final = (
 )
 
 
+def _tool_result(data: JsonObjectType) -> Any:
+    """`llm.ToolResult` where HA has it (2026.10+: a plain dict is logged as deprecated)."""
+    wrap = getattr(llm, "ToolResult", None)
+    return wrap(data=data) if wrap is not None else data
+
+
 def _exposed(hass: HomeAssistant, entity_id: str, domain: str) -> None:
     """Refuse what the assistant may not see; unknown and unexposed sound the same."""
     if (
@@ -97,7 +103,9 @@ def summarise_forecast(
         if when is not None:
             local = dt_util.as_local(when)
             item["time"] = (
-                local.strftime("%a %Y-%m-%d %H:%M") if kind == "hourly" else local.strftime("%a %Y-%m-%d")
+                local.strftime("%a %Y-%m-%d %H:%M")
+                if kind == "hourly"
+                else local.strftime("%a %Y-%m-%d")
             )
         if kind == "twice_daily" and "is_daytime" in entry:
             item["part"] = "day" if entry["is_daytime"] else "night"
@@ -111,6 +119,8 @@ def summarise_forecast(
 def _event_time(value: Any) -> str:
     """A date for all-day events, a local 'YYYY-MM-DD HH:MM' otherwise."""
     text = str(value)
+    if len(text) == 10:  # an all-day event's date (parse_datetime would make it midnight)
+        return text
     parsed = dt_util.parse_datetime(text)
     if parsed is None:
         return text
@@ -154,7 +164,7 @@ class GetWeatherForecastTool(llm.Tool):
 
     async def async_call(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
-    ) -> JsonObjectType:
+    ) -> Any:
         """Call `weather.get_forecasts` for one exposed entity; a short summary back."""
         args = self.parameters(tool_input.tool_args)
         entity_id: str = args.get("entity_id") or _only_exposed(hass, "weather")
@@ -175,15 +185,18 @@ class GetWeatherForecastTool(llm.Tool):
             for field, unit in _UNIT_ATTRIBUTES.items()
             if attributes.get(unit) is not None
         }
-        return {
-            "entity_id": entity_id,
-            "name": state.name if state is not None else entity_id,
-            "type": args["type"],
-            "units": units,
-            "forecast": cast(
-                list[JsonValueType], summarise_forecast(list(entries), args["type"], args["limit"])
-            ),
-        }
+        return _tool_result(
+            {
+                "entity_id": entity_id,
+                "name": state.name if state is not None else entity_id,
+                "type": args["type"],
+                "units": units,
+                "forecast": cast(
+                    list[JsonValueType],
+                    summarise_forecast(list(entries), args["type"], args["limit"]),
+                ),
+            }
+        )
 
 
 class GetCalendarEventsInRangeTool(llm.Tool):
@@ -205,7 +218,7 @@ class GetCalendarEventsInRangeTool(llm.Tool):
 
     async def async_call(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
-    ) -> JsonObjectType:
+    ) -> Any:
         """Call `calendar.get_events` for one exposed calendar; a short list back."""
         args = self.parameters(tool_input.tool_args)
         entity_id: str = args["entity_id"]
@@ -233,14 +246,16 @@ class GetCalendarEventsInRangeTool(llm.Tool):
         )
         events = cast(dict[str, Any], (response or {}).get(entity_id) or {}).get("events", [])
         state = hass.states.get(entity_id)
-        return {
-            "entity_id": entity_id,
-            "name": state.name if state is not None else entity_id,
-            "from": first.isoformat(),
-            "to": last.isoformat(),
-            "events": cast(list[JsonValueType], summarise_events(list(events))),
-            "truncated": len(events) > MAX_EVENTS,
-        }
+        return _tool_result(
+            {
+                "entity_id": entity_id,
+                "name": state.name if state is not None else entity_id,
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "events": cast(list[JsonValueType], summarise_events(list(events))),
+                "truncated": len(events) > MAX_EVENTS,
+            }
+        )
 
 
 def data_service_tools() -> list[llm.Tool]:
