@@ -235,9 +235,12 @@ class RecordedRequest:
             content = message.get("content")
             for block in content if isinstance(content, list) else ():
                 source = block.get("source") if isinstance(block, dict) else None
-                if block.get("type") == "image" and isinstance(source, dict):
-                    if source.get("type") == "base64":
-                        found.append((source["media_type"], base64.b64decode(source["data"])))
+                if (
+                    block.get("type") == "image"
+                    and isinstance(source, dict)
+                    and source.get("type") == "base64"
+                ):
+                    found.append((source["media_type"], base64.b64decode(source["data"])))
         return found
 
     @property
