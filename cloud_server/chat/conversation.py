@@ -179,7 +179,7 @@ def to_anthropic_messages(conversation: Sequence[Message]) -> list[dict[str, Any
                         "data": image.data,
                     },
                 }
-                for image in message.attachments
+                for image in message.attachments or ()
             ]
             blocks.append({"type": "text", "text": message.content})
             if out and out[-1]["role"] == "user":

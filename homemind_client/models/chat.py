@@ -60,8 +60,9 @@ class ImageAttachment(RequestModel):
 class UserMessage(RequestModel):
     role: Literal["user"] = "user"
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-    # Only in task mode (the server refuses them in a chat).
-    attachments: list[ImageAttachment] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+    # Only in task mode (the server refuses them in a chat). None, not [], when there are
+    # none: bodies are sent without None fields, so older servers never see the field.
+    attachments: list[ImageAttachment] | None = Field(default=None, max_length=MAX_ATTACHMENTS)
 
 
 class AssistantMessage(RequestModel):
@@ -136,7 +137,8 @@ class ChatRequest(RequestModel):
     # The home's IANA time zone: the server states the local time in its per-turn prompt
     # block, so HA's own (ever-changing) time line can stay out of the cached prompt.
     time_zone: str | None = Field(default=None, max_length=64)
-    mode: ChatMode = "chat"
+    # None is a chat, as on servers before task mode (None fields are not sent).
+    mode: ChatMode | None = None
     task: TaskSpec | None = None
 
     @field_validator("time_zone")
@@ -154,7 +156,7 @@ class ChatRequest(RequestModel):
     def _exactly_one_input(self) -> ChatRequest:
         if (self.message is None) == (self.messages is None):
             raise ValueError("give exactly one of 'message' or 'messages'")
-        if self.mode == "chat":
+        if self.mode != "task":
             if self.task is not None:
                 raise ValueError("'task' needs mode 'task'")
             if self.messages and any(

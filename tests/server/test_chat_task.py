@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from cloud_server.chat.hooks import MEMORY_PROVIDER
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.prompts import PERSONA, VOICE_STYLE
 from cloud_server.settings import Settings
+from homemind_client.models import ChatRequest, UserMessage
 from tests.fakes.claude import FakeClaude, structured, text, tool_use
 from tests.server.chat_helpers import FAKE_SERVER_KEY, DictMemory, read_sse
 
@@ -236,3 +238,13 @@ async def test_attachment_data_must_be_base64(env: TaskEnv, fake: FakeClaude) ->
 
     assert problem["code"] == "validation_error"
     assert fake.requests == []
+
+
+def test_a_chat_body_carries_none_of_the_task_fields() -> None:
+    """Older servers refuse unknown fields: a plain chat must not send the new ones."""
+    chat = ChatRequest(messages=[UserMessage(content="hi")])
+
+    body = json.loads(chat.model_dump_json(exclude_none=True))  # as the client sends it
+
+    assert "mode" not in body and "task" not in body
+    assert body["messages"] == [{"role": "user", "content": "hi"}]

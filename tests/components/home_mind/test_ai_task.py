@@ -120,9 +120,7 @@ async def test_a_task_answers_with_text_in_task_mode(
     assert body["is_voice"] is False
     # The entry enables Assist, but a task gets HA's tools only when it asks for them.
     assert body["tools"] == []
-    assert body["messages"] == [
-        {"role": "user", "content": "Write a short notification", "attachments": []}
-    ]
+    assert body["messages"] == [{"role": "user", "content": "Write a short notification"}]
     assert body["language"] == hass.config.language
     assert hass.states.get(task_entity) is not None
 
