@@ -36,7 +36,7 @@ from homemind_client.models import (
     UserMessage,
     ValidationError,
 )
-from homemind_client.models.chat import IMAGE_MEDIA_TYPES, MAX_ATTACHMENT_BYTES
+from homemind_client.models.chat import MAX_ATTACHMENT_BYTES, ImageMediaType
 
 from . import HomeMindConfigEntry, compat
 from .const import DOMAIN, LOGGER, MAX_TOOL_ITERATIONS, TOTAL_TIMEOUT
@@ -79,18 +79,37 @@ def _read_image(path: Path) -> bytes:
     return path.read_bytes()
 
 
+# The first bytes of each image format Claude reads (WebP: "RIFF", size, "WEBP").
+_SIGNATURES: tuple[tuple[bytes, ImageMediaType], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniffed_media_type(raw: bytes) -> ImageMediaType | None:
+    """The image format the bytes really are (cameras do not always say it right)."""
+    for signature, media_type in _SIGNATURES:
+        if raw.startswith(signature):
+            return media_type
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
 async def async_image_attachments(
     hass: HomeAssistant, attachments: list[Any] | None
 ) -> list[ImageAttachment]:
-    """HA's resolved attachments as images for Claude; a clear error for what cannot go."""
+    """HA's resolved attachments as images for Claude; a clear error for what cannot go.
+
+    The type sent is the one the bytes have: Claude refuses an image whose declared type
+    is not its real one, and some cameras label every snapshot `image/jpeg`.
+    """
     images: list[ImageAttachment] = []
     for attachment in attachments or ():
         name = Path(str(attachment.media_content_id)).name or str(attachment.media_content_id)
-        mime = _MEDIA_TYPE_ALIASES.get(attachment.mime_type, attachment.mime_type)
-        if mime not in IMAGE_MEDIA_TYPES:
-            raise await async_task_error(
-                hass, "task_attachment_unsupported", name=name, mime_type=str(mime)
-            )
+        declared = _MEDIA_TYPE_ALIASES.get(attachment.mime_type, attachment.mime_type)
         path = Path(attachment.path)
         size = (await hass.async_add_executor_job(path.stat)).st_size
         if size > MAX_ATTACHMENT_BYTES:
@@ -102,7 +121,13 @@ async def async_image_attachments(
                 limit=f"{MAX_ATTACHMENT_BYTES / 1_000_000:.1f}",
             )
         raw = await hass.async_add_executor_job(_read_image, path)
-        images.append(ImageAttachment(media_type=mime, data=base64.b64encode(raw).decode()))
+        media_type = sniffed_media_type(raw)
+        if media_type is None:
+            raise await async_task_error(
+                hass, "task_attachment_unsupported", name=name, mime_type=str(declared)
+            )
+        data = base64.b64encode(raw).decode()
+        images.append(ImageAttachment(media_type=media_type, data=data))
     return images
 
 

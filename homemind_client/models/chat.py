@@ -36,6 +36,7 @@ class ToolCall(RequestModel):
 
 # Images a task may send along (`mode: "task"`): the formats Claude reads, each at most
 # Claude's own limit once base64-encoded (5 MB); the integration refuses larger ones first.
+ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
 IMAGE_MEDIA_TYPES: Final = ("image/jpeg", "image/png", "image/gif", "image/webp")
 MAX_ATTACHMENT_BYTES: Final = 3_750_000
 MAX_ATTACHMENTS: Final = 8
@@ -44,7 +45,7 @@ MAX_ATTACHMENTS: Final = 8
 class ImageAttachment(RequestModel):
     """One image of a task (a camera snapshot, a picture), base64 in `data`."""
 
-    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    media_type: ImageMediaType
     data: str = Field(min_length=4, max_length=(MAX_ATTACHMENT_BYTES + 2) // 3 * 4)
 
     @field_validator("data")

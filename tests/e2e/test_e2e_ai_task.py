@@ -37,7 +37,10 @@ FACT = "Ana is our daughter; she is afraid of the dark."
 
 class Doorbell(Camera):
     _attr_name = "Front door"
-    content_type = "image/png"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.content_type = "image/png"
 
     async def async_camera_image(
         self, width: int | None = None, height: int | None = None

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import voluptuous as vol
 from homeassistant.components.camera import Camera
-from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
@@ -116,7 +115,7 @@ async def test_a_task_answers_with_text_in_task_mode(
     assert result.data == "The garage door is open, close it before bed!"
     (body,) = fake_homemind.chat_requests
     assert body["mode"] == "task"
-    assert body["task"] == {"name": "Test task", "structure": None}
+    assert body["task"] == {"name": "Test task"}  # no structure: a text answer
     assert body["is_voice"] is False
     # The entry enables Assist, but a task gets HA's tools only when it asks for them.
     assert body["tools"] == []
@@ -249,25 +248,69 @@ async def test_a_refusal_of_the_cloud_is_a_translated_error(
     )
 
 
+class GarageTool(llm.Tool):
+    """A tool of a test LLM API: reports the garage door and records that it ran."""
+
+    name = "GetGarageDoor"
+    description = "Whether the garage door is open."
+    parameters = vol.Schema({})
+
+    def __init__(self, calls: list[dict[str, Any]]) -> None:
+        self.calls = calls
+
+    async def async_call(
+        self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
+    ) -> Any:
+        self.calls.append(tool_input.tool_args)
+        result = {"open": True}
+        wrap = getattr(llm, "ToolResult", None)
+        return wrap(data=result) if wrap is not None else result
+
+
+class GarageAPI(llm.API):
+    def __init__(self, hass: HomeAssistant, calls: list[dict[str, Any]]) -> None:
+        super().__init__(hass=hass, id="garage_test", name="Garage")
+        self.calls = calls
+
+    async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
+        return llm.APIInstance(
+            api=self, api_prompt="", llm_context=llm_context, tools=[GarageTool(self.calls)]
+        )
+
+
 @needs_ai_task
-async def test_a_task_that_brings_an_llm_api_controls_exposed_devices(
-    hass: HomeAssistant,
-    fake_homemind: FakeHomeMind,
-    mock_config_entry: MockConfigEntry,
-    task_entity: str,
+async def test_a_task_that_brings_an_llm_api_gets_its_tools_run_by_ha(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, task_entity: str
 ) -> None:
-    assist = next(api for api in llm.async_get_apis(hass) if api.id == llm.LLM_API_ASSIST)
-    fake_homemind.script(
-        tool_call("call-1", "HassTurnOn", {"name": "Kitchen Lights"}),
-        done("Kitchen light is on."),
-    )
-    assert mock_config_entry.options[CONF_LLM_HASS_API] == [llm.LLM_API_ASSIST]
+    calls: list[dict[str, Any]] = []
+    api = GarageAPI(hass, calls)
+    llm.async_register_api(hass, api)
+    fake_homemind.script(tool_call("call-1", "GetGarageDoor", {}), done("The garage is open."))
 
-    result = await generate(hass, task_entity, instructions="Light the kitchen", llm_api=assist)
+    result = await generate(hass, task_entity, instructions="Is the garage open?", llm_api=api)
 
-    assert result.data == "Kitchen light is on."
-    assert hass.states.get("light.kitchen_lights").state == "on"  # type: ignore[union-attr]
+    assert result.data == "The garage is open."
+    assert calls == [{}]  # HA ran the tool
     first, second = fake_homemind.chat_requests
-    assert "HassTurnOn" in {tool["name"] for tool in first["tools"]}
+    assert [tool["name"] for tool in first["tools"]] == ["GetGarageDoor"]
     assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool_result"]
     assert second["messages"][-1]["tool_call_id"] == "call-1"
+    assert second["messages"][-1]["result"] == {"open": True}
+
+
+@needs_ai_task
+async def test_a_snapshot_labelled_wrongly_goes_with_its_real_type(
+    hass: HomeAssistant, fake_homemind: FakeHomeMind, task_entity: str
+) -> None:
+    await add_doorbell(hass, Doorbell(PNG, content_type="image/jpeg"))
+    fake_homemind.script(done("Nobody."))
+
+    await generate(
+        hass,
+        task_entity,
+        instructions="What is at the door?",
+        attachments=[{"media_content_id": "media-source://camera/camera.front_door"}],
+    )
+
+    (message,) = fake_homemind.chat_requests[0]["messages"]
+    assert [image["media_type"] for image in message["attachments"]] == ["image/png"]
