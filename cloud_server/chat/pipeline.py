@@ -11,6 +11,9 @@ plain JSON endpoint), so both endpoints share every rule:
   When one answer mixes both, the server tools still run (their effect, e.g. remembering,
   is wanted) but their results stay inside this request: HA sends back only its own calls and
   results, so the next request is a valid conversation by construction.
+- Task mode (`ChatRequest.mode == "task"`, an AI Task): no memory tools; with a structure,
+  a result tool whose schema is the task's is added and required (`tool_choice` names it,
+  or `any` next to HA's tools), and its input becomes the answer's `data`.
 - Deadlines: `first_token_timeout` per model call (from the call to its first content event)
   and `response_timeout` for the whole request. Expiry is `upstream_unavailable`.
 - Claude's transient failures (429/529/5xx/connection) get one quick retry per request, only
