@@ -528,7 +528,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "post",
         "/api/chat",
         "chat",
-        "One turn, answered as a whole.",
+        "One turn, answered as a whole (also an AI Task: mode task).",
         "chat",
         "installation",
         ChatRequest,

@@ -175,6 +175,24 @@ class HomeMindClient:
             "/api/chat", request, ChatResponse, "chat request", timeout=timeout
         )
 
+    async def task(
+        self,
+        request: ChatRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's per-call budget
+    ) -> ChatResponse:
+        """An AI Task: `POST /api/chat` with `mode: "task"`, answered whole.
+
+        With `request.task.structure` the answer is in `data`; HA tool calls come back in
+        `tool_calls` as in a chat (run them and send the results in the next request).
+        Retried like `chat`.
+        """
+        if request.mode != "task":
+            raise ValueError("a task request needs mode='task'")
+        return await self._post_model(
+            "/api/chat", request, ChatResponse, "task request", timeout=timeout
+        )
+
     async def chat_stream(
         self,
         request: ChatRequest,

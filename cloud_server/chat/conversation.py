@@ -169,12 +169,24 @@ def to_anthropic_messages(conversation: Sequence[Message]) -> list[dict[str, Any
     out: list[dict[str, Any]] = []
     for message in conversation:
         if isinstance(message, UserMessage):
-            text: dict[str, Any] = {"type": "text", "text": message.content}
+            # A task's images come before its text, as Claude reads them best.
+            blocks: list[dict[str, Any]] = [
+                {
+                    "type": "image",
+                    "source": {
+                        "type": "base64",
+                        "media_type": image.media_type,
+                        "data": image.data,
+                    },
+                }
+                for image in message.attachments or ()
+            ]
+            blocks.append({"type": "text", "text": message.content})
             if out and out[-1]["role"] == "user":
                 # Two user turns in a row (e.g. an unanswered earlier question): one message.
-                out[-1]["content"].append(text)
+                out[-1]["content"].extend(blocks)
             else:
-                out.append({"role": "user", "content": [text]})
+                out.append({"role": "user", "content": blocks})
         elif isinstance(message, AssistantMessage):
             content: list[dict[str, Any]] = []
             if message.content.strip():

@@ -29,6 +29,10 @@ from ..prompts import (
     SERVER_TOOL_FAILED_TEXT,
     SPEAKER_NOTE,
     SPEAKER_UNNAMED_NOTE,
+    TASK_LANGUAGE_RULE,
+    TASK_NO_LANGUAGE_RULE,
+    TASK_PERSONA,
+    TASK_STRUCTURE_RULE,
     TEXT_STYLE,
     TIME_NOTE,
     TIME_NOTE_UTC,
@@ -43,16 +47,36 @@ VOICE_JOINER = " "
 # The result sent back to the model for a server tool that failed.
 SERVER_TOOL_FAILED = {"error": "tool_failed", "error_text": SERVER_TOOL_FAILED_TEXT}
 
+# The tool a structured task answers with (its input schema is the task's structure).
+TASK_RESULT_TOOL = "homemind_task_result"
+
+
+def _persona_parts(chat: ChatRequest) -> list[str]:
+    """A chat's persona, style and language rule; or a task's, which has no voice rules."""
+    if chat.mode == "task":
+        name = chat.task.name if chat.task else "task"
+        parts = [TASK_PERSONA.format(name=name)]
+        if chat.task is not None and chat.task.structure is not None:
+            parts.append(TASK_STRUCTURE_RULE.format(tool=TASK_RESULT_TOOL))
+        parts.append(
+            TASK_LANGUAGE_RULE.format(language=chat.language)
+            if chat.language
+            else TASK_NO_LANGUAGE_RULE
+        )
+        return parts
+    return [
+        PERSONA,
+        VOICE_STYLE if chat.is_voice else TEXT_STYLE,
+        LANGUAGE_RULE.format(language=chat.language) if chat.language else NO_LANGUAGE_RULE,
+    ]
+
 
 def stable_system_text(chat: ChatRequest) -> str:
     """Persona, style and language, HA's home prompt, the user's instructions.
 
     Depends only on request fields that stay the same for a whole conversation.
     """
-    parts = [PERSONA, VOICE_STYLE if chat.is_voice else TEXT_STYLE]
-    parts.append(
-        LANGUAGE_RULE.format(language=chat.language) if chat.language else NO_LANGUAGE_RULE
-    )
+    parts = _persona_parts(chat)
     if chat.home_prompt and chat.home_prompt.strip():
         parts.append(f"{HOME_HEADER}\n{chat.home_prompt.strip()}")
     if chat.instructions and chat.instructions.strip():

@@ -11,6 +11,9 @@ plain JSON endpoint), so both endpoints share every rule:
   When one answer mixes both, the server tools still run (their effect, e.g. remembering,
   is wanted) but their results stay inside this request: HA sends back only its own calls and
   results, so the next request is a valid conversation by construction.
+- Task mode (`ChatRequest.mode == "task"`, an AI Task): no memory tools; with a structure,
+  a result tool whose schema is the task's is added and required (`tool_choice` names it,
+  or `any` next to HA's tools), and its input becomes the answer's `data`.
 - Deadlines: `first_token_timeout` per model call (from the call to its first content event)
   and `response_timeout` for the whole request. Expiry is `upstream_unavailable`.
 - Claude's transient failures (429/529/5xx/connection) get one quick retry per request, only
@@ -32,11 +35,19 @@ from typing import Any, Literal, Protocol, cast
 import anthropic
 import httpx2
 
-from homemind_client.models import ChatRequest, ChatResponse, ResponseToolCall, StopReason, Usage
+from homemind_client.models import (
+    ChatRequest,
+    ChatResponse,
+    ResponseToolCall,
+    StopReason,
+    ToolSpec,
+    Usage,
+)
 
 from ..accounts.principal import InstallationPrincipal
 from ..db.base import new_id
 from ..errors import ApiError
+from ..prompts import TASK_RESULT_DESCRIPTION
 from ..settings import Settings
 from . import persona
 from .conversation import Message, last_user_text, to_anthropic_messages, to_anthropic_tool
@@ -170,6 +181,7 @@ class ChatTurn:
         self.reply_parts: list[str] = []
         self.tool_calls: list[ResponseToolCall] = []
         self.stop_reason: StopReason | None = None
+        self.data: dict[str, Any] | None = None  # a structured task's result
         self._joiner = persona.VOICE_JOINER if chat.is_voice else persona.TEXT_JOINER
         self._need_joiner = False
         self._server_names: set[str] = set()
@@ -189,10 +201,24 @@ class ChatTurn:
         memories = await self._recall()
         system = persona.system_blocks(self.chat, datetime.now(UTC), memories)
 
-        server_specs = self.provider.server_tools() if self.provider is not None else []
+        # A task gets no memory tools: it reads the memory, it never writes it.
+        is_task = self.chat.mode == "task"
+        server_specs = (
+            self.provider.server_tools() if self.provider is not None and not is_task else []
+        )
+        result_spec = task_result_tool(self.chat)
+        if result_spec is not None:
+            server_specs = [*server_specs, result_spec]
         server_names = self._server_names = {tool.name for tool in server_specs}
         tools = [to_anthropic_tool(t) for t in self.chat.tools if t.name not in server_names]
         tools += [to_anthropic_tool(t) for t in server_specs]
+        # A structured task must end in its result tool (or call HA's tools on the way).
+        required_choice: dict[str, Any] | None = None
+        if result_spec is not None:
+            only_result = len(tools) == 1
+            required_choice = (
+                {"type": "tool", "name": result_spec.name} if only_result else {"type": "any"}
+            )
         messages = to_anthropic_messages(self.conversation)
         max_tokens = (
             self.settings.voice_max_tokens if self.chat.is_voice else self.settings.max_tokens
@@ -216,6 +242,7 @@ class ChatTurn:
                     max_tokens=max_tokens,
                     deadline=deadline,
                     force_text=force_text,
+                    required_choice=required_choice,
                 )
             except UpstreamFailure as failure:
                 self.upstream_failures.append(failure.kind)
@@ -237,8 +264,16 @@ class ChatTurn:
             completed_calls += 1
 
             calls = result.tool_blocks()
-            server_calls = [b for b in calls if b.name in server_names]
             ha_calls = [b for b in calls if b.name not in server_names]
+            answer = next((b for b in calls if result_spec and b.name == result_spec.name), None)
+            if answer is not None and not ha_calls:
+                # The structured task's result: the tool's input is the answer.
+                self.data = answer.arguments
+                self.stop_reason = "end_turn"
+                break
+            server_calls = [
+                b for b in calls if b.name in server_names and b.name != persona.TASK_RESULT_TOOL
+            ]
             if server_calls:
                 results = await self._run_server_tools(server_calls, deadline)
             if ha_calls:
@@ -273,6 +308,7 @@ class ChatTurn:
             stop_reason=self.stop_reason,
             usage=self.usage,
             notices=list(self.access.notices),
+            data=self.data,
         )
 
     async def _recall(self) -> list[RecalledFact]:
@@ -342,6 +378,7 @@ class ChatTurn:
         max_tokens: int,
         deadline: float,
         force_text: bool,
+        required_choice: dict[str, Any] | None = None,
     ) -> _CallResult:
         """One streamed model call; raises `UpstreamFailure`."""
         loop = asyncio.get_running_loop()
@@ -362,7 +399,7 @@ class ChatTurn:
                     metadata={"user_id": _opaque_user(self.principal)},
                     stream=True,
                     tools=cast(Any, tools) if tools else anthropic.omit,
-                    tool_choice={"type": "none"} if tools and force_text else anthropic.omit,
+                    tool_choice=cast(Any, _tool_choice(tools, force_text, required_choice)),
                 )
                 async with stream:
                     async for event in stream:
@@ -446,6 +483,32 @@ class ChatTurn:
             cache_creation_input_tokens=self.usage.cache_creation_input_tokens
             + call.cache_creation_input_tokens,
         )
+
+
+def task_result_tool(chat: ChatRequest) -> ToolSpec | None:
+    """The tool a structured task answers with: its schema is the task's structure."""
+    if chat.mode != "task" or chat.task is None or chat.task.structure is None:
+        return None
+    schema = dict(chat.task.structure)
+    schema.setdefault("type", "object")
+    return ToolSpec(
+        name=persona.TASK_RESULT_TOOL,
+        description=TASK_RESULT_DESCRIPTION,
+        parameters=schema,
+    )
+
+
+def _tool_choice(
+    tools: list[dict[str, Any]], force_text: bool, required: dict[str, Any] | None
+) -> Any:
+    if not tools:
+        return anthropic.omit
+    if required is not None:
+        # A structured task: the last allowed call must give the result itself.
+        if force_text:
+            return {"type": "tool", "name": persona.TASK_RESULT_TOOL}
+        return required
+    return {"type": "none"} if force_text else anthropic.omit
 
 
 def _usage_from_start(usage: Usage, start: Any) -> None:

@@ -226,7 +226,8 @@ def _after_turn(
 ) -> None:
     """Hand a finished user turn to memory extraction; it schedules its own work."""
     provider = app.get(MEMORY_PROVIDER)
-    if provider is None or answer.stop_reason != "end_turn":
+    # A task's instructions come from an automation, not a person: nothing to learn from.
+    if provider is None or answer.stop_reason != "end_turn" or chat.mode == "task":
         return
     try:
         provider.after_turn(principal, chat, answer.reply, access)

@@ -16,6 +16,7 @@ from homeassistant.helpers.typing import ConfigType
 from homemind_client.client import HomeMindClient
 from homemind_client.models import InstallationInfo
 
+from .compat import ai_task_platforms
 from .const import (
     DOMAIN,
     FIRST_EVENT_TIMEOUT,
@@ -27,7 +28,8 @@ from .coordinator import HomeMindCoordinator, async_delete_issues
 from .llm_api import async_register as async_register_llm_api
 from .services import async_setup_services
 
-PLATFORMS: list[Platform] = [Platform.CONVERSATION, Platform.SENSOR]
+# The AI Task entity only where HA has AI Task with structure and attachments (2025.8+).
+PLATFORMS: list[Platform] = [Platform.CONVERSATION, Platform.SENSOR, *ai_task_platforms()]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 INTEGRATION_VERSION = "0.1.0"

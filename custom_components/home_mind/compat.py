@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
+from homeassistant.const import Platform
 from homeassistant.helpers import intent, llm
 
 # HA's date/time sentence as of 2025.4-2026.11, for a release that has neither constant.
@@ -231,3 +232,33 @@ def converse_satellite_kwargs(user_input: conversation.ConversationInput) -> dic
     if "satellite_id" not in inspect.signature(conversation.async_converse).parameters:
         return {}
     return {"satellite_id": satellite}
+
+
+def ai_task_platforms() -> list[Platform]:
+    """`[Platform.AI_TASK]` where HA's AI Task has structured output and attachments.
+
+    `ai_task` arrived in 2025.7; `GenDataTask.structure`, `attachments` and
+    `AITaskEntityFeature.SUPPORT_ATTACHMENTS` in 2025.8, which is what ours needs. On older
+    releases the platform is simply not set up (and our `ai_task.py` never imported).
+    """
+    platform = getattr(Platform, "AI_TASK", None)
+    if platform is None:
+        return []
+    try:
+        from homeassistant.components.ai_task import (  # type: ignore[attr-defined,unused-ignore]
+            AITaskEntityFeature,
+        )
+    except ImportError:
+        return []
+    if not hasattr(AITaskEntityFeature, "SUPPORT_ATTACHMENTS"):
+        return []
+    return [cast(Platform, platform)]
+
+
+def selector_serializer() -> Callable[[Any], Any] | None:
+    """HA's selector-to-JSON-schema serializer: public from 2025.8, private before."""
+    for name in ("selector_serializer", "_selector_serializer"):
+        value = getattr(llm, name, None)
+        if callable(value):
+            return cast(Callable[[Any], Any], value)
+    return None

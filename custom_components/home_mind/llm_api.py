@@ -25,6 +25,7 @@ from homeassistant.util import dt as dt_util
 from homeassistant.util.json import JsonObjectType, JsonValueType
 
 from .const import DOMAIN
+from .data_services import DATA_SERVICES_PROMPT, data_service_tools
 
 API_ID: Final = DOMAIN
 API_NAME: Final = "Home Mind history"
@@ -147,12 +148,12 @@ class HomeMindLLMAPI(llm.API):
         super().__init__(hass=hass, id=API_ID, name=API_NAME)
 
     async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
-        """The history tool for this turn."""
+        """The history tool and the data-service tools (data_services.py) for this turn."""
         return llm.APIInstance(
             api=self,
-            api_prompt=_API_PROMPT,
+            api_prompt=f"{_API_PROMPT} {DATA_SERVICES_PROMPT}",
             llm_context=llm_context,
-            tools=[GetEntityHistoryTool()],
+            tools=[GetEntityHistoryTool(), *data_service_tools()],
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,9 +34,36 @@ class ToolCall(RequestModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
+# Images a task may send along (`mode: "task"`): the formats Claude reads, each at most
+# Claude's own limit once base64-encoded (5 MB); the integration refuses larger ones first.
+ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+IMAGE_MEDIA_TYPES: Final = ("image/jpeg", "image/png", "image/gif", "image/webp")
+MAX_ATTACHMENT_BYTES: Final = 3_750_000
+MAX_ATTACHMENTS: Final = 8
+
+
+class ImageAttachment(RequestModel):
+    """One image of a task (a camera snapshot, a picture), base64 in `data`."""
+
+    media_type: ImageMediaType
+    data: str = Field(min_length=4, max_length=(MAX_ATTACHMENT_BYTES + 2) // 3 * 4)
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ValueError("data must be base64") from err
+        return value
+
+
 class UserMessage(RequestModel):
     role: Literal["user"] = "user"
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    # Only in task mode (the server refuses them in a chat). None, not [], when there are
+    # none: bodies are sent without None fields, so older servers never see the field.
+    attachments: list[ImageAttachment] | None = Field(default=None, max_length=MAX_ATTACHMENTS)
 
 
 class AssistantMessage(RequestModel):
@@ -70,8 +99,31 @@ class ToolSpec(RequestModel):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+class TaskSpec(RequestModel):
+    """What an AI Task asks for: its name and, for structured output, a JSON schema."""
+
+    name: str = Field(min_length=1, max_length=200)
+    # The JSON schema (type object) the answer must follow; the answer is `ChatResponse.data`.
+    structure: dict[str, Any] | None = None
+
+    @field_validator("structure")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and value.get("type", "object") != "object":
+            raise ValueError("structure must be a JSON schema of type 'object'")
+        return value
+
+
+ChatMode = Literal["chat", "task"]
+
+
 class ChatRequest(RequestModel):
-    """The body of both chat endpoints: one `message`, or the whole `messages` so far."""
+    """The body of both chat endpoints: one `message`, or the whole `messages` so far.
+
+    `mode: "task"` is an AI Task (Home Assistant's `ai_task.generate_data`): no voice or
+    conversation rules, no memory tools, HA tools only when the request lists them, images
+    allowed in user messages, and with `task.structure` the answer comes back as `data`.
+    """
 
     message: str | None = Field(default=None, min_length=1, max_length=MAX_MESSAGE_CHARS)
     messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=MAX_MESSAGES)
@@ -86,6 +138,9 @@ class ChatRequest(RequestModel):
     # The home's IANA time zone: the server states the local time in its per-turn prompt
     # block, so HA's own (ever-changing) time line can stay out of the cached prompt.
     time_zone: str | None = Field(default=None, max_length=64)
+    # None is a chat, as on servers before task mode (None fields are not sent).
+    mode: ChatMode | None = None
+    task: TaskSpec | None = None
 
     @field_validator("time_zone")
     @classmethod
@@ -102,6 +157,15 @@ class ChatRequest(RequestModel):
     def _exactly_one_input(self) -> ChatRequest:
         if (self.message is None) == (self.messages is None):
             raise ValueError("give exactly one of 'message' or 'messages'")
+        if self.mode != "task":
+            if self.task is not None:
+                raise ValueError("'task' needs mode 'task'")
+            if self.messages and any(
+                isinstance(m, UserMessage) and m.attachments for m in self.messages
+            ):
+                raise ValueError("attachments need mode 'task'")
+        elif self.is_voice:
+            raise ValueError("a task is never a voice turn")
         return self
 
     def conversation(self) -> list[UserMessage | AssistantMessage | ToolResultMessage]:
@@ -140,6 +204,8 @@ class ChatResponse(ResponseModel):
     stop_reason: StopReason = "end_turn"
     usage: Usage = Field(default_factory=Usage)
     notices: list[Notice] = Field(default_factory=list)
+    # Task mode with `task.structure`: the answer as an object of that schema.
+    data: dict[str, Any] | None = None
 
 
 # --- streaming events (`text/event-stream`, the SSE `event:` name is the `type`) ---

@@ -33,7 +33,7 @@ from cloud_server.memory.extraction import DECISIONS_TOOL
 from cloud_server.server_secrets import SECRETS_FILE
 from cloud_server.settings import Settings
 from custom_components.home_mind.const import CONF_OFFLINE_FALLBACK, DOMAIN
-from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text, tool_use
+from tests.fakes.claude import FakeClaude, RecordedRequest, Responder, Turn, text, tool_use
 from tests.lights import setup_lights
 
 from .secrets_scan import SecretsScan
@@ -119,17 +119,19 @@ class ClaudeScript:
 
     def __init__(self, fake: FakeClaude) -> None:
         self.fake = fake
-        self.turns: deque[Turn] = deque()
+        self.turns: deque[Turn | Responder] = deque()
         self.default: Turn = text("Okay.")
         fake.responder = self._respond
 
-    def __call__(self, *turns: Turn) -> None:
+    def __call__(self, *turns: Turn | Responder) -> None:
         self.turns.extend(turns)
 
     def _respond(self, record: RecordedRequest) -> Turn:
         if not record.stream:
             return tool_use(DECISIONS_TOOL, {"decisions": []})
-        return self.turns.popleft() if self.turns else self.default
+        turn = self.turns.popleft() if self.turns else self.default
+        # A responder (e.g. `structured(...)`) shapes its answer from the request.
+        return turn(record) if callable(turn) else turn
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:

@@ -12,6 +12,8 @@ fixture (127.0.0.1 stays the only host allowed).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import inspect
 import json
 import re
@@ -134,6 +136,24 @@ def tool_use(
     return MessageTurn(tuple(content), "tool_use")
 
 
+def structured(data: dict[str, Any], *, tool: str | None = None) -> Responder:
+    """Answer with `data` as the input of the tool the request forces (structured output).
+
+    Claude under `tool_choice: {type: "tool", name}` answers with that tool's call only;
+    under `any` name the tool with `tool=`. The input is sent as given, so a test can
+    script an answer that does not fit the schema (Claude does not guarantee it either).
+    """
+
+    def respond(record: RecordedRequest) -> Turn:
+        choice = record.tool_choice or {}
+        name = tool or (choice.get("name") if choice.get("type") == "tool" else None)
+        if not isinstance(name, str):
+            return error(500, message="FakeClaude script: structured() needs a forced tool")
+        return tool_use(name, data)
+
+    return respond
+
+
 def error(
     status: int,
     *,
@@ -206,6 +226,26 @@ class RecordedRequest:
     @property
     def messages(self) -> list[dict[str, Any]]:
         return self._field("messages", list, [])
+
+    @property
+    def images(self) -> list[tuple[str, bytes]]:
+        """(media type, bytes) of every base64 image block in the request's user messages."""
+        found: list[tuple[str, bytes]] = []
+        for message in self.messages:
+            content = message.get("content")
+            for block in content if isinstance(content, list) else ():
+                source = block.get("source") if isinstance(block, dict) else None
+                if (
+                    block.get("type") == "image"
+                    and isinstance(source, dict)
+                    and source.get("type") == "base64"
+                ):
+                    found.append((source["media_type"], base64.b64decode(source["data"])))
+        return found
+
+    @property
+    def tool_choice(self) -> dict[str, Any] | None:
+        return self._field("tool_choice", dict, None)
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -389,11 +429,59 @@ def _content_blocks(i: int, role: str, content: Any, last: bool) -> list[dict[st
             "assistant" if kind == "tool_use" else "user"
         ):
             raise _Invalid(f"{at}: {kind} blocks are not allowed in {role} messages")
+        if kind == "image":
+            if role != "user":
+                raise _Invalid(f"{at}: image blocks are not allowed in {role} messages")
+            _validate_image(at, block.get("source"))
         required = {"tool_use": ("id", "name", "input"), "tool_result": ("tool_use_id",)}
         for key in required.get(kind, ()):
             if key not in block:
                 raise _Invalid(f"{at}.{kind}.{key}: Field required")
     return blocks
+
+
+# What Claude accepts for a base64 image: the four formats, by their first bytes, and 5 MB.
+_IMAGE_MAGIC = {
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+MAX_IMAGE_BASE64_BYTES = 5 * 1024 * 1024
+
+
+def _validate_image(at: str, source: Any) -> None:
+    if not isinstance(source, dict) or source.get("type") not in ("base64", "url"):
+        raise _Invalid(f"{at}.image.source: Input tag does not match 'base64', 'url'")
+    if source["type"] == "url":
+        if not isinstance(source.get("url"), str):
+            raise _Invalid(f"{at}.image.source.url.url: Field required")
+        return
+    media_type = source.get("media_type")
+    if media_type not in _IMAGE_MAGIC:
+        raise _Invalid(
+            f"{at}.image.source.base64.media_type: Input should be 'image/jpeg', "
+            "'image/png', 'image/gif' or 'image/webp'"
+        )
+    data = source.get("data")
+    if not isinstance(data, str):
+        raise _Invalid(f"{at}.image.source.base64.data: Field required")
+    if len(data) > MAX_IMAGE_BASE64_BYTES:
+        raise _Invalid(
+            f"{at}.image.source.base64: image exceeds 5 MB maximum: "
+            f"{len(data)} bytes > {MAX_IMAGE_BASE64_BYTES} bytes"
+        )
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Invalid(f"{at}.image.source.base64.data: Invalid base64 data") from None
+    if not raw.startswith(_IMAGE_MAGIC[media_type]) or (
+        media_type == "image/webp" and raw[8:12] != b"WEBP"
+    ):
+        raise _Invalid(
+            f"{at}.image.source.base64.data: Image does not match the provided media type "
+            f"{media_type}"
+        )
 
 
 def _validate_messages(messages: Any) -> None:

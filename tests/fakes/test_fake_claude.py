@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -724,3 +725,74 @@ async def test_disable_parallel_tool_use_keeps_the_first_call(
         tool_choice={"type": "auto", "disable_parallel_tool_use": True},
     )
     assert [b.input for b in message.content] == [{"note": "a"}]  # type: ignore[union-attr]
+
+
+# 1x1 PNG; Claude checks an image's bytes against its declared media type.
+PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ"
+    "AAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def image_block(media_type: str = "image/png", data: str = PNG_B64) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+async def test_an_image_block_is_read_and_recorded(
+    fake: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    fake.script(claude.text("A pixel."))
+    content: Any = [image_block(), {"type": "text", "text": "What is this?"}]
+
+    message = await client.messages.create(
+        model=MODEL, max_tokens=10, messages=[{"role": "user", "content": content}]
+    )
+
+    assert message.content[0].text == "A pixel."  # type: ignore[union-attr]
+    assert fake.last_request.images == [("image/png", base64.b64decode(PNG_B64))]
+
+
+@pytest.mark.parametrize(
+    ("block", "role", "fragment"),
+    [
+        (image_block("image/jpeg"), "user", "does not match the provided media type image/jpeg"),
+        (image_block("image/bmp"), "user", "media_type: Input should be"),
+        (image_block(data="not base64!"), "user", "Invalid base64"),
+        (image_block(data="A" * (5 * 1024 * 1024 + 4)), "user", "image exceeds 5 MB maximum"),
+        (image_block(), "assistant", "image blocks are not allowed in assistant messages"),
+    ],
+)
+async def test_images_claude_would_refuse_are_refused(
+    fake: FakeClaude,
+    client: anthropic.AsyncAnthropic,
+    block: dict[str, Any],
+    role: str,
+    fragment: str,
+) -> None:
+    messages: Any = [{"role": "user", "content": [block]}]
+    if role == "assistant":
+        messages = [*USER, {"role": "assistant", "content": [block]}, *USER]
+
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(model=MODEL, max_tokens=10, messages=messages)
+
+    assert fragment in str(caught.value)
+
+
+async def test_structured_answers_with_the_forced_tool(
+    fake: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    fake.script(claude.structured({"note": "milk"}), claude.structured({"note": "eggs"}))
+
+    forced = await client.messages.create(
+        model=MODEL,
+        max_tokens=50,
+        messages=USER,
+        tools=[LIGHT_TOOL, SAVE_TOOL],
+        tool_choice={"type": "tool", "name": "save"},
+    )
+    with pytest.raises(anthropic.InternalServerError, match="structured"):
+        await client.messages.create(model=MODEL, max_tokens=50, messages=USER, tools=[SAVE_TOOL])
+
+    assert [(b.type, getattr(b, "name", None)) for b in forced.content] == [("tool_use", "save")]
+    assert forced.content[0].input == {"note": "milk"}  # type: ignore[union-attr]

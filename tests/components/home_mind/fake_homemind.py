@@ -1,6 +1,7 @@
 """A scripted Home Mind server on 127.0.0.1 (the network edge of the integration).
 
-It serves `GET /api/installation`, `POST /api/chat/stream` and the installation's memory
+It serves `GET /api/installation`, `POST /api/chat/stream`, `POST /api/chat` (the `done`
+answer of the scripted events, as JSON) and the installation's memory
 (`POST /api/installation/memory`, `.../forget`) like the real server does (bearer token,
 problem+json errors, SSE produced with the shared `encode_event`) and records every chat
 and memory request body, so tests assert on what the integration sent. `away = True`
@@ -127,6 +128,7 @@ class FakeHomeMind:
         app.router.add_post("/api/installation/memory", self._remember)
         app.router.add_post("/api/installation/memory/forget", self._forget)
         app.router.add_post("/api/chat/stream", self._chat_stream)
+        app.router.add_post("/api/chat", self._chat)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -219,6 +221,22 @@ class FakeHomeMind:
         if installation is None:
             return _problem(Problem(ErrorCode.INVALID_TOKEN))
         return web.Response(body=installation.model_dump_json(), content_type="application/json")
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        """The whole answer at once: the `done` event of the script (AI Tasks use this)."""
+        body = await request.json()
+        self.chat_requests.append(body)
+        self.chat_headers.append(dict(request.headers))
+        if self._installation_for(request) is None:
+            return _problem(Problem(ErrorCode.INVALID_TOKEN))
+        script = self.scripts.popleft() if self.scripts else self.default_script
+        if script is None:
+            script = answer("Nothing scripted.")
+        if isinstance(script, Problem):
+            return _problem(script)
+        events = script.events if isinstance(script, Disconnect | Stall) else script
+        (done,) = [event for event in events if isinstance(event, DoneEvent)]
+        return web.Response(body=done.response.model_dump_json(), content_type="application/json")
 
     async def _chat_stream(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
