@@ -87,6 +87,25 @@ def _by_ids(user_id: str, memory_ids: Sequence[str]) -> Any:
     return and_(_TABLE.c.id.in_(memory_ids), _TABLE.c.user_id.concat("") == user_id)
 
 
+def household_key(user_id: str) -> str:
+    """The prefix of the household's full-text terms (the migration `0006_memory_speed`)."""
+    return "u" + user_id[:10].lower()
+
+
+def fts5_household_term(key: str, term: str) -> str:
+    """An FTS5 term in the household's key space; a prefix match from MIN_PREFIX letters."""
+    quoted = '"' + key + term.replace('"', "") + '"'
+    return quoted + "*" if len(term) >= memtext.MIN_PREFIX else quoted
+
+
+def ts_household_term(key: str, term: str) -> str | None:
+    """A tsquery term in the household's key space (only `\\w` characters reach it)."""
+    safe = "".join(ch for ch in term if ch.isalnum())
+    if not safe:
+        return None
+    return f"{key}{safe}:*" if len(safe) >= memtext.MIN_PREFIX else key + safe
+
+
 def _same_scope(speaker_id: str | None) -> Any:
     return Memory.speaker_id.is_(None) if speaker_id is None else Memory.speaker_id == speaker_id
 
@@ -495,7 +514,8 @@ _SELECT = "SELECT " + ", ".join(f"m.{name}" for name in _FIELDS)
 
 
 class SqliteMemoryBackend(SqlMemoryBackend):
-    """FTS5 with BM25 over the fact text; `owner` restricts the MATCH to one household."""
+    """FTS5 with BM25 over the fact text; every term carries the household key (see the
+    migration `0006_memory_speed`), so a MATCH reads only that household's postings."""
 
     name = "sqlite"
 
@@ -519,7 +539,7 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         return _typed(
             f"WITH terms(i, own, term) AS (VALUES {values}), "  # noqa: S608
             "hits AS (SELECT i, own, term, (SELECT count(*) FROM (SELECT 1 FROM memories_fts "
-            "WHERE memories_fts MATCH :owner || ' AND body : ' || t.term LIMIT :cap)) AS n "
+            "WHERE memories_fts MATCH t.term LIMIT :cap)) AS n "
             "FROM terms AS t), "
             "sel AS (SELECT count(*) AS c, group_concat(term, ' OR ') AS s FROM "
             "(SELECT term FROM hits WHERE n > 0 AND n <= :common ORDER BY i)), "
@@ -532,13 +552,11 @@ class SqliteMemoryBackend(SqlMemoryBackend):
             "sel.c = 0 AND freq.c = 1 AS alone FROM sel, freq) "
             f"{_SELECT} FROM ("
             "SELECT * FROM (SELECT memory_id, rank AS score FROM p, memories_fts "
-            "WHERE p.pattern IS NOT NULL AND NOT p.alone "
-            "AND memories_fts MATCH :owner || ' AND body : (' || p.pattern || ')' "
+            "WHERE p.pattern IS NOT NULL AND NOT p.alone AND memories_fts MATCH p.pattern "
             "ORDER BY rank LIMIT :k) "
             "UNION ALL "
             "SELECT * FROM (SELECT memory_id, 0.0 AS score FROM p, memories_fts "
-            "WHERE p.alone "
-            "AND memories_fts MATCH :owner || ' AND body : (' || p.pattern || ')' "
+            "WHERE p.alone AND memories_fts MATCH p.pattern "
             "ORDER BY memories_fts.rowid DESC LIMIT :k)"
             ") AS f "
             "JOIN memories AS m ON m.id = f.memory_id "
@@ -556,13 +574,13 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         terms = plan.terms
         values: dict[str, Any] = {
             **params,
-            "owner": "owner : " + '"u' + str(params["user"]).replace('"', "") + '"',
             "cap": memtext.COMMON_HITS + 1,
             "common": memtext.COMMON_HITS,
         }
+        key = household_key(str(params["user"])) + "_"
         for n, term in enumerate(terms):
             values[f"own{n}"] = int(n < len(plan.own))
-            values[f"term{n}"] = memtext.fts5_term(term)
+            values[f"term{n}"] = fts5_household_term(key, term)
         # Straight to aiosqlite: `execute_fetchall` is one hop to its thread, where a
         # statement through SQLAlchemy takes four (cursor, execute, fetch, close): about
         # a millisecond per search. The columns are typed below, for the kept rows only.
@@ -619,9 +637,10 @@ class PostgresMemoryBackend(SqlMemoryBackend):
     }
 
     @staticmethod
-    def _either(term: str) -> str | None:
+    def _either(key: str, term: str) -> str | None:
         # 'simple' keeps accents: a term matches with or without them.
-        return memtext.tsquery(list(dict.fromkeys([term, memtext.fold(term)])))
+        parts = [ts_household_term(key, t) for t in dict.fromkeys([term, memtext.fold(term)])]
+        return " | ".join(p for p in parts if p) or None
 
     async def _ranked(
         self,
@@ -630,7 +649,8 @@ class PostgresMemoryBackend(SqlMemoryBackend):
         scope: str,
         params: dict[str, Any],
     ) -> Sequence[Any]:
-        parts = [p for p in map(self._either, plan.terms) if p]
+        key = household_key(str(params["user"]))
+        parts = [p for p in (self._either(key, t) for t in plan.terms) if p]
         if not parts:
             return []
         expression = " | ".join(f"({p})" for p in parts)
