@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -27,7 +29,8 @@ from .backend import (
     MemoryRecord,
     Source,
 )
-from .models import Memory
+from .models import Memory, MemorySpeaker
+from .speakers import NotedSpeakers
 from .vectors import VectorIndex
 
 LOGGER = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ def to_record(row: Memory) -> MemoryRecord:
 
 
 _TABLE = cast(Table, Memory.__table__)
+_SPEAKERS = cast(Table, MemorySpeaker.__table__)
 _FIELDS = tuple(c.name for c in _TABLE.columns if c.name in MemoryRecord.__dataclass_fields__)
 
 
@@ -66,12 +70,21 @@ def _typed(sql: str) -> Any:
     return text(sql).columns(*(_TABLE.c[name] for name in _FIELDS))
 
 
-def _scope(stmt: Select[Any], speaker_id: str | None, all_speakers: bool) -> Select[Any]:
+def visible_speakers(speaker_id: str | None, also: Sequence[str] = ()) -> builtins.list[str]:
+    """The speakers whose own facts a turn sees: the speaker, and the people it names."""
+    ids = [speaker_id] if speaker_id is not None else []
+    return list(dict.fromkeys([*ids, *also]))
+
+
+def _scope(
+    stmt: Select[Any], speaker_id: str | None, all_speakers: bool, also: Sequence[str] = ()
+) -> Select[Any]:
     if all_speakers:
         return stmt
-    if speaker_id is None:
+    ids = visible_speakers(speaker_id, also)
+    if not ids:
         return stmt.where(Memory.speaker_id.is_(None))
-    return stmt.where(or_(Memory.speaker_id.is_(None), Memory.speaker_id == speaker_id))
+    return stmt.where(or_(Memory.speaker_id.is_(None), Memory.speaker_id.in_(ids)))
 
 
 # Ids per statement (far below SQLite's and asyncpg's limits on bound parameters).
@@ -125,6 +138,7 @@ class SqlMemoryBackend:
         self._sessionmaker = sessionmaker
         # Dense recall; None keeps recall lexical (HOMEMIND_EMBEDDER=none).
         self.vectors = vectors
+        self._noted = NotedSpeakers()
 
     async def _embed(self, user_id: str, facts: Sequence[tuple[str, str]]) -> None:
         """Store the facts' vectors; a failure only logs (the fact is still found lexically)."""
@@ -287,6 +301,8 @@ class SqlMemoryBackend:
     async def delete_all(self, user_id: str) -> int:
         async with self._sessionmaker() as session, session.begin():
             result = await session.execute(delete(Memory).where(Memory.user_id == user_id))
+            await session.execute(delete(_SPEAKERS).where(_SPEAKERS.c.user_id == user_id))
+        self._noted.forget_user(user_id)
         await self._changed(user_id)
         return int(getattr(result, "rowcount", 0) or 0)
 
@@ -320,6 +336,34 @@ class SqlMemoryBackend:
                 .values(index_ref=ref)
             )
 
+    async def note_speaker(self, user_id: str, speaker_id: str, name: str) -> None:
+        """Record the speaker's current name (a write only when this process has not yet)."""
+        name = name.strip()[:200]
+        if not name or not self._noted.is_new(user_id, speaker_id, name):
+            return
+        values = {"user_id": user_id, "speaker_id": speaker_id, "name": name}
+        async with self._engine.begin() as connection:
+            insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+            stmt = insert(_SPEAKERS).values(**values, updated_at=utcnow())
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["user_id", "speaker_id"],
+                set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
+            )
+            await connection.execute(stmt)
+        self._noted.remember(user_id, speaker_id, name)
+
+    async def speakers(self, user_id: str) -> dict[str, str]:
+        """The household's known speakers: id -> name."""
+        stmt = select(_SPEAKERS.c.speaker_id, _SPEAKERS.c.name).where(
+            _SPEAKERS.c.user_id == user_id
+        )
+        try:
+            async with self._engine.connect() as connection:
+                rows = (await connection.execute(stmt)).all()
+        except SQLAlchemyError as err:
+            raise MemoryBackendError("could not read the speakers") from err
+        return {row.speaker_id: row.name for row in rows}
+
     # --- reading ---------------------------------------------------------------
 
     async def get(self, user_id: str, memory_id: str) -> MemoryRecord:
@@ -344,11 +388,12 @@ class SqlMemoryBackend:
         include_superseded: bool = False,
         limit: int | None = 50,
         offset: int = 0,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         stmt = select(_TABLE).where(Memory.user_id == user_id)
         if not include_superseded:
             stmt = stmt.where(Memory.superseded_by.is_(None))
-        stmt = _scope(stmt, speaker_id, all_speakers)
+        stmt = _scope(stmt, speaker_id, all_speakers, also_speakers)
         stmt = stmt.order_by(Memory.created_at.desc(), Memory.id.desc()).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -364,7 +409,12 @@ class SqlMemoryBackend:
             return int(await session.scalar(stmt) or 0)
 
     async def count_active(
-        self, user_id: str, *, speaker_id: str | None = None, cap: int
+        self,
+        user_id: str,
+        *,
+        speaker_id: str | None = None,
+        cap: int,
+        also_speakers: Sequence[str] = (),
     ) -> ActiveCount:
         # Any `cap` facts will do (no order): the owner index is walked until `cap` match.
         facts = _scope(
@@ -373,6 +423,7 @@ class SqlMemoryBackend:
             ),
             speaker_id,
             False,
+            also_speakers,
         )
         capped = facts.limit(max(0, cap)).subquery()
         stmt = select(func.count(), func.coalesce(func.sum(func.length(capped.c.content)), 0))
@@ -391,16 +442,29 @@ class SqlMemoryBackend:
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         limit = max(1, min(limit, 200))
+        # The query's embedding runs on its own thread while the lexical search runs.
+        self.prepare_query(query)
         lexical = await self.search_lexical(
-            user_id, query, speaker_id=speaker_id, all_speakers=all_speakers, limit=limit
+            user_id,
+            query,
+            speaker_id=speaker_id,
+            all_speakers=all_speakers,
+            limit=limit,
+            also_speakers=also_speakers,
         )
         if self.vectors is None:
             return lexical
         try:
             dense = await self.search_dense(
-                user_id, query, speaker_id=speaker_id, all_speakers=all_speakers, limit=limit
+                user_id,
+                query,
+                speaker_id=speaker_id,
+                all_speakers=all_speakers,
+                limit=limit,
+                also_speakers=also_speakers,
             )
         except Exception:
             # Dense recall is an addition: without it the lexical ranking still stands.
@@ -420,13 +484,19 @@ class SqlMemoryBackend:
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[tuple[str, float]]:
         """(fact id, cosine) of the nearest facts in scope, best first."""
         if self.vectors is None or not query.strip():
             return []
-        vector = await self.vectors.embedder.embed_query(query)
-        scope = None if all_speakers else ([speaker_id] if speaker_id is not None else [])
+        vector = await self.vectors.query_vector(query)
+        scope = None if all_speakers else visible_speakers(speaker_id, also_speakers)
         return await self.vectors.search(user_id, vector, speaker_ids=scope, limit=limit)
+
+    def prepare_query(self, query: str) -> None:
+        """Start embedding `query` for an upcoming search (no-op when lexical only)."""
+        if self.vectors is not None and query.strip():
+            self.vectors.start_query(query)
 
     async def search_lexical(
         self,
@@ -436,13 +506,14 @@ class SqlMemoryBackend:
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         plan = memtext.SearchPlan(query, keep_accents=self.keep_accents)
         if not plan.own:
             return []
         # Enough candidates for the relevance rerank below to have a choice.
         params: dict[str, Any] = {"user": user_id, "k": limit * 3 + 10}
-        scope = self._scope_key(speaker_id, all_speakers, params)
+        scope = self._scope_key(speaker_id, all_speakers, also_speakers, params)
         try:
             async with self._engine.connect() as connection:
                 rows = await self._ranked(connection, plan, scope, params)
@@ -479,13 +550,18 @@ class SqlMemoryBackend:
     keep_accents = False
 
     @staticmethod
-    def _scope_key(speaker_id: str | None, all_speakers: bool, params: dict[str, Any]) -> str:
+    def _scope_key(
+        speaker_id: str | None,
+        all_speakers: bool,
+        also: Sequence[str],
+        params: dict[str, Any],
+    ) -> str:
         if all_speakers:
             return "all"
-        if speaker_id is None:
-            return "household"
-        params["speaker"] = speaker_id
-        return "speaker"
+        ids = visible_speakers(speaker_id, also)[:_MAX_SPEAKERS]
+        for n, speaker in enumerate(ids):
+            params[f"speaker{n}"] = speaker
+        return f"speakers{len(ids)}"
 
     async def _ranked(
         self,
@@ -505,11 +581,22 @@ class SqlMemoryBackend:
         return row_record(row)
 
 
-_SCOPES = {
-    "all": "",
-    "household": " AND m.speaker_id IS NULL",
-    "speaker": " AND (m.speaker_id IS NULL OR m.speaker_id = :speaker)",
-}
+# At most this many people's own facts in one search (the speaker and those named).
+_MAX_SPEAKERS = 8
+
+
+@functools.cache
+def _scope_sql(scope: str) -> str:
+    """The WHERE fragment of a scope key: constant text, the speaker ids are parameters."""
+    if scope == "all":
+        return ""
+    n = int(scope.removeprefix("speakers"))
+    if n == 0:
+        return " AND m.speaker_id IS NULL"
+    ids = ", ".join(f":speaker{i}" for i in range(n))
+    return f" AND (m.speaker_id IS NULL OR m.speaker_id IN ({ids}))"
+
+
 _SELECT = "SELECT " + ", ".join(f"m.{name}" for name in _FIELDS)
 
 
@@ -560,7 +647,7 @@ class SqliteMemoryBackend(SqlMemoryBackend):
             "ORDER BY memories_fts.rowid DESC LIMIT :k)"
             ") AS f "
             "JOIN memories AS m ON m.id = f.memory_id "
-            f"WHERE m.user_id = :user AND m.superseded_by IS NULL{_SCOPES[scope]} "
+            f"WHERE m.user_id = :user AND m.superseded_by IS NULL{_scope_sql(scope)} "
             "ORDER BY f.score, m.use_count DESC, m.updated_at DESC"
         )
 
@@ -625,16 +712,16 @@ class PostgresMemoryBackend(SqlMemoryBackend):
     # (measured with bench/memory_recall.py): one OR query of all terms, ts_rank_cd.
 
     # Only constant fragments are interpolated; the user's words are a bound parameter.
-    _SQL = {
-        scope: _typed(
+    @staticmethod
+    @functools.cache
+    def _sql(scope: str) -> Any:
+        return _typed(
             f"{_SELECT} FROM memories m, to_tsquery('simple', :q) AS query "
             "WHERE m.search_vector @@ query AND m.user_id = :user "
-            f"AND m.superseded_by IS NULL{where} "
+            f"AND m.superseded_by IS NULL{_scope_sql(scope)} "
             "ORDER BY ts_rank_cd(m.search_vector, query, 1) DESC, m.use_count DESC, "
             "m.updated_at DESC LIMIT :k"
         )
-        for scope, where in _SCOPES.items()
-    }
 
     @staticmethod
     def _either(key: str, term: str) -> str | None:
@@ -654,7 +741,7 @@ class PostgresMemoryBackend(SqlMemoryBackend):
         if not parts:
             return []
         expression = " | ".join(f"({p})" for p in parts)
-        result = await connection.execute(self._SQL[scope], {**params, "q": expression})
+        result = await connection.execute(self._sql(scope), {**params, "q": expression})
         return result.all()
 
 

@@ -16,6 +16,7 @@ found lexically; `homemind-server memory reindex` fills the gaps.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -39,6 +40,10 @@ _GENERATIONS: Table = MemoryGeneration.__table__  # type: ignore[assignment]
 _MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
 
 MAX_HOUSEHOLDS = 64
+# And at most this many vectors in all (384 float32 each: 1.5 KB; 200k = 300 MB).
+MAX_CACHED_VECTORS = 200_000
+# Query embeddings started ahead of their search (recall starts one per turn).
+_PENDING_QUERIES = 32
 # Below this cosine similarity a fact is not a dense candidate at all.
 MIN_SIMILARITY = 0.2
 # Nor when it is this far below the best candidate of the query.
@@ -68,12 +73,20 @@ def _insert(connection: AsyncConnection) -> Any:
 
 class VectorIndex:
     def __init__(
-        self, engine: AsyncEngine, embedder: Embedder, *, max_households: int = MAX_HOUSEHOLDS
+        self,
+        engine: AsyncEngine,
+        embedder: Embedder,
+        *,
+        max_households: int = MAX_HOUSEHOLDS,
+        max_vectors: int = MAX_CACHED_VECTORS,
     ) -> None:
         self.engine = engine
         self.embedder = embedder
         self.max_households = max_households
+        self.max_vectors = max_vectors
         self._cache: OrderedDict[str, HouseholdMatrix] = OrderedDict()
+        self._cached_vectors = 0
+        self._queries: OrderedDict[str, asyncio.Future[Vectors]] = OrderedDict()
 
     @property
     def model_id(self) -> str:
@@ -165,11 +178,47 @@ class VectorIndex:
             np.array([row.speaker_id for row in rows], dtype=object),
             matrix,
         )
-        self._cache[user_id] = built
-        self._cache.move_to_end(user_id)
-        while len(self._cache) > self.max_households:
-            self._cache.popitem(last=False)
+        self._store_matrix(user_id, built)
         return built
+
+    def _store_matrix(self, user_id: str, built: HouseholdMatrix) -> None:
+        """LRU within both bounds; the household just used always stays (even if alone
+        it is above `max_vectors`: the next miss evicts it)."""
+        old = self._cache.pop(user_id, None)
+        if old is not None:
+            self._cached_vectors -= len(old.ids)
+        self._cache[user_id] = built
+        self._cached_vectors += len(built.ids)
+        while len(self._cache) > 1 and (
+            len(self._cache) > self.max_households or self._cached_vectors > self.max_vectors
+        ):
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_vectors -= len(evicted.ids)
+
+    @property
+    def cached_households(self) -> list[str]:
+        return list(self._cache)
+
+    # --- query embeddings --------------------------------------------------------
+
+    def start_query(self, query: str) -> None:
+        """Start embedding `query` on the embedder's thread; `query_vector` picks it up."""
+        if query in self._queries:
+            return
+        future = asyncio.ensure_future(self.embedder.embed_query(query))
+        # A failure is seen by `query_vector`; not "never retrieved" when nobody asks.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queries[query] = future
+        while len(self._queries) > _PENDING_QUERIES:
+            _, dropped = self._queries.popitem(last=False)
+            dropped.cancel()
+
+    async def query_vector(self, query: str) -> Vectors:
+        """The query's embedding: the one started by `start_query`, else a new one."""
+        future = self._queries.pop(query, None)
+        if future is None:
+            return await self.embedder.embed_query(query)
+        return await future
 
     async def search(
         self,

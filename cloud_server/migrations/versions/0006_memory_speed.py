@@ -32,7 +32,7 @@ depends_on: str | Sequence[str] | None = None
 # (SQLite's parser allows about 24 nested calls in a trigger. A separator missing here only makes
 # the piece after it unfindable lexically, as with `[x]`; the fact is still found by
 # its other words and by dense recall.)
-SEPARATORS = "\t\n-'’\".,;:!?()/+«»¿¡–"
+SEPARATORS = "\t\n-'\u2019\".,;:!?()/+«»¿¡\u2013"  # right quote, en dash
 
 
 def _sqlite_body(row: str) -> str:
@@ -44,8 +44,9 @@ def _sqlite_body(row: str) -> str:
     return f"{key} || replace({text}, ' ', ' ' || {key})"
 
 
+# Only constant text is interpolated (the separators above, column names).
 _SQLITE_NEW = [
-    f"""
+    """
     CREATE VIRTUAL TABLE memories_fts USING fts5(
         memory_id UNINDEXED, body,
         tokenize = "unicode61 remove_diacritics 2 tokenchars '_'"
@@ -56,7 +57,7 @@ _SQLITE_NEW = [
     WHEN new.superseded_by IS NULL BEGIN
         INSERT INTO memories_fts (memory_id, body) VALUES (new.id, {_sqlite_body("new")});
     END
-    """,
+    """,  # noqa: S608
     """
     CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
         DELETE FROM memories_fts WHERE memory_id = old.id;
@@ -71,13 +72,13 @@ _SQLITE_NEW = [
         INSERT INTO memories_fts (memory_id, body)
         SELECT new.id, {_sqlite_body("new")} WHERE new.superseded_by IS NULL;
     END
-    """,
+    """,  # noqa: S608
     # `ORDER BY rank` is FTS5's fast path; rank = BM25 on the body column only.
     "INSERT INTO memories_fts (memories_fts, rank) VALUES ('rank', 'bm25(0.0, 1.0)')",
     f"""
     INSERT INTO memories_fts (memory_id, body)
     SELECT m.id, {_sqlite_body("m")} FROM memories AS m WHERE m.superseded_by IS NULL
-    """,
+    """,  # noqa: S608
 ]
 
 # The index of 0002_memory, for the downgrade.
