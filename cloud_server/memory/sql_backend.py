@@ -717,7 +717,9 @@ class PostgresMemoryBackend(SqlMemoryBackend):
     def _sql(scope: str) -> Any:
         return _typed(
             f"{_SELECT} FROM memories m, to_tsquery('simple', :q) AS query "
-            "WHERE m.search_vector @@ query AND m.user_id = :user "
+            # The terms are the household's own: `user_id` is only rechecked (`|| ''` keeps
+            # the planner from AND-ing in a bitmap of all the household's rows).
+            "WHERE m.search_vector @@ query AND m.user_id || '' = :user "
             f"AND m.superseded_by IS NULL{_scope_sql(scope)} "
             "ORDER BY ts_rank_cd(m.search_vector, query, 1) DESC, m.use_count DESC, "
             "m.updated_at DESC LIMIT :k"

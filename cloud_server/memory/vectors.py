@@ -54,8 +54,22 @@ DENSE_MARGIN = 0.3
 class HouseholdMatrix:
     generation: int
     ids: list[str]
-    speakers: npt.NDArray[np.object_]  # object array of speaker ids (None = household)
+    # Per row: 0 = a household fact, else the code of its speaker in `speaker_codes`
+    # (a vectorised scope mask: a Python loop over the rows cost ~3 ms per 10k facts).
+    speakers: npt.NDArray[np.int32]
+    speaker_codes: dict[str, int]
     matrix: Vectors
+
+
+def _speaker_codes(
+    speakers: Sequence[str | None],
+) -> tuple[npt.NDArray[np.int32], dict[str, int]]:
+    codes: dict[str, int] = {}
+    column = np.zeros(len(speakers), dtype=np.int32)
+    for n, speaker in enumerate(speakers):
+        if speaker is not None:
+            column[n] = codes.setdefault(speaker, len(codes) + 1)
+    return column, codes
 
 
 def to_bytes(vector: Vectors) -> bytes:
@@ -175,7 +189,7 @@ class VectorIndex:
         built = HouseholdMatrix(
             generation,
             [row.memory_id for row in rows],
-            np.array([row.speaker_id for row in rows], dtype=object),
+            *_speaker_codes([row.speaker_id for row in rows]),
             matrix,
         )
         self._store_matrix(user_id, built)
@@ -235,9 +249,12 @@ class VectorIndex:
             return []
         scores = household.matrix @ query
         if speaker_ids is not None:
-            allowed = np.array(
-                [s is None or s in speaker_ids for s in household.speakers], dtype=bool
-            )
+            codes = [
+                household.speaker_codes[s] for s in speaker_ids if s in household.speaker_codes
+            ]
+            allowed = household.speakers == 0
+            if codes:
+                allowed |= np.isin(household.speakers, codes)
             scores = np.where(allowed, scores, -1.0)
         take = min(limit, len(scores))
         top = np.argpartition(-scores, take - 1)[:take]

@@ -137,11 +137,13 @@ _SQLITE_DROP = [
 ]
 
 
-def _pg_swap(column: str) -> None:
+def _pg_swap(column: str, options: str) -> None:
     op.execute("DROP INDEX IF EXISTS ix_memories_search_vector")
     op.execute("ALTER TABLE memories DROP COLUMN IF EXISTS search_vector")
     op.execute(column)
-    op.execute("CREATE INDEX ix_memories_search_vector ON memories USING gin (search_vector)")
+    op.execute(
+        f"CREATE INDEX ix_memories_search_vector ON memories USING gin (search_vector){options}"
+    )
 
 
 def upgrade() -> None:
@@ -161,7 +163,9 @@ def upgrade() -> None:
         for statement in [*_SQLITE_DROP, *_SQLITE_NEW]:
             op.execute(statement)
     elif dialect == "postgresql":
-        _pg_swap(_PG_NEW)
+        # No pending list: with GIN's fast update, every search scanned the rows written
+        # since the last vacuum one by one (28 ms of a 36 ms search after a bulk load).
+        _pg_swap(_PG_NEW, " WITH (fastupdate = off)")
 
 
 def downgrade() -> None:
@@ -170,5 +174,5 @@ def downgrade() -> None:
         for statement in [*_SQLITE_DROP, *_SQLITE_OLD]:
             op.execute(statement)
     elif dialect == "postgresql":
-        _pg_swap(_PG_OLD)
+        _pg_swap(_PG_OLD, "")
     op.drop_table("memory_speakers")
