@@ -55,6 +55,8 @@ MEMORY_HEADER = (
     "or forget exactly that fact. Never mention the ids to the user."
 )
 MEMORY_SPEAKER_TAG = " (about the person speaking)"
+# Another person's own fact, recalled because the turn names them: "I" in it is that person.
+MEMORY_NAMED_TAG = " (said by {name}, about themselves)"
 
 # The result sent back to the model for a server tool that failed.
 SERVER_TOOL_FAILED_TEXT = "The tool could not be run."

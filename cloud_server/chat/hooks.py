@@ -70,13 +70,16 @@ class RecalledFact:
     content: str
     category: str | None
     speaker_id: str | None
+    # The name of the person the fact belongs to, when it is someone's own fact.
+    speaker_name: str | None = None
 
 
 class MemoryProvider(Protocol):
     async def recall(
         self, principal: InstallationPrincipal, chat: ChatRequest, query: str
     ) -> list[RecalledFact]:
-        """Facts relevant to `query` (household + the speaker's own), best first, within budget."""
+        """Facts relevant to `query` (household, the speaker's own, and the own facts of the
+        people the turn names), best first, within budget."""
         ...
 
     def server_tools(self) -> list[ToolSpec]:

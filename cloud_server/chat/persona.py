@@ -23,6 +23,7 @@ from ..prompts import (
     INSTRUCTIONS_HEADER,
     LANGUAGE_RULE,
     MEMORY_HEADER,
+    MEMORY_NAMED_TAG,
     MEMORY_SPEAKER_TAG,
     NO_LANGUAGE_RULE,
     PERSONA,
@@ -106,6 +107,8 @@ def dynamic_system_text(chat: ChatRequest, now: datetime, memories: Sequence[Rec
             own = chat.speaker is not None and fact.speaker_id == chat.speaker.id
             category = f"({fact.category}) " if fact.category else ""
             tag = MEMORY_SPEAKER_TAG if own else ""
+            if not own and fact.speaker_id is not None and fact.speaker_name:
+                tag = MEMORY_NAMED_TAG.format(name=fact.speaker_name)
             lines.append(f"- [{fact.id}] {category}{fact.content}{tag}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)

@@ -2,13 +2,16 @@
 
 Scopes: a fact with `speaker_id=None` belongs to the whole household; a fact with a
 speaker id belongs to that person. Searches for a speaker see the household's facts
-and that speaker's own, never another speaker's. The owner is always the account
-(`user_id`): every installation of a user shares the household memory.
+and that speaker's own, plus the own facts of the people in `also_speakers` (the chat
+passes the people its turn names, see speakers.py), never another speaker's.
+The owner is always the account (`user_id`): every installation of a user shares the
+household memory.
 """
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -84,8 +87,21 @@ class MemoryBackend(Protocol):
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
+        also_speakers: Sequence[str] = (),
     ) -> list[MemoryRecord]:
         """Active facts relevant to `query`, best first (recency and use only break ties)."""
+        ...
+
+    def prepare_query(self, query: str) -> None:
+        """Start the work of an upcoming search of `query` (its embedding) in the background."""
+        ...
+
+    async def note_speaker(self, user_id: str, speaker_id: str, name: str) -> None:
+        """Record a speaker of the household and their name (from a chat request)."""
+        ...
+
+    async def speakers(self, user_id: str) -> dict[str, str]:
+        """The household's known speakers: id -> name."""
         ...
 
     async def list(
@@ -97,6 +113,7 @@ class MemoryBackend(Protocol):
         include_superseded: bool = False,
         limit: int | None = 50,
         offset: int = 0,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         """Facts newest first."""
         ...
@@ -140,9 +157,14 @@ class MemoryBackend(Protocol):
     async def count(self, user_id: str, *, include_superseded: bool = False) -> int: ...
 
     async def count_active(
-        self, user_id: str, *, speaker_id: str | None = None, cap: int
+        self,
+        user_id: str,
+        *,
+        speaker_id: str | None = None,
+        cap: int,
+        also_speakers: Sequence[str] = (),
     ) -> ActiveCount:
-        """The active facts `speaker_id` sees (household and own), counting at most `cap`.
+        """The active facts `speaker_id` sees (household, own, `also_speakers`'), at most `cap`.
 
         Cheap on a household of any size (it stops after `cap` facts): the chat decides
         with it, every turn, whether listing everything could fit its prompt budget.

@@ -68,3 +68,17 @@ class MemoryGeneration(Base):
         ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class MemorySpeaker(Base):
+    """A speaker (HA user id) of the household and the name their last request carried:
+    a turn naming that person may see that person's own facts (see speakers.py)."""
+
+    __tablename__ = "memory_speakers"
+
+    user_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    speaker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

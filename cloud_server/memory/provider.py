@@ -10,6 +10,7 @@ All the wording the model sees is in `cloud_server/prompts.py`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
@@ -27,6 +28,8 @@ from .recall import RECALL_BUDGET_TOKENS, Recall
 from .tools import TOOLS, MemoryTools, forget_matching
 
 __all__ = ["MemoryService", "forget_matching"]
+
+LOGGER = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 
@@ -63,7 +66,17 @@ class MemoryService:
     async def recall(
         self, principal: InstallationPrincipal, chat: ChatRequest, query: str
     ) -> list[RecalledFact]:
+        speaker = chat.speaker
+        if speaker is not None and speaker.name and not self._closing:
+            # Known names let later turns that name this person see their facts.
+            self._spawn(self._note_speaker(principal.user_id, speaker.id, speaker.name))
         return await self._recall.facts(principal.user_id, _speaker(chat), query)
+
+    async def _note_speaker(self, user_id: str, speaker_id: str, name: str) -> None:
+        try:
+            await self.backend.note_speaker(user_id, speaker_id, name)
+        except Exception:
+            LOGGER.warning("Could not record the speaker's name", exc_info=True)
 
     def server_tools(self) -> list[ToolSpec]:
         return list(TOOLS)

@@ -1,6 +1,10 @@
 """Recall into the prompt: every fact the turn may see while they fit the token budget,
 best matches for the turn first; beyond the budget only the best ranked for the turn's
 last user message. Recalls are counted (a ranking tie-break) off the turn, in batches.
+
+A turn sees the household's facts, its speaker's own and those of the people it names
+(speakers.py). The query's embedding starts first, on its own thread; the count (and
+list) and the search then run side by side, so a turn costs about the longest of them.
 """
 
 from __future__ import annotations
@@ -9,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from ..chat.hooks import RecalledFact
 from . import text as memtext
-from .backend import MemoryBackend, MemoryRecord
+from .backend import MemoryBackend, MemoryBackendError, MemoryRecord
+from .speakers import named_in
 
 LOGGER = logging.getLogger(__name__)
 
@@ -31,12 +36,13 @@ USE_FLUSH_DELAY = 1.0
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 
 
-def recalled(record: MemoryRecord) -> RecalledFact:
+def recalled(record: MemoryRecord, names: Mapping[str, str] | None = None) -> RecalledFact:
     return RecalledFact(
         id=record.id,
         content=record.content,
         category=record.category,
         speaker_id=record.speaker_id,
+        speaker_name=(names or {}).get(record.speaker_id) if record.speaker_id else None,
     )
 
 
@@ -56,26 +62,53 @@ class Recall:
         self._use_flush: asyncio.Task[None] | None = None
         self._flush_now = asyncio.Event()
 
-    async def facts(self, user: str, speaker: str | None, query: str) -> list[RecalledFact]:
+    async def named(self, user: str, speaker: str | None, query: str) -> dict[str, str]:
+        """The household's speakers the turn names (id -> name), the speaker excluded."""
+        try:
+            speakers = await self.backend.speakers(user)
+        except MemoryBackendError:
+            LOGGER.warning("Could not read the speakers; only the speaker's facts", exc_info=True)
+            return {}
+        return {s: speakers[s] for s in named_in(query, speakers) if s != speaker}
+
+    async def _everything(
+        self, user: str, speaker: str | None, also: list[str]
+    ) -> list[MemoryRecord]:
+        """Every fact the turn may see when they could all fit the budget, else []."""
         # A capped count decides first: listing up to 201 facts on every turn only to find
         # they do not fit cost as much as the search itself.
         cap = min(RECALL_ALL_MAX, self.budget_tokens // MIN_FACT_TOKENS)
-        size = await self.backend.count_active(user, speaker_id=speaker, cap=cap + 1)
-        if size.facts == 0:
-            return []
-        everything: list[MemoryRecord] = []
+        size = await self.backend.count_active(
+            user, speaker_id=speaker, cap=cap + 1, also_speakers=also
+        )
         # Each fact costs at least a quarter of its characters plus 4 tokens: a lower
         # bound, so listing is skipped only where the exact sum could not fit either.
-        if size.facts <= cap and size.chars + 4 * 4 * size.facts <= 4 * self.budget_tokens:
-            everything = await self.backend.list(
-                user, speaker_id=speaker, all_speakers=False, limit=cap
-            )
-        fits = bool(everything) and sum(fact_tokens(r) for r in everything) <= self.budget_tokens
-        ranked = (
-            await self.backend.search(user, query, speaker_id=speaker, limit=50)
-            if query.strip()
-            else []
+        if size.facts == 0 or size.facts > cap:
+            return []
+        if size.chars + 4 * 4 * size.facts > 4 * self.budget_tokens:
+            return []
+        return await self.backend.list(
+            user, speaker_id=speaker, all_speakers=False, limit=cap, also_speakers=also
         )
+
+    async def _ranked(
+        self, user: str, speaker: str | None, query: str, also: list[str]
+    ) -> list[MemoryRecord]:
+        if not query.strip():
+            return []
+        return await self.backend.search(
+            user, query, speaker_id=speaker, limit=50, also_speakers=also
+        )
+
+    async def facts(self, user: str, speaker: str | None, query: str) -> list[RecalledFact]:
+        if query.strip():
+            self.backend.prepare_query(query)  # the embedding runs while we read below
+        names = await self.named(user, speaker, query)
+        also = list(names)
+        everything, ranked = await asyncio.gather(
+            self._everything(user, speaker, also), self._ranked(user, speaker, query, also)
+        )
+        fits = bool(everything) and sum(fact_tokens(r) for r in everything) <= self.budget_tokens
         if fits:
             seen = {r.id for r in ranked}
             chosen = ranked + [r for r in everything if r.id not in seen]
@@ -89,7 +122,7 @@ class Recall:
                 used += cost
         if ranked:
             self._count_use(user, [r.id for r in ranked if r in chosen])
-        return [recalled(r) for r in chosen]
+        return [recalled(r, names) for r in chosen]
 
     def _count_use(self, user_id: str, ids: list[str]) -> None:
         if not ids:

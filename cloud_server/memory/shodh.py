@@ -22,12 +22,13 @@ from __future__ import annotations
 import builtins
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
 from .backend import ActiveCount, AddResult, MemoryBackendError, MemoryRecord, Source
-from .sql_backend import SqlMemoryBackend
+from .sql_backend import SqlMemoryBackend, visible_speakers
 
 LOGGER = logging.getLogger(__name__)
 
@@ -239,9 +240,15 @@ class ShodhMemoryBackend:
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
+        also_speakers: Sequence[str] = (),
     ) -> list[MemoryRecord]:
         local = await self.store.search(
-            user_id, query, speaker_id=speaker_id, all_speakers=all_speakers, limit=limit
+            user_id,
+            query,
+            speaker_id=speaker_id,
+            all_speakers=all_speakers,
+            limit=limit,
+            also_speakers=also_speakers,
         )
         try:
             found = await self.client.recall(user_id, query, limit * 3)
@@ -250,10 +257,12 @@ class ShodhMemoryBackend:
             return local
         ids = [i for i in (_our_id(m) for m in found) if i]
         ranked = []
+        # The same rule as the local search: the household, the speaker, the people named.
+        visible = {None, *visible_speakers(speaker_id, also_speakers)}
         for record in await self.store.get_many(user_id, ids):
             if not record.active:
                 continue
-            if not all_speakers and record.speaker_id not in (None, speaker_id):
+            if not all_speakers and record.speaker_id not in visible:
                 continue
             ranked.append(record)
         seen = {r.id for r in ranked}
@@ -270,6 +279,7 @@ class ShodhMemoryBackend:
         include_superseded: bool = False,
         limit: int | None = 50,
         offset: int = 0,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         return await self.store.list(
             user_id,
@@ -278,7 +288,17 @@ class ShodhMemoryBackend:
             include_superseded=include_superseded,
             limit=limit,
             offset=offset,
+            also_speakers=also_speakers,
         )
+
+    def prepare_query(self, query: str) -> None:
+        self.store.prepare_query(query)
+
+    async def note_speaker(self, user_id: str, speaker_id: str, name: str) -> None:
+        await self.store.note_speaker(user_id, speaker_id, name)
+
+    async def speakers(self, user_id: str) -> dict[str, str]:
+        return await self.store.speakers(user_id)
 
     async def get(self, user_id: str, memory_id: str) -> MemoryRecord:
         return await self.store.get(user_id, memory_id)
@@ -332,9 +352,16 @@ class ShodhMemoryBackend:
         return await self.store.count(user_id, include_superseded=include_superseded)
 
     async def count_active(
-        self, user_id: str, *, speaker_id: str | None = None, cap: int
+        self,
+        user_id: str,
+        *,
+        speaker_id: str | None = None,
+        cap: int,
+        also_speakers: Sequence[str] = (),
     ) -> ActiveCount:
-        return await self.store.count_active(user_id, speaker_id=speaker_id, cap=cap)
+        return await self.store.count_active(
+            user_id, speaker_id=speaker_id, cap=cap, also_speakers=also_speakers
+        )
 
     async def health(self) -> bool:
         return await self.store.health() and await self.client.health()

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -27,7 +29,8 @@ from .backend import (
     MemoryRecord,
     Source,
 )
-from .models import Memory
+from .models import Memory, MemorySpeaker
+from .speakers import NotedSpeakers
 from .vectors import VectorIndex
 
 LOGGER = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ def to_record(row: Memory) -> MemoryRecord:
 
 
 _TABLE = cast(Table, Memory.__table__)
+_SPEAKERS = cast(Table, MemorySpeaker.__table__)
 _FIELDS = tuple(c.name for c in _TABLE.columns if c.name in MemoryRecord.__dataclass_fields__)
 
 
@@ -66,12 +70,21 @@ def _typed(sql: str) -> Any:
     return text(sql).columns(*(_TABLE.c[name] for name in _FIELDS))
 
 
-def _scope(stmt: Select[Any], speaker_id: str | None, all_speakers: bool) -> Select[Any]:
+def visible_speakers(speaker_id: str | None, also: Sequence[str] = ()) -> builtins.list[str]:
+    """The speakers whose own facts a turn sees: the speaker, and the people it names."""
+    ids = [speaker_id] if speaker_id is not None else []
+    return list(dict.fromkeys([*ids, *also]))
+
+
+def _scope(
+    stmt: Select[Any], speaker_id: str | None, all_speakers: bool, also: Sequence[str] = ()
+) -> Select[Any]:
     if all_speakers:
         return stmt
-    if speaker_id is None:
+    ids = visible_speakers(speaker_id, also)
+    if not ids:
         return stmt.where(Memory.speaker_id.is_(None))
-    return stmt.where(or_(Memory.speaker_id.is_(None), Memory.speaker_id == speaker_id))
+    return stmt.where(or_(Memory.speaker_id.is_(None), Memory.speaker_id.in_(ids)))
 
 
 # Ids per statement (far below SQLite's and asyncpg's limits on bound parameters).
@@ -85,6 +98,25 @@ def _by_ids(user_id: str, memory_ids: Sequence[str]) -> Any:
     a lookup of a few ids walked every fact of the household (~30 ms at 100k facts).
     """
     return and_(_TABLE.c.id.in_(memory_ids), _TABLE.c.user_id.concat("") == user_id)
+
+
+def household_key(user_id: str) -> str:
+    """The prefix of the household's full-text terms (the migration `0006_memory_speed`)."""
+    return "u" + user_id[:10].lower()
+
+
+def fts5_household_term(key: str, term: str) -> str:
+    """An FTS5 term in the household's key space; a prefix match from MIN_PREFIX letters."""
+    quoted = '"' + key + term.replace('"', "") + '"'
+    return quoted + "*" if len(term) >= memtext.MIN_PREFIX else quoted
+
+
+def ts_household_term(key: str, term: str) -> str | None:
+    """A tsquery term in the household's key space (only `\\w` characters reach it)."""
+    safe = "".join(ch for ch in term if ch.isalnum())
+    if not safe:
+        return None
+    return f"{key}{safe}:*" if len(safe) >= memtext.MIN_PREFIX else key + safe
 
 
 def _same_scope(speaker_id: str | None) -> Any:
@@ -106,6 +138,7 @@ class SqlMemoryBackend:
         self._sessionmaker = sessionmaker
         # Dense recall; None keeps recall lexical (HOMEMIND_EMBEDDER=none).
         self.vectors = vectors
+        self._noted = NotedSpeakers()
 
     async def _embed(self, user_id: str, facts: Sequence[tuple[str, str]]) -> None:
         """Store the facts' vectors; a failure only logs (the fact is still found lexically)."""
@@ -268,6 +301,8 @@ class SqlMemoryBackend:
     async def delete_all(self, user_id: str) -> int:
         async with self._sessionmaker() as session, session.begin():
             result = await session.execute(delete(Memory).where(Memory.user_id == user_id))
+            await session.execute(delete(_SPEAKERS).where(_SPEAKERS.c.user_id == user_id))
+        self._noted.forget_user(user_id)
         await self._changed(user_id)
         return int(getattr(result, "rowcount", 0) or 0)
 
@@ -301,6 +336,34 @@ class SqlMemoryBackend:
                 .values(index_ref=ref)
             )
 
+    async def note_speaker(self, user_id: str, speaker_id: str, name: str) -> None:
+        """Record the speaker's current name (a write only when this process has not yet)."""
+        name = name.strip()[:200]
+        if not name or not self._noted.is_new(user_id, speaker_id, name):
+            return
+        values = {"user_id": user_id, "speaker_id": speaker_id, "name": name}
+        async with self._engine.begin() as connection:
+            insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+            stmt = insert(_SPEAKERS).values(**values, updated_at=utcnow())
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["user_id", "speaker_id"],
+                set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
+            )
+            await connection.execute(stmt)
+        self._noted.remember(user_id, speaker_id, name)
+
+    async def speakers(self, user_id: str) -> dict[str, str]:
+        """The household's known speakers: id -> name."""
+        stmt = select(_SPEAKERS.c.speaker_id, _SPEAKERS.c.name).where(
+            _SPEAKERS.c.user_id == user_id
+        )
+        try:
+            async with self._engine.connect() as connection:
+                rows = (await connection.execute(stmt)).all()
+        except SQLAlchemyError as err:
+            raise MemoryBackendError("could not read the speakers") from err
+        return {row.speaker_id: row.name for row in rows}
+
     # --- reading ---------------------------------------------------------------
 
     async def get(self, user_id: str, memory_id: str) -> MemoryRecord:
@@ -325,11 +388,12 @@ class SqlMemoryBackend:
         include_superseded: bool = False,
         limit: int | None = 50,
         offset: int = 0,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         stmt = select(_TABLE).where(Memory.user_id == user_id)
         if not include_superseded:
             stmt = stmt.where(Memory.superseded_by.is_(None))
-        stmt = _scope(stmt, speaker_id, all_speakers)
+        stmt = _scope(stmt, speaker_id, all_speakers, also_speakers)
         stmt = stmt.order_by(Memory.created_at.desc(), Memory.id.desc()).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -345,7 +409,12 @@ class SqlMemoryBackend:
             return int(await session.scalar(stmt) or 0)
 
     async def count_active(
-        self, user_id: str, *, speaker_id: str | None = None, cap: int
+        self,
+        user_id: str,
+        *,
+        speaker_id: str | None = None,
+        cap: int,
+        also_speakers: Sequence[str] = (),
     ) -> ActiveCount:
         # Any `cap` facts will do (no order): the owner index is walked until `cap` match.
         facts = _scope(
@@ -354,6 +423,7 @@ class SqlMemoryBackend:
             ),
             speaker_id,
             False,
+            also_speakers,
         )
         capped = facts.limit(max(0, cap)).subquery()
         stmt = select(func.count(), func.coalesce(func.sum(func.length(capped.c.content)), 0))
@@ -372,16 +442,29 @@ class SqlMemoryBackend:
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         limit = max(1, min(limit, 200))
+        # The query's embedding runs on its own thread while the lexical search runs.
+        self.prepare_query(query)
         lexical = await self.search_lexical(
-            user_id, query, speaker_id=speaker_id, all_speakers=all_speakers, limit=limit
+            user_id,
+            query,
+            speaker_id=speaker_id,
+            all_speakers=all_speakers,
+            limit=limit,
+            also_speakers=also_speakers,
         )
         if self.vectors is None:
             return lexical
         try:
             dense = await self.search_dense(
-                user_id, query, speaker_id=speaker_id, all_speakers=all_speakers, limit=limit
+                user_id,
+                query,
+                speaker_id=speaker_id,
+                all_speakers=all_speakers,
+                limit=limit,
+                also_speakers=also_speakers,
             )
         except Exception:
             # Dense recall is an addition: without it the lexical ranking still stands.
@@ -401,13 +484,19 @@ class SqlMemoryBackend:
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[tuple[str, float]]:
         """(fact id, cosine) of the nearest facts in scope, best first."""
         if self.vectors is None or not query.strip():
             return []
-        vector = await self.vectors.embedder.embed_query(query)
-        scope = None if all_speakers else ([speaker_id] if speaker_id is not None else [])
+        vector = await self.vectors.query_vector(query)
+        scope = None if all_speakers else visible_speakers(speaker_id, also_speakers)
         return await self.vectors.search(user_id, vector, speaker_ids=scope, limit=limit)
+
+    def prepare_query(self, query: str) -> None:
+        """Start embedding `query` for an upcoming search (no-op when lexical only)."""
+        if self.vectors is not None and query.strip():
+            self.vectors.start_query(query)
 
     async def search_lexical(
         self,
@@ -417,13 +506,14 @@ class SqlMemoryBackend:
         speaker_id: str | None = None,
         all_speakers: bool = False,
         limit: int = 10,
+        also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         plan = memtext.SearchPlan(query, keep_accents=self.keep_accents)
         if not plan.own:
             return []
         # Enough candidates for the relevance rerank below to have a choice.
         params: dict[str, Any] = {"user": user_id, "k": limit * 3 + 10}
-        scope = self._scope_key(speaker_id, all_speakers, params)
+        scope = self._scope_key(speaker_id, all_speakers, also_speakers, params)
         try:
             async with self._engine.connect() as connection:
                 rows = await self._ranked(connection, plan, scope, params)
@@ -460,13 +550,18 @@ class SqlMemoryBackend:
     keep_accents = False
 
     @staticmethod
-    def _scope_key(speaker_id: str | None, all_speakers: bool, params: dict[str, Any]) -> str:
+    def _scope_key(
+        speaker_id: str | None,
+        all_speakers: bool,
+        also: Sequence[str],
+        params: dict[str, Any],
+    ) -> str:
         if all_speakers:
             return "all"
-        if speaker_id is None:
-            return "household"
-        params["speaker"] = speaker_id
-        return "speaker"
+        ids = visible_speakers(speaker_id, also)[:_MAX_SPEAKERS]
+        for n, speaker in enumerate(ids):
+            params[f"speaker{n}"] = speaker
+        return f"speakers{len(ids)}"
 
     async def _ranked(
         self,
@@ -486,16 +581,28 @@ class SqlMemoryBackend:
         return row_record(row)
 
 
-_SCOPES = {
-    "all": "",
-    "household": " AND m.speaker_id IS NULL",
-    "speaker": " AND (m.speaker_id IS NULL OR m.speaker_id = :speaker)",
-}
+# At most this many people's own facts in one search (the speaker and those named).
+_MAX_SPEAKERS = 8
+
+
+@functools.cache
+def _scope_sql(scope: str) -> str:
+    """The WHERE fragment of a scope key: constant text, the speaker ids are parameters."""
+    if scope == "all":
+        return ""
+    n = int(scope.removeprefix("speakers"))
+    if n == 0:
+        return " AND m.speaker_id IS NULL"
+    ids = ", ".join(f":speaker{i}" for i in range(n))
+    return f" AND (m.speaker_id IS NULL OR m.speaker_id IN ({ids}))"
+
+
 _SELECT = "SELECT " + ", ".join(f"m.{name}" for name in _FIELDS)
 
 
 class SqliteMemoryBackend(SqlMemoryBackend):
-    """FTS5 with BM25 over the fact text; `owner` restricts the MATCH to one household."""
+    """FTS5 with BM25 over the fact text; every term carries the household key (see the
+    migration `0006_memory_speed`), so a MATCH reads only that household's postings."""
 
     name = "sqlite"
 
@@ -519,7 +626,7 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         return _typed(
             f"WITH terms(i, own, term) AS (VALUES {values}), "  # noqa: S608
             "hits AS (SELECT i, own, term, (SELECT count(*) FROM (SELECT 1 FROM memories_fts "
-            "WHERE memories_fts MATCH :owner || ' AND body : ' || t.term LIMIT :cap)) AS n "
+            "WHERE memories_fts MATCH t.term LIMIT :cap)) AS n "
             "FROM terms AS t), "
             "sel AS (SELECT count(*) AS c, group_concat(term, ' OR ') AS s FROM "
             "(SELECT term FROM hits WHERE n > 0 AND n <= :common ORDER BY i)), "
@@ -532,17 +639,15 @@ class SqliteMemoryBackend(SqlMemoryBackend):
             "sel.c = 0 AND freq.c = 1 AS alone FROM sel, freq) "
             f"{_SELECT} FROM ("
             "SELECT * FROM (SELECT memory_id, rank AS score FROM p, memories_fts "
-            "WHERE p.pattern IS NOT NULL AND NOT p.alone "
-            "AND memories_fts MATCH :owner || ' AND body : (' || p.pattern || ')' "
+            "WHERE p.pattern IS NOT NULL AND NOT p.alone AND memories_fts MATCH p.pattern "
             "ORDER BY rank LIMIT :k) "
             "UNION ALL "
             "SELECT * FROM (SELECT memory_id, 0.0 AS score FROM p, memories_fts "
-            "WHERE p.alone "
-            "AND memories_fts MATCH :owner || ' AND body : (' || p.pattern || ')' "
+            "WHERE p.alone AND memories_fts MATCH p.pattern "
             "ORDER BY memories_fts.rowid DESC LIMIT :k)"
             ") AS f "
             "JOIN memories AS m ON m.id = f.memory_id "
-            f"WHERE m.user_id = :user AND m.superseded_by IS NULL{_SCOPES[scope]} "
+            f"WHERE m.user_id = :user AND m.superseded_by IS NULL{_scope_sql(scope)} "
             "ORDER BY f.score, m.use_count DESC, m.updated_at DESC"
         )
 
@@ -556,13 +661,13 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         terms = plan.terms
         values: dict[str, Any] = {
             **params,
-            "owner": "owner : " + '"u' + str(params["user"]).replace('"', "") + '"',
             "cap": memtext.COMMON_HITS + 1,
             "common": memtext.COMMON_HITS,
         }
+        key = household_key(str(params["user"])) + "_"
         for n, term in enumerate(terms):
             values[f"own{n}"] = int(n < len(plan.own))
-            values[f"term{n}"] = memtext.fts5_term(term)
+            values[f"term{n}"] = fts5_household_term(key, term)
         # Straight to aiosqlite: `execute_fetchall` is one hop to its thread, where a
         # statement through SQLAlchemy takes four (cursor, execute, fetch, close): about
         # a millisecond per search. The columns are typed below, for the kept rows only.
@@ -607,21 +712,24 @@ class PostgresMemoryBackend(SqlMemoryBackend):
     # (measured with bench/memory_recall.py): one OR query of all terms, ts_rank_cd.
 
     # Only constant fragments are interpolated; the user's words are a bound parameter.
-    _SQL = {
-        scope: _typed(
+    @staticmethod
+    @functools.cache
+    def _sql(scope: str) -> Any:
+        return _typed(
             f"{_SELECT} FROM memories m, to_tsquery('simple', :q) AS query "
-            "WHERE m.search_vector @@ query AND m.user_id = :user "
-            f"AND m.superseded_by IS NULL{where} "
+            # The terms are the household's own: `user_id` is only rechecked (`|| ''` keeps
+            # the planner from AND-ing in a bitmap of all the household's rows).
+            "WHERE m.search_vector @@ query AND m.user_id || '' = :user "
+            f"AND m.superseded_by IS NULL{_scope_sql(scope)} "
             "ORDER BY ts_rank_cd(m.search_vector, query, 1) DESC, m.use_count DESC, "
             "m.updated_at DESC LIMIT :k"
         )
-        for scope, where in _SCOPES.items()
-    }
 
     @staticmethod
-    def _either(term: str) -> str | None:
+    def _either(key: str, term: str) -> str | None:
         # 'simple' keeps accents: a term matches with or without them.
-        return memtext.tsquery(list(dict.fromkeys([term, memtext.fold(term)])))
+        parts = [ts_household_term(key, t) for t in dict.fromkeys([term, memtext.fold(term)])]
+        return " | ".join(p for p in parts if p) or None
 
     async def _ranked(
         self,
@@ -630,11 +738,12 @@ class PostgresMemoryBackend(SqlMemoryBackend):
         scope: str,
         params: dict[str, Any],
     ) -> Sequence[Any]:
-        parts = [p for p in map(self._either, plan.terms) if p]
+        key = household_key(str(params["user"]))
+        parts = [p for p in (self._either(key, t) for t in plan.terms) if p]
         if not parts:
             return []
         expression = " | ".join(f"({p})" for p in parts)
-        result = await connection.execute(self._SQL[scope], {**params, "q": expression})
+        result = await connection.execute(self._sql(scope), {**params, "q": expression})
         return result.all()
 
 

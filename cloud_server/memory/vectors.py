@@ -16,6 +16,7 @@ found lexically; `homemind-server memory reindex` fills the gaps.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -39,14 +40,32 @@ _GENERATIONS: Table = MemoryGeneration.__table__  # type: ignore[assignment]
 _MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
 
 MAX_HOUSEHOLDS = 64
+# And at most this many vectors in all (512 float32 each: 2 KB; 200k = 400 MB).
+MAX_CACHED_VECTORS = 200_000
+# Query embeddings started ahead of their search (recall starts one per turn).
+_PENDING_QUERIES = 32
 
 
 @dataclass(frozen=True, slots=True)
 class HouseholdMatrix:
     generation: int
     ids: list[str]
-    speakers: npt.NDArray[np.object_]  # object array of speaker ids (None = household)
+    # Per row: 0 = a household fact, else the code of its speaker in `speaker_codes`
+    # (a vectorised scope mask: a Python loop over the rows cost ~3 ms per 10k facts).
+    speakers: npt.NDArray[np.int32]
+    speaker_codes: dict[str, int]
     matrix: Vectors
+
+
+def _speaker_codes(
+    speakers: Sequence[str | None],
+) -> tuple[npt.NDArray[np.int32], dict[str, int]]:
+    codes: dict[str, int] = {}
+    column = np.zeros(len(speakers), dtype=np.int32)
+    for n, speaker in enumerate(speakers):
+        if speaker is not None:
+            column[n] = codes.setdefault(speaker, len(codes) + 1)
+    return column, codes
 
 
 def to_bytes(vector: Vectors) -> bytes:
@@ -64,12 +83,20 @@ def _insert(connection: AsyncConnection) -> Any:
 
 class VectorIndex:
     def __init__(
-        self, engine: AsyncEngine, embedder: Embedder, *, max_households: int = MAX_HOUSEHOLDS
+        self,
+        engine: AsyncEngine,
+        embedder: Embedder,
+        *,
+        max_households: int = MAX_HOUSEHOLDS,
+        max_vectors: int = MAX_CACHED_VECTORS,
     ) -> None:
         self.engine = engine
         self.embedder = embedder
         self.max_households = max_households
+        self.max_vectors = max_vectors
         self._cache: OrderedDict[str, HouseholdMatrix] = OrderedDict()
+        self._cached_vectors = 0
+        self._queries: OrderedDict[str, asyncio.Future[Vectors]] = OrderedDict()
 
     @property
     def model_id(self) -> str:
@@ -158,14 +185,50 @@ class VectorIndex:
         built = HouseholdMatrix(
             generation,
             [row.memory_id for row in rows],
-            np.array([row.speaker_id for row in rows], dtype=object),
+            *_speaker_codes([row.speaker_id for row in rows]),
             matrix,
         )
-        self._cache[user_id] = built
-        self._cache.move_to_end(user_id)
-        while len(self._cache) > self.max_households:
-            self._cache.popitem(last=False)
+        self._store_matrix(user_id, built)
         return built
+
+    def _store_matrix(self, user_id: str, built: HouseholdMatrix) -> None:
+        """LRU within both bounds; the household just used always stays (even if alone
+        it is above `max_vectors`: the next miss evicts it)."""
+        old = self._cache.pop(user_id, None)
+        if old is not None:
+            self._cached_vectors -= len(old.ids)
+        self._cache[user_id] = built
+        self._cached_vectors += len(built.ids)
+        while len(self._cache) > 1 and (
+            len(self._cache) > self.max_households or self._cached_vectors > self.max_vectors
+        ):
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_vectors -= len(evicted.ids)
+
+    @property
+    def cached_households(self) -> list[str]:
+        return list(self._cache)
+
+    # --- query embeddings --------------------------------------------------------
+
+    def start_query(self, query: str) -> None:
+        """Start embedding `query` on the embedder's thread; `query_vector` picks it up."""
+        if query in self._queries:
+            return
+        future = asyncio.ensure_future(self.embedder.embed_query(query))
+        # A failure is seen by `query_vector`; not "never retrieved" when nobody asks.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queries[query] = future
+        while len(self._queries) > _PENDING_QUERIES:
+            _, dropped = self._queries.popitem(last=False)
+            dropped.cancel()
+
+    async def query_vector(self, query: str) -> Vectors:
+        """The query's embedding: the one started by `start_query`, else a new one."""
+        future = self._queries.pop(query, None)
+        if future is None:
+            return await self.embedder.embed_query(query)
+        return await future
 
     async def search(
         self,
@@ -182,9 +245,12 @@ class VectorIndex:
             return []
         scores = household.matrix @ query
         if speaker_ids is not None:
-            allowed = np.array(
-                [s is None or s in speaker_ids for s in household.speakers], dtype=bool
-            )
+            codes = [
+                household.speaker_codes[s] for s in speaker_ids if s in household.speaker_codes
+            ]
+            allowed = household.speakers == 0
+            if codes:
+                allowed |= np.isin(household.speakers, codes)
             scores = np.where(allowed, scores, -1.0)
         take = min(limit, len(scores))
         top = np.argpartition(-scores, take - 1)[:take]

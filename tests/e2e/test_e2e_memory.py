@@ -124,3 +124,33 @@ async def test_a_persons_fact_reaches_only_their_conversations(
         hass, "Play something", None, Context(user_id=dad.id), agent_id=agent_id
     )
     assert JAZZ not in script.chat_requests[-1].system_text
+
+
+LATE_SHIFTS = "I work late shifts on Fridays."
+
+
+async def test_a_persons_fact_reaches_a_turn_that_names_them(
+    hass: HomeAssistant,
+    cloud: Cloud,
+    setup_agent: SetupAgent,
+    script: ClaudeScript,
+) -> None:
+    """HA sends the speaker and their person's name; a later turn at a satellite (nobody
+    known to speak) that names Petra sees her own fact, and one that does not, does not."""
+    agent_id = await setup_agent(cloud)
+    petra = await hass.auth.async_create_user("petra")
+    assert await async_setup_component(
+        hass, "person", {"person": [{"id": "petra", "name": "Petra", "user_id": petra.id}]}
+    )
+    stored = await action(hass, "remember", {"content": LATE_SHIFTS, "person": "person.petra"})
+    assert stored["memory"]["speaker_id"] == petra.id
+
+    script(text("Good morning, Petra."), text("Probably not."), text("I can't say."))
+    await conversation.async_converse(
+        hass, "Good morning", None, Context(user_id=petra.id), agent_id=agent_id
+    )
+    await ask(hass, agent_id, "Will Petra be home for dinner on Friday?")
+    prompt = script.chat_requests[-1].system_text
+    assert f"{LATE_SHIFTS} (said by Petra, about themselves)" in prompt
+    await ask(hass, agent_id, "Does anyone work late shifts on Fridays?")
+    assert LATE_SHIFTS not in script.chat_requests[-1].system_text

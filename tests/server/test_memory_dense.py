@@ -232,3 +232,34 @@ def test_unknown_embedder_name_is_a_clear_error() -> None:
     assert build_embedder("none") is None
     with pytest.raises(EmbedderError, match="HOMEMIND_EMBEDDER"):
         build_embedder("word2vec")
+
+
+async def test_cached_matrices_stay_within_the_vector_bound(env: Env) -> None:
+    """The LRU keeps at most `max_vectors` vectors across households, newest use first;
+    an evicted household is rebuilt from the database and still found."""
+    index = VectorIndex(env.engine, env.embedder, max_vectors=3)
+    backend = sql_backend_for(env.engine, make_sessionmaker(env.engine), index)
+    for content in [BRUNO, CHALET]:
+        await backend.add(env.user, content)
+    other = secrets.token_hex(16)
+    async with make_sessionmaker(env.engine)() as session, session.begin():
+        email = f"{other}@example.test"
+        session.add(
+            User(
+                id=other,
+                email=email,
+                email_normalized=email,
+                password_hash="x",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    await backend.add(other, TAP)
+    await backend.add(other, OTHERS[0])
+    await backend.search(env.user, "dog food", limit=1)
+    assert index.cached_households == [env.user]
+    await backend.search(other, "frost outside", limit=1)
+    # 2 + 2 vectors exceed the bound of 3: the least recently used household went.
+    assert index.cached_households == [other]
+    hits = [r.content for r in await backend.search(env.user, "heat the cabin", limit=1)]
+    assert hits == [CHALET]

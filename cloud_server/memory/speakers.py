@@ -1,0 +1,78 @@
+"""Who may see a personal fact: the speaker, and any turn that names that person.
+
+A fact stored for one speaker (an HA user) is recalled for that speaker's own turns,
+and for any turn whose text names that person: "Will Petra be home for dinner on
+Friday?" asked at a kitchen satellite (no speaker known) may see Petra's "I work late
+shifts on Fridays". Another speaker's facts are never recalled otherwise, so "my
+favourite station" asked by one person never brings up another person's station.
+
+The names come from the chat requests themselves (`speaker.name`, the HA person or
+user name): each request's speaker is noted in `memory_speakers`, once per name per
+server process. A person is named when the turn contains their full name, or their
+first name, as whole words (case and accents ignored, "Petra's" counts; a first name
+that is also a stop word, like "Will", only as the full name).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from . import text as memtext
+
+# Names shorter than this are not matched on their own ("Al" would match too much).
+MIN_NAME_CHARS = 2
+# (user, speaker) -> name already written by this process; bounded.
+_NOTED_MAX = 4096
+
+
+def name_words(name: str) -> list[str]:
+    return [w for w in memtext.words(name) if w]
+
+
+def named_in(text: str, speakers: Mapping[str, str]) -> list[str]:
+    """The speaker ids (in `speakers`: id -> name) whose name the text contains."""
+    words = memtext.words(text)
+    if not words or not speakers:
+        return []
+    present = set(words)
+    joined = f" {' '.join(words)} "
+    found = []
+    for speaker_id, name in speakers.items():
+        parts = name_words(name)
+        if not parts:
+            continue
+        whole = f" {' '.join(parts)} " in joined
+        # A first name that is also a stop word ("Will") counts only as the full name.
+        first = (
+            len(parts[0]) >= MIN_NAME_CHARS
+            and parts[0] not in memtext.STOP_WORDS
+            and parts[0] in present
+        )
+        if whole or first:
+            found.append(speaker_id)
+    return found
+
+
+class NotedSpeakers:
+    """Which (user, speaker, name) this process has already written: one write per change."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def is_new(self, user_id: str, speaker_id: str, name: str) -> bool:
+        key = (user_id, speaker_id)
+        if self._seen.get(key) == name:
+            self._seen.move_to_end(key)
+            return False
+        return True
+
+    def remember(self, user_id: str, speaker_id: str, name: str) -> None:
+        self._seen[(user_id, speaker_id)] = name
+        self._seen.move_to_end((user_id, speaker_id))
+        while len(self._seen) > _NOTED_MAX:
+            self._seen.popitem(last=False)
+
+    def forget_user(self, user_id: str) -> None:
+        for key in [k for k in self._seen if k[0] == user_id]:
+            del self._seen[key]

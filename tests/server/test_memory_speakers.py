@@ -1,0 +1,140 @@
+"""Who may see a personal fact: the speaker, and any turn that names that person.
+
+On every backend (SQLite, PostgreSQL, Shodh through its fake, and hybrid recall), through
+the chat's recall (`MemoryService.recall`), both when everything fits the prompt and when
+only the ranked facts do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cloud_server.accounts.principal import InstallationPrincipal
+from cloud_server.chat.hooks import RecalledFact
+from cloud_server.chat.persona import dynamic_system_text
+from cloud_server.memory.provider import MemoryService
+from cloud_server.memory.speakers import named_in
+from cloud_server.settings import Settings
+from homemind_client.models import ChatRequest
+from tests.server.test_memory_backends import Env, env, kind_url
+
+__all__ = ["env", "kind_url"]  # the parametrised fixtures: every backend
+
+PETRA = {"id": "ha-user-petra", "name": "Petra Novak"}
+TOM = {"id": "ha-user-tom", "name": "Tom"}
+LATE_SHIFTS = "I work late shifts on Fridays"
+PETRA_STATION = "My favourite radio station is Radio Swiss Classic"
+TOM_STATION = "My favourite radio station is Jazz FM"
+
+
+def service(env: Env, tmp_path: Path) -> MemoryService:
+    return MemoryService(env.backend, Settings(data_dir=tmp_path, memory_extraction=False))
+
+
+async def recall(
+    svc: MemoryService, user: str, message: str, speaker: dict[str, str] | None = None
+) -> list[RecalledFact]:
+    chat = ChatRequest(message=message, speaker=speaker)
+    return await svc.recall(InstallationPrincipal("inst", user, "Home", True), chat, message)
+
+
+async def household(env: Env, tmp_path: Path) -> tuple[MemoryService, str]:
+    user = await env.new_user()
+    svc = service(env, tmp_path)
+    # Earlier requests of Petra and Tom carried their names.
+    await recall(svc, user, "Good morning", PETRA)
+    await recall(svc, user, "Good morning", TOM)
+    for _ in range(100):
+        if len(await env.backend.speakers(user)) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert await env.backend.speakers(user) == {PETRA["id"]: PETRA["name"], TOM["id"]: "Tom"}
+    await env.backend.add(user, LATE_SHIFTS, speaker_id=PETRA["id"])
+    await env.backend.add(user, PETRA_STATION, speaker_id=PETRA["id"])
+    await env.backend.add(user, TOM_STATION, speaker_id=TOM["id"])
+    await env.backend.add(user, "The bins go out on Monday evening")
+    return svc, user
+
+
+async def fill(env: Env, user: str) -> None:
+    """Enough household facts that not everything fits the prompt: only ranked ones do."""
+    for n in range(70):
+        await env.backend.add(user, f"Shelf {n} in the basement holds the box of winter things {n}")
+
+
+def contents(facts: list[RecalledFact]) -> list[str]:
+    return [f.content for f in facts]
+
+
+@pytest.mark.parametrize("crowded", [False, True], ids=["all-fit", "ranked"])
+async def test_a_turn_naming_a_person_sees_their_facts(
+    env: Env, tmp_path: Path, crowded: bool
+) -> None:
+    svc, user = await household(env, tmp_path)
+    if crowded:
+        await fill(env, user)
+    # At a kitchen satellite, no speaker known: Petra is named, so her facts may be seen.
+    facts = await recall(svc, user, "Will Petra be home for dinner on Friday? Her late shifts")
+    assert LATE_SHIFTS in contents(facts)
+    shown = next(f for f in facts if f.content == LATE_SHIFTS)
+    assert shown.speaker_id == PETRA["id"] and shown.speaker_name == "Petra Novak"
+    assert TOM_STATION not in contents(facts)
+    # Tom asking about Petra by name: hers, and his own.
+    facts = await recall(svc, user, "What is Petra's favourite radio station?", TOM)
+    assert PETRA_STATION in contents(facts)
+    await svc.drain()
+
+
+@pytest.mark.parametrize("crowded", [False, True], ids=["all-fit", "ranked"])
+async def test_nobody_else_sees_a_persons_facts_unless_named(
+    env: Env, tmp_path: Path, crowded: bool
+) -> None:
+    svc, user = await household(env, tmp_path)
+    if crowded:
+        await fill(env, user)
+    # The same question without her name, from the kitchen: not hers to give.
+    assert LATE_SHIFTS not in contents(await recall(svc, user, "Who works late shifts on Fridays?"))
+    # "my favourite station" from Tom never brings up Petra's, and the other way round.
+    toms = contents(await recall(svc, user, "Play my favourite radio station", TOM))
+    assert TOM_STATION in toms and PETRA_STATION not in toms
+    petras = contents(await recall(svc, user, "Play my favourite radio station", PETRA))
+    assert PETRA_STATION in petras and TOM_STATION not in petras
+    # An unknown name names nobody.
+    assert LATE_SHIFTS not in contents(await recall(svc, user, "Will Paula work late on Friday?"))
+    await svc.drain()
+
+
+async def test_forgetting_everything_forgets_the_speakers(env: Env, tmp_path: Path) -> None:
+    svc, user = await household(env, tmp_path)
+    await env.backend.delete_all(user)
+    assert await env.backend.speakers(user) == {}
+    await svc.drain()
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("Will Petra be home on Friday?", ["petra"]),
+        ("Is it petra's turn to cook?", ["petra"]),
+        ("Does Petra Novak work late?", ["petra"]),
+        ("Is Renée coming?", ["renee"]),
+        ("Is Renee coming?", ["renee"]),
+        ("Petrol prices went up", []),  # whole words only
+        ("Will the bins go out?", []),  # "Will" the stop word is no first name on its own
+        ("Does Will Smith like jazz?", ["will"]),  # ...the full name is
+    ],
+)
+def test_names_are_whole_words_without_case_or_accents(text: str, named: list[str]) -> None:
+    speakers = {"petra": "Petra Novak", "renee": "Renée", "will": "Will Smith"}
+    assert named_in(text, speakers) == named
+
+
+def test_the_prompt_says_whose_fact_it_is() -> None:
+    chat = ChatRequest(message="Will Petra be home?")
+    facts = [RecalledFact("f1", LATE_SHIFTS, None, PETRA["id"], "Petra Novak")]
+    text = dynamic_system_text(chat, datetime(2026, 1, 1, tzinfo=UTC), facts)
+    assert f"{LATE_SHIFTS} (said by Petra Novak, about themselves)" in text
