@@ -24,6 +24,8 @@ from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 from homeassistant.util.json import JsonObjectType, JsonValueType
 
+from .automations import API_PROMPT as AUTOMATIONS_PROMPT
+from .automations import automation_tools
 from .const import DOMAIN
 
 API_ID: Final = DOMAIN
@@ -147,12 +149,12 @@ class HomeMindLLMAPI(llm.API):
         super().__init__(hass=hass, id=API_ID, name=API_NAME)
 
     async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
-        """The history tool for this turn."""
+        """The history and automation tools for this turn."""
         return llm.APIInstance(
             api=self,
-            api_prompt=_API_PROMPT,
+            api_prompt=f"{_API_PROMPT}\n{AUTOMATIONS_PROMPT}",
             llm_context=llm_context,
-            tools=[GetEntityHistoryTool()],
+            tools=[GetEntityHistoryTool(), *automation_tools()],
         )
 
 

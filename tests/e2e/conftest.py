@@ -88,22 +88,26 @@ class ClaudeScript:
 
     The server's background memory extraction also calls Claude (without streaming, at
     a moment of its own choosing); it gets an empty answer, so it never takes a turn
-    meant for the conversation.
+    meant for the conversation. A turn may be a function of the request it answers
+    (to repeat an id that only the request carries).
     """
 
     def __init__(self, fake: FakeClaude) -> None:
         self.fake = fake
-        self.turns: deque[Turn] = deque()
+        self.turns: deque[Turn | Callable[[RecordedRequest], Turn]] = deque()
         self.default: Turn = text("Okay.")
         fake.responder = self._respond
 
-    def __call__(self, *turns: Turn) -> None:
+    def __call__(self, *turns: Turn | Callable[[RecordedRequest], Turn]) -> None:
         self.turns.extend(turns)
 
     def _respond(self, record: RecordedRequest) -> Turn:
         if not record.stream:
             return tool_use(DECISIONS_TOOL, {"decisions": []})
-        return self.turns.popleft() if self.turns else self.default
+        if not self.turns:
+            return self.default
+        turn = self.turns.popleft()
+        return turn(record) if callable(turn) else turn
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
