@@ -554,8 +554,7 @@ OPERATIONS: tuple[Operation, ...] = (
             400: Body(schema={"type": "object"}, description="Not a valid JSON-RPC message."),
             406: Body(
                 schema={"type": "object"},
-                description="The Accept header must allow application/json and "
-                "text/event-stream.",
+                description="The Accept header must allow application/json and text/event-stream.",
             ),
         },
         errors=("rate_limited", "forbidden"),
