@@ -98,12 +98,12 @@ TOOLS: Final[dict[str, tuple[InstallationScope, types.Tool]]] = {
         "chat",
         _tool(
             "chat",
-            "Ask the household's Home Mind assistant (it answers with the household's memory; "
-            "it cannot control devices from here). Pass conversation_id from an earlier "
-            "answer to continue that conversation.",
+            "Ask the household's Home Mind assistant one question (it answers with the "
+            "household's memory and may remember what it is told; it cannot control devices "
+            "from here). The server keeps no conversation: put what the question needs into "
+            "the message.",
             {
                 "message": {**_TEXT, "maxLength": 8000},
-                "conversation_id": {"type": "string", "maxLength": 128},
                 "language": {"type": "string", "maxLength": 35},
             },
             ["message"],
@@ -162,12 +162,10 @@ async def _memory_forget(caller: Caller, args: dict[str, Any]) -> dict[str, Any]
 
 async def _chat(caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
     chat = ChatRequest(
-        messages=[UserMessage(content=args["message"])],
-        conversation_id=args.get("conversation_id"),
-        language=args.get("language"),
+        messages=[UserMessage(content=args["message"])], language=args.get("language")
     )
     response = await answer(caller.request, caller.principal, chat)
-    return {"reply": response.reply, "conversation_id": response.conversation_id}
+    return {"reply": response.reply}
 
 
 _HANDLERS: Final = {

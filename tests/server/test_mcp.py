@@ -201,16 +201,14 @@ async def test_chat_answers_from_claude_with_the_shared_memory(
     async with mcp_session(server.url, token) as session:
         _data(await session.call_tool("memory_remember", {"content": EVENING}))
         answer = _data(await session.call_tool("chat", {"message": "When does my evening start?"}))
-        again = _data(
-            await session.call_tool(
-                "chat", {"message": "And tomorrow?", "conversation_id": answer["conversation_id"]}
-            )
-        )
+        unknown = await session.call_tool("chat", {"message": "hi", "conversation_id": "c1"})
 
     assert answer["reply"] == "Your evening starts at 19:30."
     assert EVENING in chats[0].system_text
     assert chats[0].messages[-1]["content"][0]["text"] == "When does my evening start?"
-    assert again["conversation_id"] == answer["conversation_id"]
+    # The input schema is enforced: a field the tool does not take is refused, not ignored.
+    assert unknown.isError
+    assert len(chats) == 1
     # No Home Assistant tools from an MCP client: Claude gets only the server's own.
     assert all(tool["name"].startswith("memory_") for tool in chats[0].tools)
 
