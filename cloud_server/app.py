@@ -25,6 +25,8 @@ from .errors import problem_middleware
 from .http_security import setup_http_security
 from .input_text import unstorable_text_middleware
 from .lifecycle import setup_lifecycle
+from .mcp_server import routes as mcp_routes
+from .mcp_server.setup import setup_mcp
 from .memory import routes as memory_routes
 from .memory.setup import setup_memory
 from .observability.health import setup_health
@@ -60,8 +62,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     setup_billing(app)
     setup_memory(app)
     setup_chat(app)
+    setup_mcp(app)
     # Then the routes, which only route.
-    for routes in (accounts_routes, billing_routes, memory_routes, chat_routes):
+    for routes in (accounts_routes, billing_routes, memory_routes, chat_routes, mcp_routes):
         routes.add_routes(app)
     setup_account_api(app)
     setup_dashboard(app)

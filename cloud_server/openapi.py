@@ -537,6 +537,32 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "post",
+        "/mcp",
+        "mcp",
+        "The MCP server (streamable HTTP, stateless, JSON responses): JSON-RPC messages "
+        "of the Model Context Protocol; tools memory_search, memory_remember, "
+        "memory_forget and chat. Needs a token with the `mcp` scope.",
+        "mcp",
+        "installation",
+        responses={
+            200: Body(
+                schema={"type": "object"},
+                description="The JSON-RPC response (a tool's own refusal is a result "
+                "with isError).",
+            ),
+            202: Body(description="A notification or response was accepted; no body."),
+            400: Body(schema={"type": "object"}, description="Not a valid JSON-RPC message."),
+            406: Body(
+                schema={"type": "object"},
+                description="The Accept header must allow application/json and text/event-stream.",
+            ),
+        },
+        errors=("rate_limited", "forbidden"),
+        headers=(Query("Accept", {"type": "string"}),),
+        raw_body={"type": "object"},
+    ),
+    Operation(
+        "post",
         "/api/chat/stream",
         "chat_stream",
         "One turn, streamed as it is written.",

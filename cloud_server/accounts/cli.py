@@ -20,6 +20,7 @@ from ..settings import Settings
 from . import installations as inst
 from . import service
 from .passwords import PasswordPolicyError
+from .scopes import ALL_INSTALLATION_SCOPES
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -94,7 +95,9 @@ def cmd_installation(args: argparse.Namespace, settings: Settings) -> int:
                     return None
             else:
                 user = await service.local_owner(session)
-            installation, token = await inst.create_installation(session, user.id, args.name)
+            installation, token = await inst.create_installation(
+                session, user.id, args.name, scopes=args.scope or None
+            )
             return installation.id, token
 
     created = _run(settings, work)
@@ -164,6 +167,12 @@ def register_commands(sub: Any, commands: dict[str, Any]) -> None:
     create_inst.add_argument("--name", required=True)
     create_inst.add_argument(
         "--user", help="owner's email (default: the local owner account, created when needed)"
+    )
+    create_inst.add_argument(
+        "--scope",
+        action="append",
+        choices=ALL_INSTALLATION_SCOPES,
+        help="limit the token to this scope (repeat for several; default: all)",
     )
     commands["installation"] = cmd_installation
 

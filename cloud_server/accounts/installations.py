@@ -7,6 +7,7 @@ foreign or deleted id behaves exactly like an unknown one (None → 404).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +19,9 @@ from ..db.base import UTCDateTime, utcnow
 from ..db.models import Installation, User
 from ..server_secrets import KeyRing
 from .audit import audit
+from .scopes import ALL_INSTALLATION_SCOPES, InstallationScope
+from .scopes import parse as parse_scopes
+from .scopes import stored as stored_scopes
 from .tokens import (
     hash_token,
     is_well_formed_installation_token,
@@ -35,12 +39,21 @@ class ApiKeyFormatError(ValueError):
 
 
 async def create_installation(
-    session: AsyncSession, user_id: str, name: str, *, ip: str | None = None
+    session: AsyncSession,
+    user_id: str,
+    name: str,
+    *,
+    ip: str | None = None,
+    scopes: Iterable[InstallationScope] | None = None,
 ) -> tuple[Installation, str]:
-    """The new installation and its token (shown once, never stored)."""
+    """The new installation and its token (shown once, never stored); all scopes by default."""
     token = new_installation_token()
     installation = Installation(
-        user_id=user_id, name=name, token_hash=hash_token(token), token_hint=token_hint(token)
+        user_id=user_id,
+        name=name,
+        token_hash=hash_token(token),
+        token_hint=token_hint(token),
+        scopes=stored_scopes(scopes),
     )
     session.add(installation)
     await session.flush()
@@ -163,6 +176,7 @@ class InstallationAuth:
     # Still encrypted: decrypted only by the code that needs the key.
     encrypted_api_key: str | None
     last_seen_at: datetime | None
+    scopes: frozenset[InstallationScope] = frozenset(ALL_INSTALLATION_SCOPES)
 
 
 # One statement for the hot path (built once: its compiled form is cached by SQLAlchemy).
@@ -175,6 +189,7 @@ _AUTH_QUERY = (
         Installation.last_seen_at,
         Installation.revoked_at,
         User.is_active,
+        Installation.scopes,
     )
     .join(User, User.id == Installation.user_id)
     .where(Installation.token_hash == bindparam("token_hash"))
@@ -205,10 +220,12 @@ async def authenticate_token(
     row = (await connection.execute(_AUTH_QUERY, {"token_hash": hash_token(token)})).first()
     if row is None:
         return TokenCheck.INVALID, None
-    installation_id, user_id, name, encrypted, last_seen_at, revoked_at, is_active = row
+    installation_id, user_id, name, encrypted, last_seen_at, revoked_at, is_active, scopes = row
     if revoked_at is not None or not is_active:
         return TokenCheck.REVOKED, None
-    return TokenCheck.OK, InstallationAuth(installation_id, user_id, name, encrypted, last_seen_at)
+    return TokenCheck.OK, InstallationAuth(
+        installation_id, user_id, name, encrypted, last_seen_at, parse_scopes(scopes)
+    )
 
 
 def last_seen_due(last_seen_at: datetime | None, now: datetime) -> bool:

@@ -33,6 +33,7 @@ from .installations import (
     last_seen_due,
     touch_last_seen_by_id,
 )
+from .scopes import ALL_INSTALLATION_SCOPES, InstallationScope
 from .service import active_session_user
 
 LOGGER = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class InstallationPrincipal:
     user_id: str
     name: str
     has_api_key: bool
+    scopes: frozenset[InstallationScope] = frozenset(ALL_INSTALLATION_SCOPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
         user_id=found.user_id,
         name=found.name,
         has_api_key=found.encrypted_api_key is not None,
+        scopes=found.scopes,
     )
     request[_PRINCIPAL_KEY] = principal
     bind_principal(user_id=found.user_id, installation_id=found.installation_id)

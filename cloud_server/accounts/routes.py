@@ -36,6 +36,7 @@ from .app_keys import SERVER_SECRETS
 from .audit import audit
 from .installation_info import build_installation_info
 from .principal import require_installation, require_user
+from .scopes import listed as listed_scopes
 from .service import RefreshOutcome
 
 LOGGER = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def _list_item(installation: Installation) -> InstallationListItem:
         key_hint=installation.key_hint,
         last_seen_at=installation.last_seen_at,
         created_at=installation.created_at,
+        scopes=listed_scopes(installation.scopes),
     )
 
 
@@ -139,7 +141,7 @@ async def create_installation(request: web.Request) -> web.Response:
     body = await read_model(request, InstallationCreate)
     async with request.app[DB_SESSIONMAKER].begin() as session:
         installation, token = await inst.create_installation(
-            session, principal.user_id, body.name, ip=client_ip(request)
+            session, principal.user_id, body.name, ip=client_ip(request), scopes=body.scopes
         )
     created = InstallationCreated(
         id=installation.id,
@@ -147,6 +149,7 @@ async def create_installation(request: web.Request) -> web.Response:
         token=token,
         token_hint=installation.token_hint,
         created_at=installation.created_at,
+        scopes=listed_scopes(installation.scopes),
     )
     return json_model(created, status=201)
 

@@ -62,11 +62,12 @@ def _rate_limited(retry_after: int, detail: str) -> ApiError:
 
 @contextlib.asynccontextmanager
 async def chat_limits(
-    request: web.Request, principal: InstallationPrincipal
+    request: web.Request, principal: InstallationPrincipal, *, prefix: str = "chat"
 ) -> AsyncIterator[None]:
     """Admit one chat request (429 `rate_limited` otherwise) and hold its concurrency slot.
 
-    Each request counts, tool round trips included.
+    Each request counts, tool round trips included. Another front end with chat's limits
+    (the MCP server) passes its own `prefix`, so it has its own counters.
     """
     settings = request.app[SETTINGS]
     policy = ChatPolicy.of(settings)
@@ -76,16 +77,16 @@ async def chat_limits(
     if policy.concurrency > 0:
         # A request may make several model calls, each up to the response timeout.
         lease = settings.response_timeout * settings.max_model_calls + 60
-        slot = await limiter.acquire(f"chat:inst:{installation}", policy.concurrency, lease)
+        slot = await limiter.acquire(f"{prefix}:inst:{installation}", policy.concurrency, lease)
         if slot is None:
-            LOGGER.info("chat refused installation=%s reason=concurrency", installation)
+            LOGGER.info("%s refused installation=%s reason=concurrency", prefix, installation)
             raise _rate_limited(
                 1, "This home already has several requests in progress; try again in a moment."
             )
     try:
         checks = (
-            (f"chat:inst:{installation}", policy.rate_per_minute, policy.burst),
-            (f"chat:user:{principal.user_id}", policy.user_rate_per_minute, policy.user_burst),
+            (f"{prefix}:inst:{installation}", policy.rate_per_minute, policy.burst),
+            (f"{prefix}:user:{principal.user_id}", policy.user_rate_per_minute, policy.user_burst),
         )
         for key, per_minute, burst in checks:
             if per_minute <= 0:
@@ -93,7 +94,8 @@ async def chat_limits(
             decision = await limiter.hit(key, Rate(per_minute, 60.0), burst)
             if not decision.allowed:
                 LOGGER.info(
-                    "chat refused installation=%s reason=rate key=%s retry_after=%d",
+                    "%s refused installation=%s reason=rate key=%s retry_after=%d",
+                    prefix,
                     installation,
                     key.split(":")[1],
                     decision.retry_after,

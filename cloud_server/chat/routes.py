@@ -33,6 +33,7 @@ from homemind_client.models import (
 
 from ..accounts.app_keys import SERVER_SECRETS
 from ..accounts.principal import InstallationPrincipal, require_installation
+from ..accounts.scopes import require_scope
 from ..app_keys import SETTINGS
 from ..bodies import json_model, read_model
 from ..db.outage import is_database_outage
@@ -109,17 +110,31 @@ async def _limited(request: web.Request, *, streaming: bool) -> web.StreamRespon
     refuse_when_draining(request)
     # Rate and concurrency limits come before the usage gate and any call to Claude.
     principal = await require_installation(request)
+    require_scope(principal.scopes, "chat")
     async with chat_limits(request, principal):
-        return await _handle(request, principal, streaming=streaming)
+        chat = await read_model(request, ChatRequest)
+        return await _handle(request, principal, chat, streaming=streaming)
+
+
+async def answer(
+    request: web.Request, principal: InstallationPrincipal, chat: ChatRequest
+) -> ChatResponse:
+    """One chat turn for another front end (the MCP server), without streaming.
+
+    The same gate, usage record and memory as `POST /api/chat`; the caller applies the
+    rate limits (it counts its own requests) and checks the `chat` scope.
+    """
+    response = await _handle(request, principal, chat, streaming=False)
+    assert isinstance(response, web.Response) and response.body is not None
+    return ChatResponse.model_validate_json(bytes(response.body))  # type: ignore[arg-type]
 
 
 async def _handle(
-    request: web.Request, principal: InstallationPrincipal, *, streaming: bool
+    request: web.Request, principal: InstallationPrincipal, chat: ChatRequest, *, streaming: bool
 ) -> web.StreamResponse:
     started_at = time.monotonic()
     app = request.app
     settings = app[SETTINGS]
-    chat = await read_model(request, ChatRequest)
     conversation = conversation_of(chat)
     tool_keys = signing_keys(app[SERVER_SECRETS].jwt)
     user_text = last_user_text(conversation)

@@ -57,6 +57,8 @@ class Installation(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Deleted installations keep their row so the old token answers `installation_revoked`.
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Space-separated scopes (accounts/scopes.py); NULL: every scope.
+    scopes: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class AuthSession(Base):

@@ -27,6 +27,7 @@ from homemind_client.models.memory import (
 
 from ..accounts.lifecycle import AccountDataHook, add_account_data_hook
 from ..accounts.principal import require_installation, require_user
+from ..accounts.scopes import require_scope
 from ..bodies import json_model, read_model
 from ..db.base import utcnow
 from ..errors import ApiError, validation_error
@@ -252,11 +253,13 @@ async def _erase_for_account(app: web.Application, user_id: str) -> None:
 
 async def installation_remember(request: web.Request) -> web.Response:
     principal = await require_installation(request)
+    require_scope(principal.scopes, "memory:write")
     return await _add(request, principal.user_id, "installation")
 
 
 async def installation_forget(request: web.Request) -> web.Response:
     principal = await require_installation(request)
+    require_scope(principal.scopes, "memory:write")
     body = await read_model(request, MemoryForgetRequest)
     try:
         gone = await forget_matching(

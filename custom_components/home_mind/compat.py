@@ -7,6 +7,7 @@ can be exercised against fakes. See docs/ha-compat.md section 1.3.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Any, cast
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.const import Platform
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
 
 # HA's date/time sentence as of 2025.4-2026.11, for a release that has neither constant.
@@ -262,3 +264,106 @@ def selector_serializer() -> Callable[[Any], Any] | None:
         if callable(value):
             return cast(Callable[[Any], Any], value)
     return None
+def current_chat_log() -> conversation.ChatLog | None:
+    """The chat log of the turn whose tool is running (None outside a conversation turn).
+
+    HA sets `conversation.chat_log.current_chat_log` (a context variable, 2025.4-2026.11)
+    while an agent handles a turn; tool calls run inside that context.
+    """
+    try:
+        from homeassistant.components.conversation.chat_log import (
+            current_chat_log as variable,
+        )
+    except ImportError:
+        return None
+    chat_log = variable.get()
+    return chat_log if isinstance(chat_log, conversation.ChatLog) else None
+
+
+class AutomationEditor:
+    """HA's own automation editor: what `/api/config/automation/config/<id>` runs.
+
+    The config component's `EditAutomationConfigView` reads and writes `automations.yaml`
+    (the file the UI editor owns), `async_validate_config_item` is the validator that view
+    uses, and the write is followed by what the view's hook does: `automation.reload` of
+    that id, or removing the entity of a deleted one. We keep our own instance of the view
+    class (never registered as a route); its lock orders our own writes.
+    """
+
+    def __init__(self, view: Any, validator: Callable[..., Awaitable[Any]]) -> None:
+        self._view = view
+        self._validator = validator
+
+    async def async_validate(self, hass: Any, key: str, config: dict[str, Any]) -> None:
+        """Raise `HomeAssistantError`, saying why, when HA would refuse the config."""
+        try:
+            await self._validator(hass, key, config)
+        except _schema_errors() as err:
+            raise HomeAssistantError(f"Home Assistant refuses this automation: {err}") from err
+
+    async def async_read(self, hass: Any) -> list[dict[str, Any]]:
+        """Every automation of `automations.yaml` (copies)."""
+        async with self._view.mutation_lock:
+            current = await self._view.read_config(hass)
+        return [dict(item) for item in current if isinstance(item, Mapping)]
+
+    async def async_write(self, hass: Any, key: str, config: dict[str, Any] | None) -> None:
+        """Create or replace (`config`) or delete (None) the automation `key`, then reload."""
+        from homeassistant.helpers import entity_registry as er
+
+        async with self._view.mutation_lock:
+            current = await self._view.read_config(hass)
+            if config is None:
+                if self._view._get_value(hass, current, key) is None:
+                    return
+                self._view._delete_value(hass, current, key)
+            else:
+                self._view._write_value(hass, current, key, config)
+            path = hass.config.path(self._view.path)
+            await hass.async_add_executor_job(_write_yaml, path, current)
+        if config is not None:
+            await hass.services.async_call("automation", "reload", {"id": key}, blocking=True)
+            return
+        registry = er.async_get(hass)
+        if entity_id := registry.async_get_entity_id("automation", "automation", key):
+            registry.async_remove(entity_id)
+
+
+def _schema_errors() -> tuple[type[Exception], ...]:
+    """HA's schema errors: `probatio.Invalid` from 2026.9, `vol.Invalid` before."""
+    errors: list[type[Exception]] = []
+    for module, name in (("probatio", "Invalid"), ("voluptuous", "Invalid")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def automation_editor() -> AutomationEditor | None:
+    """HA's automation editor where this release has the one we know (2025.4-2026.11)."""
+    try:
+        from homeassistant.components.automation.config import async_validate_config_item
+        from homeassistant.components.config.automation import EditAutomationConfigView
+        from homeassistant.config import AUTOMATION_CONFIG_PATH
+    except ImportError:
+        return None
+    needed = ("read_config", "_get_value", "_write_value", "_delete_value")
+    if not all(hasattr(EditAutomationConfigView, name) for name in needed):
+        return None
+    view = EditAutomationConfigView(
+        "automation",
+        "config",
+        AUTOMATION_CONFIG_PATH,
+        str,
+        data_validator=async_validate_config_item,
+    )
+    return AutomationEditor(view, async_validate_config_item)
+
+
+def _write_yaml(path: str, data: list[dict[str, Any]]) -> None:
+    """Write the file as the config view does: dump first, then replace atomically."""
+    from homeassistant.util.file import write_utf8_file_atomic
+    from homeassistant.util.yaml import dump
+
+    write_utf8_file_atomic(path, dump(data))

@@ -24,6 +24,8 @@ from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 from homeassistant.util.json import JsonObjectType, JsonValueType
 
+from .automations import API_PROMPT as AUTOMATIONS_PROMPT
+from .automations import automation_tools
 from .const import DOMAIN
 from .data_services import DATA_SERVICES_PROMPT, data_service_tools
 
@@ -148,12 +150,13 @@ class HomeMindLLMAPI(llm.API):
         super().__init__(hass=hass, id=API_ID, name=API_NAME)
 
     async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
-        """The history tool and the data-service tools (data_services.py) for this turn."""
+        """The history, data-service (data_services.py) and automation tools for this turn."""
         return llm.APIInstance(
             api=self,
-            api_prompt=f"{_API_PROMPT} {DATA_SERVICES_PROMPT}",
+            api_prompt=f"{_API_PROMPT} {DATA_SERVICES_PROMPT}
+{AUTOMATIONS_PROMPT}",
             llm_context=llm_context,
-            tools=[GetEntityHistoryTool(), *data_service_tools()],
+            tools=[GetEntityHistoryTool(), *data_service_tools(), *automation_tools()],
         )
 
 

@@ -10,6 +10,15 @@ from pydantic import Field
 from .base import RequestModel, ResponseModel
 
 Tier = Literal["free", "byok", "managed"]
+# What an installation token may do. Home Assistant's tokens have them all; a token for
+# another client (an MCP client such as Claude Desktop) can be limited to some.
+InstallationScope = Literal["chat", "memory:read", "memory:write", "mcp"]
+ALL_INSTALLATION_SCOPES: tuple[InstallationScope, ...] = (
+    "chat",
+    "memory:read",
+    "memory:write",
+    "mcp",
+)
 TIERS: tuple[Tier, ...] = ("free", "byok", "managed")
 
 # Stripe's subscription statuses, as the server reports them.
@@ -75,6 +84,8 @@ class TokenResponse(ResponseModel):
 
 class InstallationCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
+    # Omitted: every scope (what Home Assistant needs).
+    scopes: list[InstallationScope] | None = Field(default=None, min_length=1)
 
 
 class InstallationCreated(ResponseModel):
@@ -85,6 +96,7 @@ class InstallationCreated(ResponseModel):
     token: str
     token_hint: str
     created_at: datetime
+    scopes: list[InstallationScope] = Field(default_factory=lambda: list(ALL_INSTALLATION_SCOPES))
 
 
 class InstallationListItem(ResponseModel):
@@ -95,6 +107,7 @@ class InstallationListItem(ResponseModel):
     key_hint: str | None = None
     last_seen_at: datetime | None = None
     created_at: datetime
+    scopes: list[InstallationScope] = Field(default_factory=lambda: list(ALL_INSTALLATION_SCOPES))
 
 
 class ApiKeyUpdate(RequestModel):

@@ -114,7 +114,8 @@ class ClaudeScript:
 
     The server's background memory extraction also calls Claude (without streaming, at
     a moment of its own choosing); it gets an empty answer, so it never takes a turn
-    meant for the conversation.
+    meant for the conversation. A turn may be a function of the request it answers
+    (to repeat an id that only the request carries).
     """
 
     def __init__(self, fake: FakeClaude) -> None:

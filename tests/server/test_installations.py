@@ -178,3 +178,40 @@ async def test_last_seen_is_not_written_on_every_request(make_app, create_instal
     assert first is not None
     await client.get("/api/installation", headers=headers)
     assert await last_seen() == first
+
+
+async def test_scoped_tokens_through_the_api(engine_settings, make_app, create_user, auth_headers):
+    """A token limited to some scopes is made, listed and enforced as asked."""
+    client = await make_app(engine_settings)
+    _, access = await create_user()
+    made = await client.post(
+        "/api/installations",
+        json={"name": "Claude Desktop", "scopes": ["memory:read", "mcp"]},
+        headers=auth_headers(access),
+    )
+    assert made.status == 201
+    body = await made.json()
+    assert body["scopes"] == ["memory:read", "mcp"]
+    everything = await (
+        await client.post("/api/installations", json={"name": "HA"}, headers=auth_headers(access))
+    ).json()
+    assert everything["scopes"] == ["chat", "memory:read", "memory:write", "mcp"]
+
+    listed = await (await client.get("/api/installations", headers=auth_headers(access))).json()
+    assert {item["name"]: item["scopes"] for item in listed} == {
+        "Claude Desktop": ["memory:read", "mcp"],
+        "HA": ["chat", "memory:read", "memory:write", "mcp"],
+    }
+    remember = await client.post(
+        "/api/installation/memory", json={"content": "x"}, headers=auth_headers(body["token"])
+    )
+    assert remember.status == 403
+    assert (await remember.json())["code"] == "forbidden"
+
+    for scopes in (["root"], []):
+        refused = await client.post(
+            "/api/installations",
+            json={"name": "Bad", "scopes": scopes},
+            headers=auth_headers(access),
+        )
+        assert refused.status == 422
