@@ -264,6 +264,8 @@ def selector_serializer() -> Callable[[Any], Any] | None:
         if callable(value):
             return cast(Callable[[Any], Any], value)
     return None
+
+
 def current_chat_log() -> conversation.ChatLog | None:
     """The chat log of the turn whose tool is running (None outside a conversation turn).
 

@@ -153,8 +153,7 @@ class HomeMindLLMAPI(llm.API):
         """The history, data-service (data_services.py) and automation tools for this turn."""
         return llm.APIInstance(
             api=self,
-            api_prompt=f"{_API_PROMPT} {DATA_SERVICES_PROMPT}
-{AUTOMATIONS_PROMPT}",
+            api_prompt=f"{_API_PROMPT} {DATA_SERVICES_PROMPT}\n{AUTOMATIONS_PROMPT}",
             llm_context=llm_context,
             tools=[GetEntityHistoryTool(), *data_service_tools(), *automation_tools()],
         )

@@ -1,7 +1,7 @@
 """Installation scopes: what a token may do (chat, memory, the MCP server).
 
-Revision ID: 0006_installation_scopes
-Revises: 0005_dashboard
+Revision ID: 0007_installation_scopes
+Revises: 0006_memory_speed
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_installation_scopes"
-down_revision: str | None = "0005_dashboard"
+revision: str = "0007_installation_scopes"
+down_revision: str | None = "0006_memory_speed"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
