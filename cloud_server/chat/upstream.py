@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import anthropic
 import httpx2
@@ -203,6 +204,33 @@ def _status_kind(status: int) -> str:
     if status == 408:
         return "timeout"
     return "server_error"
+
+
+async def upstream_events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a Messages stream, as the SDK's own stream reads them.
+
+    The SDK's SSE decoder splits the events; `ping` and unnamed events are skipped, and an
+    `error` event raises the SDK's `APIStatusError` (its `type` read from the body), as the
+    SDK's typed stream does. Payloads stay plain dicts: building the SDK's typed event
+    objects cost more CPU per turn than everything else the server does.
+    """
+    async for sse in anthropic.AsyncStream.raw_events(response):
+        name = sse.event
+        if name is None or name == "ping":
+            continue
+        if name == "error":
+            body: object = sse.data
+            try:
+                body = json.loads(sse.data)
+                message = f"{body}"
+            except ValueError:
+                message = sse.data or f"Error code: {response.status_code}"
+            raise anthropic.APIStatusError(message, response=response, body=body)
+        if not sse.data:
+            continue
+        event = json.loads(sse.data)
+        if isinstance(event, dict):
+            yield event
 
 
 class IncompleteStream(Exception):
