@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -32,6 +33,8 @@ Vectors = npt.NDArray[np.float32]
 LOCK_FILE = Path(__file__).with_name("models.lock.json")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 128
+# Recent query vectors kept (384 floats each: 256 of them are under 400 KB).
+QUERY_CACHE_SIZE = 256
 EMBEDDERS = ("minilm", "none")
 
 
@@ -98,6 +101,7 @@ class OnnxEmbedder:
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
         self._tokenizer = tokenizer
         self._thread: ThreadPoolExecutor | None = None
+        self._queries: OrderedDict[str, Vectors] = OrderedDict()
 
     @classmethod
     def from_lock(cls, name: str = "all-MiniLM-L6-v2-int8") -> OnnxEmbedder:
@@ -129,8 +133,18 @@ class OnnxEmbedder:
         return await loop.run_in_executor(self._thread, self.embed_sync, list(texts))
 
     async def embed_query(self, text: str) -> Vectors:
+        # A turn's recall and its after-turn extraction search with the same message: the
+        # second search reuses the vector (read-only, so no caller can change the cached one).
+        cached = self._queries.get(text)
+        if cached is not None:
+            self._queries.move_to_end(text)
+            return cached
         vectors = await self.embed_documents([text])
         first: Vectors = vectors[0]
+        first.flags.writeable = False
+        self._queries[text] = first
+        while len(self._queries) > QUERY_CACHE_SIZE:
+            self._queries.popitem(last=False)
         return first
 
     async def close(self) -> None:
