@@ -20,12 +20,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiohttp
 import anthropic
 import httpx2
 from aiohttp import web
-from anthropic._constants import DEFAULT_CONNECTION_LIMITS
-from anthropic._vendor.httpx_aiohttp import AiohttpTransport
 
 from homemind_client.models import ErrorCode
 
@@ -63,10 +60,11 @@ class ClaudeClients:
     def build(cls, settings: Settings) -> ClaudeClients:
         """Blocking (loads CA certificates): run it in an executor."""
         timeout = settings.response_timeout + 5.0
+        # The SDK's aiohttp transport: per streamed chunk it costs about half the CPU of
+        # httpx's own (h11 + anyio) stack. httpx still mounts the proxies of the environment.
         http_client = anthropic.DefaultAioHttpClient(
             timeout=httpx2.Timeout(timeout, connect=CONNECT_TIMEOUT),
             follow_redirects=False,
-            transport=_aiohttp_transport(),
         )
         clients = cls(http_client, settings.anthropic_base_url, timeout)
         # Warm the SDK's lazy paths (resources, platform headers) off the event loop too.
@@ -97,27 +95,6 @@ class ClaudeClients:
     async def aclose(self) -> None:
         self._clients.clear()
         await self._http.aclose()
-
-
-def _aiohttp_transport() -> AiohttpTransport:
-    """The SDK's aiohttp transport, with httpx's habits: its CA bundle, HTTPS_PROXY honoured.
-
-    Per streamed chunk it costs about half the CPU of httpx's own (h11 + anyio) stack. Its
-    session is made on first use, inside the event loop.
-    """
-    limits = DEFAULT_CONNECTION_LIMITS
-    transport = AiohttpTransport(limits=limits)  # builds the SSL context: blocking
-
-    def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            ssl=transport.ssl_context,
-            limit=limits.max_connections or 0,
-            keepalive_timeout=limits.keepalive_expiry or 5.0,
-        )
-        return aiohttp.ClientSession(connector=connector, trust_env=True)
-
-    transport.client = session
-    return transport
 
 
 CLAUDE_CLIENTS: web.AppKey[ClaudeClients] = web.AppKey("claude_clients", ClaudeClients)
