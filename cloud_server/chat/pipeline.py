@@ -59,6 +59,7 @@ from .upstream import (
     UpstreamFailure,
     classify,
     unavailable,
+    upstream_events,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -380,7 +381,12 @@ class ChatTurn:
         force_text: bool,
         required_choice: dict[str, Any] | None = None,
     ) -> _CallResult:
-        """One streamed model call; raises `UpstreamFailure`."""
+        """One streamed model call; raises `UpstreamFailure`.
+
+        The SDK builds and sends the request and raises its typed errors for a refused one;
+        the events are read from its raw response as plain JSON (`upstream_events`): its
+        typed event objects cost more CPU than the rest of the turn together.
+        """
         loop = asyncio.get_running_loop()
         self.model_calls += 1
         result = _CallResult()
@@ -391,7 +397,7 @@ class ChatTurn:
         timer: asyncio.Timeout | None = None
         try:
             async with asyncio.timeout_at(first_token_at) as timer:
-                stream = await self.client.messages.create(
+                async with self.client.messages.with_streaming_response.create(
                     model=self.settings.model,
                     max_tokens=max_tokens,
                     system=system,
@@ -400,15 +406,15 @@ class ChatTurn:
                     stream=True,
                     tools=cast(Any, tools) if tools else anthropic.omit,
                     tool_choice=cast(Any, _tool_choice(tools, force_text, required_choice)),
-                )
-                async with stream:
-                    async for event in stream:
+                ) as response:
+                    async for event in upstream_events(response.http_response):
+                        kind = event.get("type")
                         # The first generated token (not the block opening) ends the wait.
-                        if waiting_first and event.type in ("content_block_delta", "message_delta"):
+                        if waiting_first and kind in ("content_block_delta", "message_delta"):
                             waiting_first = False
                             timer.reschedule(deadline)
-                        await self._on_event(sink, event, result, call_usage)
-                        if event.type == "message_stop":
+                        await self._on_event(sink, kind, event, result, call_usage)
+                        if kind == "message_stop":
                             got_stop = True
                 if not got_stop:
                     raise IncompleteStream
@@ -428,8 +434,9 @@ class ChatTurn:
             self._add_usage(call_usage)
         return result
 
-    async def _on_event(self, sink: Sink, event: Any, result: _CallResult, usage: Usage) -> None:
-        kind = event.type
+    async def _on_event(
+        self, sink: Sink, kind: Any, event: dict[str, Any], result: _CallResult, usage: Usage
+    ) -> None:
         if kind == "content_block_delta":
             await self._on_block_delta(sink, event, result)
         elif kind == "content_block_start":
@@ -437,33 +444,38 @@ class ChatTurn:
         elif kind == "content_block_stop":
             await self._on_block_stop(sink, event, result)
         elif kind == "message_start":
-            _usage_from_start(usage, event.message.usage)
+            _usage_from_start(usage, _mapping(_mapping(event.get("message")).get("usage")))
         elif kind == "message_delta":
-            result.stop_reason = event.delta.stop_reason
-            _usage_from_delta(usage, event.usage)
+            result.stop_reason = _mapping(event.get("delta")).get("stop_reason")
+            _usage_from_delta(usage, _mapping(event.get("usage")))
 
-    async def _on_block_delta(self, sink: Sink, event: Any, result: _CallResult) -> None:
-        delta = event.delta
-        block = result.blocks.get(event.index)
-        if delta.type == "text_delta":
+    async def _on_block_delta(self, sink: Sink, event: dict[str, Any], result: _CallResult) -> None:
+        delta = _mapping(event.get("delta"))
+        block = result.blocks.get(event.get("index"))  # type: ignore[arg-type]
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text") or ""
             if block is not None:
-                block.text += delta.text
-            await self._emit_text(sink, delta.text)
-        elif delta.type == "input_json_delta" and block is not None:
-            block.json_parts.append(delta.partial_json)
+                block.text += text
+            await self._emit_text(sink, text)
+        elif kind == "input_json_delta" and block is not None:
+            block.json_parts.append(delta.get("partial_json") or "")
 
-    async def _on_block_start(self, sink: Sink, event: Any, result: _CallResult) -> None:
-        content = event.content_block
-        if content.type == "text":
-            result.blocks[event.index] = _Block(kind="text", text=content.text)
-            await self._emit_text(sink, content.text)
-        elif content.type == "tool_use":
-            result.blocks[event.index] = _Block(
-                kind="tool_use", tool_id=content.id, name=content.name
+    async def _on_block_start(self, sink: Sink, event: dict[str, Any], result: _CallResult) -> None:
+        content = _mapping(event.get("content_block"))
+        index = event.get("index")
+        kind = content.get("type")
+        if kind == "text":
+            text = content.get("text") or ""
+            result.blocks[index] = _Block(kind="text", text=text)  # type: ignore[index]
+            await self._emit_text(sink, text)
+        elif kind == "tool_use":
+            result.blocks[index] = _Block(  # type: ignore[index]
+                kind="tool_use", tool_id=content.get("id") or "", name=content.get("name") or ""
             )
 
-    async def _on_block_stop(self, sink: Sink, event: Any, result: _CallResult) -> None:
-        block = result.blocks.get(event.index)
+    async def _on_block_stop(self, sink: Sink, event: dict[str, Any], result: _CallResult) -> None:
+        block = result.blocks.get(event.get("index"))  # type: ignore[arg-type]
         if block is None or block.kind != "tool_use":
             return
         block.arguments = _parse_arguments(block.json_parts)
@@ -511,22 +523,30 @@ def _tool_choice(
     return {"type": "none"} if force_text else anthropic.omit
 
 
-def _usage_from_start(usage: Usage, start: Any) -> None:
-    usage.input_tokens = start.input_tokens or 0
-    usage.cache_read_input_tokens = start.cache_read_input_tokens or 0
-    usage.cache_creation_input_tokens = start.cache_creation_input_tokens or 0
-    usage.output_tokens = start.output_tokens or 0
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
-def _usage_from_delta(usage: Usage, delta: Any) -> None:
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _usage_from_start(usage: Usage, start: dict[str, Any]) -> None:
+    usage.input_tokens = _count(start.get("input_tokens")) or 0
+    usage.cache_read_input_tokens = _count(start.get("cache_read_input_tokens")) or 0
+    usage.cache_creation_input_tokens = _count(start.get("cache_creation_input_tokens")) or 0
+    usage.output_tokens = _count(start.get("output_tokens")) or 0
+
+
+def _usage_from_delta(usage: Usage, delta: dict[str, Any]) -> None:
     # message_delta's counts are cumulative for the call.
-    usage.output_tokens = delta.output_tokens or usage.output_tokens
-    if delta.input_tokens is not None:
-        usage.input_tokens = delta.input_tokens
-    if delta.cache_read_input_tokens is not None:
-        usage.cache_read_input_tokens = delta.cache_read_input_tokens
-    if delta.cache_creation_input_tokens is not None:
-        usage.cache_creation_input_tokens = delta.cache_creation_input_tokens
+    usage.output_tokens = _count(delta.get("output_tokens")) or usage.output_tokens
+    if (input_tokens := _count(delta.get("input_tokens"))) is not None:
+        usage.input_tokens = input_tokens
+    if (cache_read := _count(delta.get("cache_read_input_tokens"))) is not None:
+        usage.cache_read_input_tokens = cache_read
+    if (cache_write := _count(delta.get("cache_creation_input_tokens"))) is not None:
+        usage.cache_creation_input_tokens = cache_write
 
 
 def _opaque_user(principal: InstallationPrincipal) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any
@@ -25,7 +26,6 @@ from homemind_client.models import (
     ErrorEvent,
     ResponseToolCall,
     StreamEvent,
-    TextDeltaEvent,
     ToolCallEvent,
     Usage,
     encode_event,
@@ -63,6 +63,13 @@ SSE_HEADERS = {
 }
 
 
+def text_delta_bytes(text: str) -> bytes:
+    """`encode_event(TextDeltaEvent(text=text))`, byte for byte, without building the model:
+    text deltas are nearly every event of a stream."""
+    data = json.dumps({"text": text}, ensure_ascii=False, separators=(",", ":"))
+    return b"event: text_delta\ndata: " + data.encode() + b"\n\n"
+
+
 class SseSink:
     """Writes stream events; starts the response with the first one."""
 
@@ -80,19 +87,22 @@ class SseSink:
         return self._started
 
     async def send(self, event: StreamEvent) -> None:
+        await self._write(encode_event(event))
+
+    async def _write(self, data: bytes) -> None:
         try:
             if not self.response.prepared:
                 self._started = True
                 await self.response.prepare(self._request)
             # StreamResponse.write hands the bytes to the transport now and drains when needed.
-            await self.response.write(encode_event(event))
+            await self.response.write(data)
         except (ConnectionError, RuntimeError) as err:
             # The client went away (aiohttp raises ClientConnectionResetError, or RuntimeError
             # on a closed transport on some paths).
             raise ClientGone from err
 
     async def text(self, text: str) -> None:
-        await self.send(TextDeltaEvent(text=text))
+        await self._write(text_delta_bytes(text))
 
     async def tool_call(self, call: ResponseToolCall) -> None:
         await self.send(ToolCallEvent(id=call.id, name=call.name, arguments=call.arguments))

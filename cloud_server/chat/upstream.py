@@ -1,22 +1,24 @@
 """Claude through the official SDK: shared clients, and Claude's failures mapped to our codes.
 
-One `httpx2` client (its SSL context and connection pool) is built once at start-up in an
-executor — building an SSL context blocks, and inside Home Assistant's loop blocking calls
-raise — and is shared by one cheap `AsyncAnthropic` per distinct API key (a small LRU cache
-keyed by a hash of the key; keys are never logged). The SDK's own retries are off
-(`max_retries=0`): the pipeline applies our policy (one quick retry before the first byte).
+One `httpx2` client on the SDK's aiohttp transport (its SSL context and connection pool) is
+built once at start-up in an executor — building an SSL context blocks, and inside Home
+Assistant's loop blocking calls raise — and is shared by one cheap `AsyncAnthropic` per
+distinct API key (a small LRU cache keyed by a hash of the key; keys are never logged).
+The SDK's own retries are off (`max_retries=0`): the pipeline applies our policy (one quick
+retry before the first byte).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import anthropic
 import httpx2
@@ -58,7 +60,9 @@ class ClaudeClients:
     def build(cls, settings: Settings) -> ClaudeClients:
         """Blocking (loads CA certificates): run it in an executor."""
         timeout = settings.response_timeout + 5.0
-        http_client = anthropic.DefaultAsyncHttpxClient(
+        # The SDK's aiohttp transport: per streamed chunk it costs about half the CPU of
+        # httpx's own (h11 + anyio) stack. httpx still mounts the proxies of the environment.
+        http_client = anthropic.DefaultAioHttpClient(
             timeout=httpx2.Timeout(timeout, connect=CONNECT_TIMEOUT),
             follow_redirects=False,
         )
@@ -203,6 +207,33 @@ def _status_kind(status: int) -> str:
     if status == 408:
         return "timeout"
     return "server_error"
+
+
+async def upstream_events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a Messages stream, as the SDK's own stream reads them.
+
+    The SDK's SSE decoder splits the events; `ping` and unnamed events are skipped, and an
+    `error` event raises the SDK's `APIStatusError` (its `type` read from the body), as the
+    SDK's typed stream does. Payloads stay plain dicts: building the SDK's typed event
+    objects cost more CPU per turn than everything else the server does.
+    """
+    async for sse in anthropic.AsyncStream.raw_events(response):
+        name = sse.event
+        if name is None or name == "ping":
+            continue
+        if name == "error":
+            body: object = sse.data
+            try:
+                body = json.loads(sse.data)
+                message = f"{body}"
+            except ValueError:
+                message = sse.data or f"Error code: {response.status_code}"
+            raise anthropic.APIStatusError(message, response=response, body=body)
+        if not sse.data:
+            continue
+        event = json.loads(sse.data)
+        if isinstance(event, dict):
+            yield event
 
 
 class IncompleteStream(Exception):

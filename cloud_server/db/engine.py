@@ -84,13 +84,20 @@ def _private_sqlite_file(path: Path) -> None:
             LOGGER.warning("%s can be read by other users; run chmod 600 on it", candidate)
 
 
+SQLITE_POOL_SIZE = 20
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An AsyncEngine for `url` (already with its async driver), configured per dialect."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool: dict[str, int] = {}
         if parsed.database and parsed.database != ":memory:":
             _private_sqlite_file(Path(parsed.database))
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+            # Connections kept open for a busy loop: one beyond the pool is closed on return,
+            # and the next costs a thread, a file open and the pragmas again.
+            pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 10}
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

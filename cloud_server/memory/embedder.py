@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -45,6 +46,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 128
 EMBEDDERS = ("multilingual", "minilm", "voyage", "none")
 DEFAULT_EMBEDDER = "multilingual"
+# Recent query vectors kept (512 floats each: 256 of them are about 512 KB).
+QUERY_CACHE_SIZE = 256
 
 
 def _sha256(path: Path) -> str:
@@ -77,6 +80,7 @@ class InProcessEmbedder:
     min_similarity = 0.2
     margin = 0.3
     _thread: ThreadPoolExecutor | None = None
+    _queries: OrderedDict[str, Vectors] | None = None
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         raise NotImplementedError
@@ -92,8 +96,20 @@ class InProcessEmbedder:
         return await loop.run_in_executor(self._thread, self.embed_sync, list(texts))
 
     async def embed_query(self, text: str) -> Vectors:
+        # A turn's recall and its after-turn extraction search with the same message: the
+        # second search reuses the vector (read-only, so no caller can change the cached one).
+        if self._queries is None:
+            self._queries = OrderedDict()
+        cached = self._queries.get(text)
+        if cached is not None:
+            self._queries.move_to_end(text)
+            return cached
         vectors = await self.embed_documents([text])
         first: Vectors = vectors[0]
+        first.flags.writeable = False
+        self._queries[text] = first
+        while len(self._queries) > QUERY_CACHE_SIZE:
+            self._queries.popitem(last=False)
         return first
 
     async def close(self) -> None:

@@ -93,10 +93,15 @@ def turn_text(chat: ChatRequest, reply: str, keep: int = 4) -> tuple[str, str]:
 
 
 def decisions_of(message: Any) -> list[Any]:
-    """The decisions list of the forced tool call; ValueError when the answer has none."""
-    for block in message.content:
-        if block.type == "tool_use" and block.name == DECISIONS_TOOL:
-            decisions = block.input.get("decisions") if isinstance(block.input, dict) else None
+    """The decisions list of the forced tool call (in the Message JSON); ValueError when the
+    answer has none."""
+    content = message.get("content") if isinstance(message, dict) else None
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "tool_use" and block.get("name") == DECISIONS_TOOL:
+            arguments = block.get("input")
+            decisions = arguments.get("decisions") if isinstance(arguments, dict) else None
             if isinstance(decisions, list):
                 return decisions
             raise ValueError("the extraction tool call has no decisions list")
@@ -129,8 +134,14 @@ class Extractor:
         last_user, transcript = turn_text(chat, reply)
         if len(memtext.content_terms(last_user)) < 2:
             return []
-        candidates = await self.backend.search(
-            user, last_user, speaker_id=speaker, limit=EXTRACTION_CANDIDATES
+        # No fact in scope: nothing to compare with, so no search (and no query embedding).
+        in_scope = await self.backend.count_active(user, speaker_id=speaker, cap=1)
+        candidates = (
+            await self.backend.search(
+                user, last_user, speaker_id=speaker, limit=EXTRACTION_CANDIDATES
+            )
+            if in_scope.facts
+            else []
         )
         known = {r.id: r for r in candidates}
         facts = [
@@ -141,7 +152,8 @@ class Extractor:
             facts=json.dumps(facts, ensure_ascii=False), transcript=transcript
         )
         client = await self._claude_for(api_key)
-        message = await client.messages.create(
+        # The raw response's JSON: the SDK's typed Message would only be read for one block.
+        response = await client.messages.with_raw_response.create(
             model=self.settings.extraction_model,
             max_tokens=EXTRACTION_MAX_TOKENS,
             system=prompts.EXTRACTION_SYSTEM,
@@ -149,6 +161,7 @@ class Extractor:
             tools=[DECISIONS_TOOL_SPEC],
             tool_choice={"type": "tool", "name": DECISIONS_TOOL},
         )
+        message = json.loads(response.http_response.content)
         applied: list[str] = []
         for decision in decisions_of(message)[:EXTRACTION_MAX_DECISIONS]:
             if not isinstance(decision, dict):

@@ -16,7 +16,16 @@ from pydantic import SecretStr
 from cloud_server.app import create_app
 from cloud_server.chat.hooks import CHAT_GATE, MEMORY_PROVIDER
 from cloud_server.settings import Settings
-from tests.fakes.claude import FakeClaude, cut, error, hang, text, tool_use, tool_uses
+from tests.fakes.claude import (
+    FakeClaude,
+    cut,
+    error,
+    hang,
+    stream_error,
+    text,
+    tool_use,
+    tool_uses,
+)
 from tests.server.chat_helpers import (
     FAKE_OWN_KEY,
     FAKE_SERVER_KEY,
@@ -547,6 +556,26 @@ async def test_stream_cut_midway_ends_with_error_event(chat_env: MakeEnv, fake: 
     assert len(fake.requests) == 1  # text was already sent: no retry
     outcome = await gate.wait_recorded()
     assert outcome.error_code == "upstream_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(529, "upstream_unavailable"), (400, "upstream_rejected")]
+)
+async def test_an_error_event_mid_answer_ends_the_stream_with_its_code(
+    chat_env: MakeEnv, fake: FakeClaude, status: int, code: str
+) -> None:
+    gate = RecordingGate()
+    env = await chat_env(gate=gate)
+    fake.script(stream_error(5, status))
+
+    response = await env.post("/api/chat/stream", {"message": "tell me a story"})
+    events = await read_sse(response)
+
+    assert events[0].name == "text_delta"
+    assert events[-1].name == "error" and events[-1].data["code"] == code
+    assert len(fake.requests) == 1  # text was already sent: no retry
+    outcome = await gate.wait_recorded()
+    assert outcome.error_code == code and outcome.usage.input_tokens > 0
 
 
 async def test_cut_before_any_text_is_retried(chat_env: MakeEnv, fake: FakeClaude) -> None:

@@ -266,6 +266,28 @@ async def test_extraction_decisions_are_applied(env: Env) -> None:
     assert old.id in request.messages[0]["content"]  # the nearest facts were offered
 
 
+async def test_extraction_offers_the_facts_in_the_speakers_scope_only(env: Env) -> None:
+    ana = ChatRequest(message="I love pop music and jazz", speaker={"id": "ana"})
+    dad = ChatRequest(message="I love pop music and rock", speaker={"id": "dad"})
+    await env.service.run_tool(
+        env.principal(),
+        ana,
+        "memory_remember",
+        {"content": "Ana loves pop music", "scope": "speaker"},
+    )
+    # Dad's turn: Ana's own fact is out of his scope, so nothing is offered to change.
+    env.fake.script(
+        extraction_answer({"action": "add", "content": "Dad loves rock music", "scope": "speaker"})
+    )
+    assert len(await env.service.extract(env.principal(), dad, "Noted.", KEY)) == 1
+    assert "Ana loves pop music" not in env.fake.last_request.messages[0]["content"]
+    # Ana's turn: the household has no fact, her own one is a candidate.
+    env.fake.script(extraction_answer())
+    await env.service.extract(env.principal(), ana, "Noted.", KEY)
+    offered = env.fake.last_request.messages[0]["content"]
+    assert "Ana loves pop music" in offered and "Dad loves rock music" not in offered
+
+
 @pytest.mark.parametrize(
     "answer",
     [
