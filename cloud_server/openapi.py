@@ -208,6 +208,7 @@ _CHAT_ERRORS = (
     "upstream_unavailable",
     "upstream_rejected_key",
     "upstream_rejected",
+    "temporarily_unavailable",  # draining (cloud_server/lifecycle.py)
 )
 
 OPERATIONS: tuple[Operation, ...] = (

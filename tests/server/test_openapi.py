@@ -135,7 +135,11 @@ def test_errors_are_problem_json_narrowed_to_their_codes(server_settings: Settin
     assert set(chat["401"]["x-error-codes"]) == {"invalid_token", "installation_revoked"}
     assert "rate_limited" in chat["429"]["x-error-codes"]
     assert "Retry-After" in chat["429"]["headers"]
-    assert set(chat["503"]["x-error-codes"]) == {"upstream_unavailable", "database_unavailable"}
+    assert set(chat["503"]["x-error-codes"]) == {
+        "upstream_unavailable",
+        "database_unavailable",
+        "temporarily_unavailable",  # a draining instance
+    }
     assert "Retry-After" in chat["503"]["headers"]
     schema = chat["422"]["content"]["application/problem+json"]["schema"]
     assert schema["allOf"][1]["properties"]["code"]["enum"] == ["validation_error"]
