@@ -6,7 +6,9 @@ The oracle is Stripe's own meaning, not our code: the entitlement after any deli
 is the one the latest event (by `created`; within one second the later lifecycle stage)
 gives on its own, delivered alone to a fresh account; each event is applied once (a
 duplicate answers `duplicate` and changes nothing), and the stored event ids are exactly the
-distinct events.
+distinct events. Two events of the same second and the same stage (a price change during a
+trial, say) carry nothing that orders them, for Stripe or for us: then the outcome may be
+either one's.
 """
 
 from __future__ import annotations
@@ -156,13 +158,16 @@ def test_any_order_with_duplicates_ends_in_the_latest_events_entitlement(
     stack: LiveStack, case: tuple[list[tuple[str, int, str]], list[int]]
 ) -> None:
     history, order = case
-    latest = max(range(len(history)), key=lambda i: (history[i][1], STAGE[history[i][0]]))
+    key = [(created, STAGE[status]) for status, created, _ in history]
+    latest = [i for i in range(len(history)) if key[i] == max(key)]
 
     # What the latest event alone gives (a fresh account, that one event).
-    alone_user, alone_token = _user(stack)
-    alone = _events(history, alone_user)[latest]
-    assert _deliver(stack, alone) != "duplicate"
-    expected_tier = _tier(stack, alone_token)
+    expected_tiers = set()
+    for candidate in latest:
+        alone_user, alone_token = _user(stack)
+        alone = _events(history, alone_user)[candidate]
+        assert _deliver(stack, alone) != "duplicate"
+        expected_tiers.add(_tier(stack, alone_token))
 
     user_id, token = _user(stack)
     built = _events(history, user_id)
@@ -173,8 +178,8 @@ def test_any_order_with_duplicates_ends_in_the_latest_events_entitlement(
         assert (result == "duplicate") is (index in delivered), (index, result)
         delivered.add(index)
 
-    assert _tier(stack, token) == expected_tier
+    assert _tier(stack, token) in expected_tiers
     sub_id = built[0]["data"]["object"]["id"]
     status, stored_events = _stored(stack, sub_id, {e["id"] for e in built})
-    assert status == history[latest][0]
+    assert status in {history[i][0] for i in latest}
     assert stored_events == len(built)
