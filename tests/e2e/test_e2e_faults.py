@@ -75,7 +75,13 @@ async def test_claude_fault_is_spoken_and_counted_once(
     # Nothing is lost or doubled: one usage row per request that reached the server (the
     # client may retry a refused one once), none completed, each with its error code, and
     # the request ids distinct (a row is never written twice).
-    await asyncio.sleep(0)
+    # The server writes the row as its stream handler ends, which may be just after HA has
+    # read the error event: wait for it (bounded), then read once more for a late double.
+    for _ in range(100):
+        if rows := await usage_rows(cloud):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
     rows = await usage_rows(cloud)
     assert 1 <= len(rows) <= 2
     assert len({r.id for r in rows}) == len(rows)
