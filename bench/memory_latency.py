@@ -45,9 +45,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
-from bench.memory_recall import VariedFacts, new_user  # noqa: E402
+from bench.memory_recall import VariedFacts, fact_row, new_user  # noqa: E402
 from cloud_server.accounts.principal import InstallationPrincipal  # noqa: E402
-from cloud_server.db.base import new_id, utcnow  # noqa: E402
 from cloud_server.db.engine import create_engine, make_sessionmaker, upgrade_database  # noqa: E402
 from cloud_server.memory import text as memtext  # noqa: E402
 from cloud_server.memory.embedder import build_embedder  # noqa: E402
@@ -160,20 +159,8 @@ async def seed(url: str, sizes: list[int], embedder: Any) -> dict[str, str]:
             rows: list[dict[str, Any]] = []
             for user, contents in plan:
                 step = -(-len(contents) // ROUNDS)
-                now = utcnow()
                 rows += [
-                    {
-                        "id": new_id(),
-                        "user_id": user,
-                        "speaker_id": None,
-                        "content": content,
-                        "content_hash": memtext.content_hash(content),
-                        "category": None,
-                        "source": "api",
-                        "use_count": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
+                    fact_row(user, content)
                     for content in contents[round_ * step : (round_ + 1) * step]
                 ]
             started = time.perf_counter()

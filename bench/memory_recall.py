@@ -61,6 +61,24 @@ from cloud_server.memory.sql_backend import SqlMemoryBackend, sql_backend_for  #
 from cloud_server.settings import Settings  # noqa: E402
 from homemind_client.models import ChatRequest  # noqa: E402
 
+
+def fact_row(user: str, content: str) -> dict[str, Any]:
+    """One household-wide fact as a bulk-insert row of the memories table."""
+    now = utcnow()
+    return {
+        "id": new_id(),
+        "user_id": user,
+        "speaker_id": None,
+        "content": content,
+        "content_hash": memtext.content_hash(content),
+        "category": None,
+        "source": "api",
+        "use_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 EVAL_SET = ROOT / "bench" / "memory_eval_set.json"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -308,21 +326,7 @@ async def bulk_load(
         rows = []
         for n in range(offset, min(count, offset + chunk)):
             content = make(rng, n)
-            now = utcnow()
-            rows.append(
-                {
-                    "id": new_id(),
-                    "user_id": user,
-                    "speaker_id": None,
-                    "content": content,
-                    "content_hash": memtext.content_hash(content),
-                    "category": None,
-                    "source": "api",
-                    "use_count": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            rows.append(fact_row(user, content))
         async with sessionmaker() as session, session.begin():
             await session.execute(insert(Memory), rows)
     return time.perf_counter() - start
