@@ -4,6 +4,9 @@ The shared PostgreSQL and Redis servers stay up for everyone else: the server un
 talks to them only through this proxy, and `cut()` is that dependency going away (every
 open connection reset, new ones reset at once); `restore()` brings it back on the same
 port, as a restarted server would come back on its address.
+
+`database_behind_proxy()`: a PostgreSQL database of the test's own reached only through
+such a proxy (the fault tests' set-up; tests/pg_database.py makes and drops the database).
 """
 
 from __future__ import annotations
@@ -12,6 +15,13 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.engine.url import make_url
+
+from tests.pg_database import PG_ADMIN_URL, UNREACHABLE, new_database_name, own_database, pg_url
 
 
 class FaultProxy:
@@ -61,6 +71,30 @@ class FaultProxy:
             )
         finally:
             self._writers -= {writer, up_writer}
+
+
+@dataclass(frozen=True)
+class ProxiedDatabase:
+    proxy: FaultProxy
+    url: str  # through the proxy: what the server under test is given
+    name: str
+
+
+@contextlib.asynccontextmanager
+async def database_behind_proxy(prefix: str) -> AsyncIterator[ProxiedDatabase]:
+    """A new database on the shared PostgreSQL behind a FaultProxy; skips when none answers.
+
+    The proxy is closed (every connection reset) before the database is dropped."""
+    name = new_database_name(prefix)
+    admin = make_url(PG_ADMIN_URL)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(own_database(name))
+        except UNREACHABLE as err:
+            pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {err}")
+        proxy = await FaultProxy(admin.host or "127.0.0.1", admin.port or 5432).start()
+        stack.push_async_callback(proxy.close)
+        yield ProxiedDatabase(proxy, pg_url(name, port=proxy.port), name)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

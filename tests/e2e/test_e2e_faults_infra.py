@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -26,35 +25,24 @@ import pytest
 from homeassistant.components import conversation
 from homeassistant.const import CONF_URL
 from homeassistant.core import Context, HomeAssistant
-from sqlalchemy.engine.url import make_url
 
 from cloud_server.server_secrets import SECRETS_FILE
 from custom_components.home_mind.const import DOMAIN, IDLE_TIMEOUT
 from tests.components.home_mind.spoken import CANNOT_CONNECT_EN
 from tests.fakes.claude import FakeClaude, text
-from tests.fault_proxy import FaultProxy
+from tests.fault_proxy import FaultProxy, database_behind_proxy
 from tests.ha_tools import chat_session as new_chat_session
+from tests.pg_database import pg_url
 from tests.server.server_process import ServerProcess
 
 from .conftest import SERVER_KEY, ClaudeScript, Cloud, SetupAgent, StartCloud
 from .secrets_scan import SecretsScan
 from .test_e2e_faults import spoken, usage_rows
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-async def _pg_admin(sql: str) -> None:
-    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
 
 async def _dump(database: str) -> str:
     """Every row of every table as JSON text (what the secrets scan reads)."""
-    url = make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
-    connection = await asyncpg.connect(url, timeout=5)
+    connection = await asyncpg.connect(pg_url(database), timeout=5)
     try:
         tables = await connection.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
@@ -73,22 +61,12 @@ async def pg_via_proxy(
     socket_enabled: None, secrets_scan: SecretsScan
 ) -> AsyncIterator[tuple[FaultProxy, str]]:
     """This test's own database on the shared PostgreSQL, reached through a proxy."""
-    name = f"homemind_e2e_fault_{secrets.token_hex(6)}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {err}")
-    admin = make_url(PG_ADMIN_URL)
-    proxy = await FaultProxy(admin.host or "127.0.0.1", admin.port or 5432).start()
-    try:
-        url = admin.set(host="127.0.0.1", port=proxy.port, database=name)
-        yield proxy, url.render_as_string(hide_password=False)
-    finally:
-        await proxy.close()
+    async with database_behind_proxy("homemind_e2e_fault") as database:
         try:
-            secrets_scan.text("the PostgreSQL database", await _dump(name))
+            yield database.proxy, database.url
         finally:
-            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await database.proxy.close()  # the server's connections end before the scan
+            secrets_scan.text("the PostgreSQL database", await _dump(database.name))
 
 
 def _speech(result: conversation.ConversationResult) -> str:

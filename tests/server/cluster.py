@@ -24,13 +24,17 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
+from tests.pg_database import (
+    PG_ADMIN_URL,
+    create_database,
+    drop_database,
+    new_database_name,
+    pg_url,
+)
 from tests.server.server_process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = ROOT / "deploy/haproxy/haproxy.cfg"
-PG_ADMIN_URL = os.environ.get(
-    "HOMEMIND_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 SHARED_REDIS_URL = os.environ.get("HOMEMIND_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 JWT_SECRET = "jwt-secret-for-the-two-instance-tests-32-bytes"
@@ -52,14 +56,6 @@ async def postgres_reachable() -> bool:
         return False
     await connection.close()
     return True
-
-
-async def _pg_admin(sql: str) -> None:
-    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 async def wait_port(port: int, seconds: float = 10.0) -> None:
@@ -125,15 +121,14 @@ class Cluster:
     env: Mapping[str, str] = field(default_factory=dict)
     redis_url: str = SHARED_REDIS_URL
     instances: int = 2
-    database: str = field(default_factory=lambda: f"homemind_cluster_{secrets.token_hex(5)}")
+    database: str = field(default_factory=lambda: new_database_name("homemind_cluster"))
     redis_prefix: str = field(default_factory=lambda: f"homemind-cluster-{secrets.token_hex(5)}:")
     servers: list[ServerProcess] = field(default_factory=list)
     balancer: HAProxy | None = None
 
     @property
     def database_url(self) -> str:
-        base, _, _ = PG_ADMIN_URL.rpartition("/")
-        return f"{base}/{self.database}"
+        return pg_url(self.database)
 
     @property
     def url(self) -> str:
@@ -186,7 +181,7 @@ class Cluster:
 
     async def __aenter__(self) -> Cluster:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        await _pg_admin(f'CREATE DATABASE "{self.database}"')
+        await create_database(self.database)
         try:
             await self.migrate()
             self.servers = [
@@ -216,7 +211,7 @@ class Cluster:
         if self.balancer is not None:
             await self.balancer.stop()
         await asyncio.gather(*(server.stop() for server in self.servers))
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        await drop_database(self.database)
         await self.forget_redis_keys()
 
     async def forget_redis_keys(self) -> None:

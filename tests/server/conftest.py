@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,48 +23,42 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud_server.accounts import installations as inst
 from cloud_server.accounts import service
 from cloud_server.accounts.app_keys import SERVER_SECRETS
 from cloud_server.app import create_app
+from cloud_server.db.base import utcnow
 from cloud_server.db.engine import DB_SESSIONMAKER
+from cloud_server.db.models import User
 from cloud_server.settings import Settings
-
-PG_ADMIN_URL = os.environ.get(
-    "HOMEMIND_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.pg_database import (
+    PG_ADMIN_URL,
+    UNREACHABLE,
+    create_database,
+    drop_database,
+    new_database_name,
+    pg_url,
 )
+
 DEFAULT_PASSWORD = "correct horse battery staple"
 
 MakeApp = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
-def _pg_url(database: str) -> str:
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
-
-
-async def _pg_admin(sql: str) -> None:
-    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 def create_pg_database() -> str:
     """A new, empty, uniquely named PostgreSQL database; returns its name."""
-    name = f"homemind_test_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    name = new_database_name()
+    asyncio.run(create_database(name))
     return name
 
 
 def drop_pg_database(name: str) -> None:
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(drop_database(name))
 
 
 @contextlib.contextmanager
@@ -73,10 +66,10 @@ def _own_pg_database() -> Iterator[str]:
     """A new PostgreSQL database's URL, dropped afterwards; skips when none answers."""
     try:
         name = create_pg_database()
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+    except UNREACHABLE as err:
         pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {err}")
     try:
-        yield _pg_url(name)
+        yield pg_url(name)
     finally:
         drop_pg_database(name)
 
@@ -232,6 +225,24 @@ def create_installation(
         return installation.id, token
 
     return create
+
+
+async def add_user_row(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
+    """A bare user row (what memory facts belong to), without the account service; its id."""
+    user_id = secrets.token_hex(16)
+    async with sessionmaker() as session, session.begin():
+        email = f"{user_id}@example.test"
+        session.add(
+            User(
+                id=user_id,
+                email=email,
+                email_normalized=email,
+                password_hash="x",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    return user_id
 
 
 @pytest.fixture

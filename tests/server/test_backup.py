@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import secrets
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,7 +22,7 @@ from cloud_server.db.models import Installation, User
 from cloud_server.memory.models import Memory
 from cloud_server.server_secrets import ConfigError
 from cloud_server.settings import Settings
-from tests.server.conftest import _pg_admin, _pg_url
+from tests.pg_database import UNREACHABLE, new_database_name, own_database
 
 OWN_KEY = "sk-ant-fake-backup-own"
 MakeApp = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -35,17 +35,14 @@ async def two_databases(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'fresh' / 'x.db'}"
         return
-    names = [f"homemind_test_{secrets.token_hex(6)}" for _ in range(2)]
-    try:
-        for name in names:
-            await _pg_admin(f'CREATE DATABASE "{name}"')
-    except OSError as err:
-        pytest.skip(f"PostgreSQL is not reachable: {err}")
-    try:
-        yield _pg_url(names[0]), _pg_url(names[1])
-    finally:
-        for name in names:
-            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            urls = [
+                await stack.enter_async_context(own_database(new_database_name())) for _ in range(2)
+            ]
+        except UNREACHABLE as err:
+            pytest.skip(f"PostgreSQL is not reachable: {err}")
+        yield urls[0], urls[1]
 
 
 async def snapshot(client: TestClient[Any, Any]) -> dict[str, Any]:

@@ -14,13 +14,11 @@ answer was given loses nothing: the usage row is written once when it is back.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine.url import make_url
@@ -32,9 +30,8 @@ from cloud_server.memory.models import Memory
 from cloud_server.settings import Settings
 from homemind_client.models import PROBLEM_CONTENT_TYPE
 from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text
-from tests.fault_proxy import FaultProxy
+from tests.fault_proxy import FaultProxy, database_behind_proxy
 from tests.server.chat_helpers import on_fake_claude
-from tests.server.conftest import PG_ADMIN_URL
 
 CHAT = {"message": "Is the kitchen light on?"}
 
@@ -45,30 +42,11 @@ async def claude() -> AsyncIterator[FakeClaude]:
         yield fake
 
 
-async def _pg_admin(sql: str) -> None:
-    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 async def pg_proxy() -> AsyncIterator[tuple[FaultProxy, str]]:
     """A database of this test's own on the shared PostgreSQL, reached through a proxy."""
-    name = f"homemind_fault_{secrets.token_hex(6)}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {err}")
-    admin = make_url(PG_ADMIN_URL)
-    proxy = await FaultProxy(admin.host or "127.0.0.1", admin.port or 5432).start()
-    try:
-        url = admin.set(host="127.0.0.1", port=proxy.port, database=name)
-        yield proxy, url.render_as_string(hide_password=False)
-    finally:
-        await proxy.close()
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with database_behind_proxy("homemind_fault") as database:
+        yield database.proxy, database.url
 
 
 class SqliteLock:

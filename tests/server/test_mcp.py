@@ -10,7 +10,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,7 +19,6 @@ from aiohttp import web
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.types import CallToolResult, TextContent
-from pydantic import SecretStr
 
 from cloud_server.accounts import installations, service
 from cloud_server.accounts.scopes import InstallationScope
@@ -28,6 +26,7 @@ from cloud_server.app import create_app
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.settings import Settings
 from tests.fakes.claude import FakeClaude, RecordedRequest, Turn, text
+from tests.server.chat_helpers import on_fake_claude
 
 EVENING = "Anna's evening starts at 19:30."
 
@@ -66,23 +65,12 @@ StartServer = Callable[..., Awaitable[Server]]
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path, claude: FakeClaude) -> AsyncIterator[StartServer]:
+async def start_server(server_settings: Settings, claude: FakeClaude) -> AsyncIterator[StartServer]:
     runners: list[web.AppRunner] = []
 
     async def start(**updates: Any) -> Server:
-        settings = Settings(
-            data_dir=tmp_path,
-            database_url=f"sqlite:///{tmp_path / 'homemind.db'}",
-            mode="self-hosted",
-            encryption_key=None,
-            jwt_secret=None,
-            redis_url=None,
-            stripe_secret_key=None,
-            smtp_host=None,
-            anthropic_base_url=claude.base_url,
-            anthropic_api_key=SecretStr("sk-ant-test-fake"),
-            memory_extraction=False,
-            **updates,
+        settings = on_fake_claude(server_settings, claude).model_copy(
+            update={"memory_extraction": False, **updates}
         )
         app = create_app(settings)
         runner = web.AppRunner(app, handle_signals=False)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,14 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud_server.db.base import utcnow
 from cloud_server.db.engine import create_engine, make_sessionmaker, upgrade_database
-from cloud_server.db.models import User
 from cloud_server.memory.backend import MemoryBackend, MemoryNotFoundError
 from cloud_server.memory.embedder import build_embedder
 from cloud_server.memory.shodh import ShodhClient, ShodhMemoryBackend, shodh_user_id
 from cloud_server.memory.sql_backend import sql_backend_for
 from cloud_server.memory.vectors import VectorIndex
+from tests.server.conftest import add_user_row
 from tests.server.memory_eval.fake_shodh import FakeShodh
 
 
@@ -52,20 +50,7 @@ async def env(kind_url: tuple[str, str]) -> AsyncIterator[Env]:
     sessionmaker = make_sessionmaker(engine)
 
     async def new_user() -> str:
-        user_id = secrets.token_hex(16)
-        async with sessionmaker() as session, session.begin():
-            email = f"{user_id}@example.test"
-            session.add(
-                User(
-                    id=user_id,
-                    email=email,
-                    email_normalized=email,
-                    password_hash="x",
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
-        return user_id
+        return await add_user_row(sessionmaker)
 
     vectors = None
     if kind.endswith("+dense"):
@@ -263,19 +248,7 @@ async def shodh_env(tmp_path: Path) -> AsyncIterator[Env]:
     await shodh.start()
 
     async def new_user() -> str:
-        user_id = secrets.token_hex(16)
-        async with sessionmaker() as session, session.begin():
-            session.add(
-                User(
-                    id=user_id,
-                    email=f"{user_id}@x.test",
-                    email_normalized=f"{user_id}@x.test",
-                    password_hash="x",
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
-        return user_id
+        return await add_user_row(sessionmaker)
 
     backend = ShodhMemoryBackend(
         sql_backend_for(engine, sessionmaker), ShodhClient(shodh.base_url, shodh.api_key)

@@ -14,7 +14,6 @@ what a person expects. After every sequence:
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from cloud_server.db.base import utcnow
 from cloud_server.db.engine import create_engine, make_sessionmaker, upgrade_database
-from cloud_server.db.models import User
 from cloud_server.memory.backend import MemoryNotFoundError
 from cloud_server.memory.models import Memory
 from cloud_server.memory.sql_backend import SqlMemoryBackend, sql_backend_for
+from tests.server.conftest import add_user_row
 
 WORDS = ("apricot", "bramble", "chestnut", "damson", "elderflower", "fennel")
 
@@ -83,23 +81,7 @@ class Store:
         self.backend: SqlMemoryBackend = sql_backend_for(self.engine, self.sessionmaker)
 
     def new_user(self) -> str:
-        async def create() -> str:
-            user_id = secrets.token_hex(16)
-            async with self.sessionmaker() as session, session.begin():
-                email = f"{user_id}@example.test"
-                session.add(
-                    User(
-                        id=user_id,
-                        email=email,
-                        email_normalized=email,
-                        password_hash="x",
-                        created_at=utcnow(),
-                        updated_at=utcnow(),
-                    )
-                )
-            return user_id
-
-        return self.loop.run_until_complete(create())
+        return self.loop.run_until_complete(add_user_row(self.sessionmaker))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.engine.dispose())

@@ -57,15 +57,13 @@ from tests.live_server import (
     Account,
     LiveStack,
 )
+from tests.pg_database import UNREACHABLE, pg_url
 from tests.server.conftest import create_pg_database, drop_pg_database
 
 EXAMPLES = int(os.environ.get("HOMEMIND_FUZZ_EXAMPLES", "20"))
 STATEFUL_EXAMPLES = int(os.environ.get("HOMEMIND_FUZZ_STATEFUL", str(max(3, EXAMPLES // 4))))
 RANDOM = os.environ.get("HOMEMIND_FUZZ_RANDOM", "0") == "1"
 REDIS_URL = os.environ.get("HOMEMIND_TEST_REDIS", "redis://127.0.0.1:6379/0")
-PG_ADMIN_URL = os.environ.get(
-    "HOMEMIND_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 USER_API_KEY = "sk-ant-api03-user-" + "u" * 40
 ENCRYPTION_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 JWT_SECRET = secrets.token_urlsafe(48)
@@ -148,15 +146,12 @@ def stack(
             yield live
         return
     _redis_or_skip()
-    import asyncpg
-
     try:
         name = create_pg_database()
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+    except UNREACHABLE as err:
         pytest.skip(f"PostgreSQL is not reachable: {err}")
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
     try:
-        with LiveStack(_hosted_settings(tmp, f"{base}/{name}")) as live:
+        with LiveStack(_hosted_settings(tmp, pg_url(name))) as live:
             yield live
     finally:
         drop_pg_database(name)
