@@ -93,8 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = settings_from_args(args)
-        configure_logging(settings.log_level, settings.effective_log_format)
-        return commands[args.command](args, settings)
+        undo_logging = configure_logging(settings.log_level, settings.effective_log_format)
+        try:
+            return commands[args.command](args, settings)
+        finally:
+            undo_logging()
     except ConfigError as err:
         print(f"homemind-server: configuration error: {err}", file=sys.stderr)
         return 2

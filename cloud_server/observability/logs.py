@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -134,17 +134,32 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
-    """Our stderr handler on the root logger (replacing an earlier one of ours only)."""
+def configure_logging(level: str, fmt: Literal["text", "json"]) -> Callable[[], None]:
+    """Our stderr handler on the root logger (replacing an earlier one of ours only).
+
+    Returns the undo: the root logger's handlers and level as they were. The command line
+    undoes it when its command returns, so a caller in the same process (a test, an embedding
+    program) gets its logging back as it had it."""
     handler = _StderrHandler(sys.stderr)
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
-    for old in list(root.handlers):
+    before, before_level = list(root.handlers), root.level
+    for old in before:
         if isinstance(old, _StderrHandler):
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        handler.close()
+        for old in before:
+            if old not in root.handlers:
+                root.addHandler(old)
+        root.setLevel(before_level)
+
+    return undo
 
 
 def bind_principal(*, user_id: str | None = None, installation_id: str | None = None) -> None:

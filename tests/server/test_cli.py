@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import sys
 
 import pytest
@@ -187,3 +188,15 @@ async def test_rotate_encryption_key_from_environment_is_idempotent(
     from cloud_server.server_secrets import parse_encryption_keys
 
     assert value.split(".")[1] == parse_encryption_keys(new).active_kid
+
+
+async def test_a_command_gives_the_callers_logging_back(cli_env, monkeypatch, capsys):
+    """`main` called inside another program (a test run, a supervisor) logs to stderr while
+    its command runs, and leaves the root logger as it found it."""
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    assert await run(["installation", "create", "--name", "Hall"], monkeypatch) == 0
+    assert (list(root.handlers), root.level) == before
+    capsys.readouterr()
+    logging.getLogger("aiohttp.access").warning("a line of the caller's own")
+    assert capsys.readouterr().err == ""
