@@ -6,8 +6,12 @@
 - Order: a subscription row keeps `state_at`, the `created` time of the event whose snapshot
   it holds. An older snapshot never overwrites a newer one; for two events of the same
   second the later stage of the lifecycle wins (incomplete < trialing < active < past_due <
-  unpaid/paused < canceled/incomplete_expired). `canceled` and `incomplete_expired` are
-  terminal in Stripe, so nothing resurrects such a subscription.
+  unpaid/paused < canceled/incomplete_expired). Two of the same second and the same stage
+  that would store different values (a price change during a trial) carry nothing that
+  orders them: then the subscription as Stripe has it now decides, if it is still at that
+  stage (its own event follows otherwise); Stripe unreachable keeps the stored one.
+  `canceled` and `incomplete_expired` are terminal in Stripe, so nothing resurrects such a
+  subscription.
 - The row is created with `INSERT ... ON CONFLICT DO NOTHING` and then read `FOR UPDATE`,
   which serialises concurrent events of one subscription on PostgreSQL (SQLite has one
   writer anyway).
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import stripe
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -168,6 +173,47 @@ async def _locked_row(session: AsyncSession, subscription_id: str) -> Subscripti
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a subscription row keeps of one Subscription object."""
+
+    status: str
+    plan: PlanTier | None
+    price_id: str | None
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    trial_end: datetime | None
+
+    @classmethod
+    def of(cls, obj: dict[str, Any], ctx: WebhookContext) -> _Snapshot:
+        plan, price_id = _plan_of(obj, ctx)
+        item = _first_item(obj)
+        return cls(
+            status=str(obj.get("status")),
+            plan=plan,
+            price_id=price_id,
+            current_period_start=_ts(
+                item.get("current_period_start", obj.get("current_period_start"))
+            ),
+            current_period_end=_ts(item.get("current_period_end", obj.get("current_period_end"))),
+            cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
+            trial_end=_ts(obj.get("trial_end")),
+        )
+
+    def stored_in(self, row: Subscription) -> bool:
+        """The row already holds exactly this (storing it again would change nothing)."""
+        return (
+            self.status == row.status
+            and (self.plan or row.plan) == row.plan
+            and (self.price_id or row.price_id) == row.price_id
+            and self.current_period_start == row.current_period_start
+            and self.current_period_end == row.current_period_end
+            and self.cancel_at_period_end == row.cancel_at_period_end
+            and self.trial_end == row.trial_end
+        )
+
+
 async def apply_subscription(
     session: AsyncSession, obj: dict[str, Any], created: int, ctx: WebhookContext
 ) -> None:
@@ -188,36 +234,76 @@ async def apply_subscription(
         row.user_id = user_id
     if customer_id and row.customer_id is None:
         row.customer_id = customer_id
-    newer = created > row.state_at or (
-        created == row.state_at and STATUS_RANK.get(status, 0) > STATUS_RANK.get(row.status, 0)
-    )
-    if row.state_at >= 0 and row.status in TERMINAL_STATUSES:
-        newer = False
-    if newer:
-        plan, price_id = _plan_of(obj, ctx)
-        item = _first_item(obj)
-        if status == "past_due":
-            seen = _ts(created) or ctx.now()
-            if row.status == "past_due" and row.past_due_since is not None:
-                row.past_due_since = min(row.past_due_since, seen)
-            else:
-                row.past_due_since = seen
-        else:
-            row.past_due_since = None
-        row.status = status
-        row.plan = plan or row.plan
-        row.price_id = price_id or row.price_id
-        row.current_period_start = _ts(
-            item.get("current_period_start", obj.get("current_period_start"))
-        )
-        row.current_period_end = _ts(item.get("current_period_end", obj.get("current_period_end")))
-        row.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
-        row.trial_end = _ts(obj.get("trial_end"))
-        row.state_at = created
-        row.updated_at = ctx.now()
+    snapshot = await _winner(row, obj, status, created, ctx)
+    if snapshot is not None:
+        _store(row, snapshot, created, ctx)
     await session.flush()
     if row.user_id:
         await refresh_user_tier(session, row.user_id, ctx)
+
+
+async def _winner(
+    row: Subscription, obj: dict[str, Any], status: str, created: int, ctx: WebhookContext
+) -> _Snapshot | None:
+    """The snapshot to store (the event's, or Stripe's current one on a tie), or None."""
+    if row.state_at >= 0 and row.status in TERMINAL_STATUSES:
+        return None
+    if created != row.state_at:
+        return _Snapshot.of(obj, ctx) if created > row.state_at else None
+    rank, stored_rank = STATUS_RANK.get(status, 0), STATUS_RANK.get(row.status, 0)
+    if rank != stored_rank:
+        return _Snapshot.of(obj, ctx) if rank > stored_rank else None
+    if _Snapshot.of(obj, ctx).stored_in(row):
+        return None
+    return await _current_at_stage(row, rank, ctx)
+
+
+async def _current_at_stage(row: Subscription, rank: int, ctx: WebhookContext) -> _Snapshot | None:
+    """A same-second, same-stage tie: the subscription as Stripe has it now, if still at
+    that stage. None keeps the stored snapshot (Stripe unreachable, or moved on: the event of
+    that move follows and is later)."""
+    if ctx.retrieve_subscription is None:
+        return None
+    try:
+        current = _Snapshot.of(await ctx.retrieve_subscription(row.id), ctx)
+    except stripe.StripeError as err:
+        LOGGER.warning(
+            "Subscription %s: two events of second %s at one stage, and Stripe could not "
+            "say which is current (%s); keeping the first applied",
+            row.id,
+            row.state_at,
+            type(err).__name__,
+        )
+        return None
+    if STATUS_RANK.get(current.status, -1) != rank:
+        LOGGER.info(
+            "Subscription %s: tie at second %s; Stripe has it %s now, its own event follows",
+            row.id,
+            row.state_at,
+            current.status,
+        )
+        return None
+    return current
+
+
+def _store(row: Subscription, snapshot: _Snapshot, created: int, ctx: WebhookContext) -> None:
+    if snapshot.status == "past_due":
+        seen = _ts(created) or ctx.now()
+        if row.status == "past_due" and row.past_due_since is not None:
+            row.past_due_since = min(row.past_due_since, seen)
+        else:
+            row.past_due_since = seen
+    else:
+        row.past_due_since = None
+    row.status = snapshot.status
+    row.plan = snapshot.plan or row.plan
+    row.price_id = snapshot.price_id or row.price_id
+    row.current_period_start = snapshot.current_period_start
+    row.current_period_end = snapshot.current_period_end
+    row.cancel_at_period_end = snapshot.cancel_at_period_end
+    row.trial_end = snapshot.trial_end
+    row.state_at = created
+    row.updated_at = ctx.now()
 
 
 async def refresh_user_tier(session: AsyncSession, user_id: str, ctx: WebhookContext) -> None:

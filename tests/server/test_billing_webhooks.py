@@ -254,6 +254,76 @@ async def test_late_update_never_resurrects_a_deleted_subscription(
     assert (await billing_env.subscription())["tier"] == "free"
 
 
+def trial(env: BillingEnv, price: str) -> dict[str, Any]:
+    """The subscription during its trial, on `price` (a plan change keeps the stage)."""
+    return subscription_object(
+        "sub_test_1",
+        status="trialing",
+        price=price,
+        user_id=env.user_id,
+        customer="cus_test_1",
+        period_start=1_000,
+    )
+
+
+async def test_a_same_second_same_stage_tie_is_settled_by_stripe(
+    billing_env: BillingEnv,
+) -> None:
+    # The user switched from Managed to BYOK during the trial: Stripe sent both updates
+    # stamped with the same second, and they arrive in the wrong order.
+    managed, byok = trial(billing_env, PRICE_MANAGED), trial(billing_env, PRICE_BYOK)
+    billing_env.fake.subscriptions["sub_test_1"] = byok
+    await billing_env.deliver(event("customer.subscription.created", managed, created=100))
+    await billing_env.deliver(event("customer.subscription.updated", byok, created=200))
+    await billing_env.deliver(event("customer.subscription.updated", managed, created=200))
+    assert len(billing_env.fake.calls_to("/v1/subscriptions/sub_test_1")) == 1
+    assert await billing_env.user_tier() == "byok"
+    assert (await billing_env.subscription())["tier"] == "byok"
+    # A second event of that second saying what is stored already asks Stripe nothing.
+    await billing_env.deliver(event("customer.subscription.trial_will_end", byok, created=200))
+    assert len(billing_env.fake.calls_to("/v1/subscriptions/sub_test_1")) == 1
+    (row,) = await billing_env.subscription_rows()
+    assert (row.status, row.price_id, row.state_at) == ("trialing", PRICE_BYOK, 200)
+
+
+async def test_a_tie_stripe_cannot_settle_keeps_the_first_applied(
+    billing_env: BillingEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    managed, byok = trial(billing_env, PRICE_MANAGED), trial(billing_env, PRICE_BYOK)
+    await billing_env.deliver(event("customer.subscription.updated", managed, created=200))
+    # Stripe does not know it (a 404), then Stripe is unreachable: both answer 200 and keep
+    # the first applied (no retry storm from Stripe for an event that is not wrong).
+    status, body = await billing_env.deliver(
+        event("customer.subscription.updated", byok, created=200)
+    )
+    assert (status, body["result"]) == (200, "applied")
+    await billing_env.fake.__aexit__(None, None, None)
+    with caplog.at_level("WARNING", logger="cloud_server.billing.webhooks"):
+        status, body = await billing_env.deliver(
+            event("customer.subscription.updated", byok, created=200)
+        )
+    assert (status, body["result"]) == (200, "applied")
+    assert "could not say which is current (APIConnectionError)" in caplog.text
+    assert await billing_env.user_tier() == "managed"
+
+
+async def test_a_tie_stripe_has_moved_on_from_keeps_the_first_applied(
+    billing_env: BillingEnv,
+) -> None:
+    managed, byok = trial(billing_env, PRICE_MANAGED), trial(billing_env, PRICE_BYOK)
+    billing_env.fake.subscriptions["sub_test_1"] = {**byok, "status": "active"}
+    await billing_env.deliver(event("customer.subscription.updated", managed, created=200))
+    await billing_env.deliver(event("customer.subscription.updated", byok, created=200))
+    assert len(billing_env.fake.calls_to("/v1/subscriptions/sub_test_1")) == 1
+    (row,) = await billing_env.subscription_rows()
+    assert (row.status, row.price_id) == ("trialing", PRICE_MANAGED)
+    # The event of that move comes later and is applied as usual.
+    await billing_env.deliver(
+        event("customer.subscription.updated", {**byok, "status": "active"}, created=300)
+    )
+    assert (await billing_env.subscription())["tier"] == "byok"
+
+
 LIFECYCLE = [
     ("created", "trialing", 100, PRICE_MANAGED),
     ("updated", "active", 200, PRICE_MANAGED),
