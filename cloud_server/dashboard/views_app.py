@@ -8,7 +8,9 @@ import math
 from datetime import date
 from typing import Any
 
+import segno
 from aiohttp import web
+from markupsafe import Markup
 
 from ..accounts import flows, lifecycle
 from ..accounts import installations as inst
@@ -462,6 +464,7 @@ async def two_step(request: web.Request, signed_in: session.SignedIn) -> web.Str
                     "errors": errors,
                     "secret": values.get("secret", ""),
                     "uri": values.get("uri", ""),
+                    "qr": totp_qr(values.get("uri", "")),
                     "setup_token": values.get("setup_token", ""),
                 },
                 status=err.status,
@@ -475,9 +478,22 @@ async def two_step(request: web.Request, signed_in: session.SignedIn) -> web.Str
             "errors": errors,
             "secret": secret,
             "uri": uri,
+            "qr": totp_qr(uri),
             "setup_token": setup_token,
         },
     )
+
+
+def totp_qr(uri: str) -> Markup | None:
+    """The otpauth URI as a QR code, inline SVG (segno's output: no script, no style), with a
+    light background so that it scans on a dark page too."""
+    if not uri.startswith("otpauth://"):
+        return None
+    code = segno.make(uri, error="m", micro=False)
+    svg = code.svg_inline(scale=4, border=4, dark="#000", light="#fff", title=_("QR code"))
+    # Safe: segno writes only its own path data (the URI is encoded as modules, never as
+    # text) and escapes the title.
+    return Markup(svg)  # noqa: S704
 
 
 @requires_user

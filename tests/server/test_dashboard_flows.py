@@ -3,12 +3,17 @@ and a self-hosted server's plan page (billing off: no buttons)."""
 
 from __future__ import annotations
 
+import base64
+import html
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from cloud_server.accounts import totp
+from cloud_server.dashboard.views_app import totp_qr
 from cloud_server.settings import Settings
 from tests.server.conftest import DEFAULT_PASSWORD, SmtpCapture
 
@@ -109,3 +114,40 @@ async def test_a_self_hosted_plan_page_says_billing_is_off_and_offers_nothing(
         "/billing/checkout", data={"csrf_token": _csrf(html), "plan": "managed"}
     )
     assert refused.status == 404
+
+
+async def test_two_step_enrolment_shows_a_qr_code_of_the_otpauth_uri_and_the_key(
+    make_app: MakeApp,
+) -> None:
+    client = await make_app()
+    await client.post(
+        "/api/auth/register", json={"email": "qr@example.test", "password": DEFAULT_PASSWORD}
+    )
+    signed_in = await _post_form(
+        client, "/signin", email="qr@example.test", password=DEFAULT_PASSWORD
+    )
+    assert signed_in.status == 303
+    page = await (await client.get("/account/two-step")).text()
+    uri = html.unescape(re.search(r'<a href="(otpauth://[^"]+)"', page).group(1))  # type: ignore[union-attr]
+    secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page).group(1)  # type: ignore[union-attr]
+    assert f"secret={secret}" in uri
+    # The QR code is the URI itself (what segno draws for it), inline: no image request.
+    shown = re.search(r'<div class="qr" id="totp-qr">(<svg.*?</svg>)</div>', page, re.S)
+    assert shown is not None
+    assert shown.group(1) == totp_qr(uri)
+    assert shown.group(1) != totp_qr(uri.replace(secret, secret[::-1]))
+    # The key from the page turns two-step sign-in on.
+    code = totp.code_at(base64.b32decode(secret + "=" * (-len(secret) % 8)), time.time())
+    setup_token = re.search(r'name="setup_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    done = await client.post(
+        "/account/two-step",
+        data={
+            "csrf_token": _csrf(page),
+            "setup_token": setup_token,
+            "secret": secret,
+            "uri": uri,
+            "code": code,
+        },
+        allow_redirects=False,
+    )
+    assert done.status == 303
