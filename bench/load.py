@@ -302,10 +302,12 @@ def haproxy_waits(lines: list[str]) -> list[str]:
     """Chat streams as HAProxy logged them: time queued for a server slot, by status."""
     waits: dict[str, list[float]] = {}
     busiest: dict[str, int] = {}
+    peers: set[str] = set()  # the client's address and port: one per TCP connection
     for line in lines:
         found = _HTTPLOG.search(line)
         if found is None:
             continue
+        peers.add(line.split(" [", 1)[0].rsplit(" ", 1)[-1])
         key = f"{found['server']} {found['status']}"
         waits.setdefault(key, []).append(max(0, int(found["tw"])) / 1000)
         busiest[found["server"]] = max(busiest.get(found["server"], 0), int(found["srv_conn"]))
@@ -316,6 +318,8 @@ def haproxy_waits(lines: list[str]) -> list[str]:
             f"p99 {ms(percentile(values, 99))} ms"
         )
     out.extend(f"most streams at once on {name}: {n}" for name, n in sorted(busiest.items()))
+    streams = sum(len(v) for v in waits.values())
+    out.append(f"client connections for {streams} chat streams: {len(peers)} (keep-alive reuse)")
     return out
 
 
