@@ -406,7 +406,9 @@ async def measure(
         if "c" in cfg.paths
         else contextlib.nullcontext((None, ""))
     )
-    async with aiohttp.ClientSession() as session, home as (hass, agent_id):
+    # No cap on client connections (aiohttp's default is 100): each worker keeps its own.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session, home as (hass, agent_id):
         client = HomeMindClient(session, server["url"], server["token"])
         every = {
             "a": make_sdk_turn(sdk, cfg.message, expected),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import tempfile
 import time
@@ -83,11 +84,38 @@ class Phase:
     seconds: float = 0.0
     cpu_ms: dict[str, float] = field(default_factory=dict)  # process -> CPU ms in the window
     rss: list[tuple[float, list[float]]] = field(default_factory=list)
+    # Each server's /metrics once a second: gauge name -> samples per server.
+    gauges: dict[str, list[list[float]]] = field(default_factory=dict)
+    counted: list[dict[str, float]] = field(default_factory=list)  # per server, the window's
     notes: list[str] = field(default_factory=list)
 
     @property
     def turns(self) -> int:
         return len(self.series.samples)
+
+
+# What a server is doing while the phase runs, read from its /metrics (the gauges it has).
+WATCHED = {
+    "streams": 'homemind_chat_streams_in_flight{stream="true"}',
+    "db in use": "homemind_db_pool_connections_in_use",
+}
+# Counters read at the window's start and end (their difference is the window's).
+COUNTED = {
+    "checkouts": "homemind_db_pool_checkouts_total",
+    "wait": "homemind_db_pool_wait_seconds_total",
+    "held": "homemind_db_pool_held_seconds_total",
+}
+
+
+async def scrape(session: Any, url: str) -> dict[str, float]:
+    async with session.get(url) as response:
+        text = await response.text()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        for key, wanted in (WATCHED | COUNTED).items():
+            if line.startswith(wanted + " "):
+                values[key] = float(line.split()[-1])
+    return values
 
 
 async def run_phase(
@@ -96,6 +124,7 @@ async def run_phase(
     cfg: argparse.Namespace,
     pids: dict[str, int | None],
     rss_pids: dict[str, int | None],
+    watch: tuple[Any, list[str]] | None = None,
 ) -> Phase:
     phase = Phase(name)
     turn_time = cfg.ttft + (cfg.tokens - 1) * cfg.token_delay
@@ -128,7 +157,32 @@ async def run_phase(
         phase.rss.append((phase.seconds, [rss_mb(pid) for pid in rss_pids.values()]))
         stop.set()
 
-    await asyncio.gather(sampler(), *(worker(i) for i in range(cfg.concurrency)))
+    async def watcher() -> None:
+        if watch is None:
+            return
+        session, urls = watch
+        phase.gauges = {key: [[] for _ in urls] for key in WATCHED}
+        first: list[dict[str, float]] = [{} for _ in urls]
+        last: list[dict[str, float]] = [{} for _ in urls]
+        await asyncio.sleep(window[0] - loop.time())
+        while not stop.is_set():
+            for i, url in enumerate(urls):
+                try:
+                    values = await scrape(session, url)
+                except Exception:
+                    continue
+                for key in WATCHED:
+                    if key in values:
+                        phase.gauges[key][i].append(values[key])
+                first[i] = first[i] or values
+                last[i] = values
+            await asyncio.sleep(1.0)
+        phase.counted = [
+            {key: last[i].get(key, 0.0) - first[i].get(key, 0.0) for key in COUNTED}
+            for i in range(len(urls))
+        ]
+
+    await asyncio.gather(sampler(), watcher(), *(worker(i) for i in range(cfg.concurrency)))
     log(f"{name}: {phase.turns} turns in {phase.seconds:.1f} s")
     return phase
 
@@ -171,6 +225,7 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
             "HOMEMIND_MEMORY_EXTRACTION": "true" if cfg.extraction else "false",
             "HOMEMIND_EMBEDDER": cfg.embedder,
             "HOMEMIND_LOG_LEVEL": "INFO",
+            **dict(item.split("=", 1) for item in cfg.server_env),
         }
         async with Cluster(work_dir, fake_url, env) as cluster:
             tokens = await installations(session, cluster.url, cfg.concurrency)
@@ -188,6 +243,7 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
                     cfg,
                     pids,
                     servers,
+                    (session, [cluster.metrics_url(i) for i in range(len(cluster.servers))]),
                 )
             )
             # The balancer's view: health-check state changes, and what it answered itself.
@@ -197,6 +253,7 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
             ]
             own = sum(1 for line in lines if "homemind/<NOSRV>" in line)
             phases[-1].notes.append(f"requests HAProxy answered itself (no server up): {own}")
+            phases[-1].notes.extend(haproxy_waits(lines))
     return phases
 
 
@@ -231,6 +288,39 @@ async def installations(session: Any, url: str, count: int) -> list[str]:
             *(household(i) for i in range(start, min(count, start + 10)))
         )
     return tokens
+
+
+# httplog: "... backend/server TR/Tw/Tc/Tr/Ta status ... act/fe/be/srv/retries sq/bq ..."
+_HTTPLOG = re.compile(
+    r" homemind/(?P<server>\S+) -?\d+/(?P<tw>-?\d+)/-?\d+/-?\d+/(?P<ta>\+?-?\d+) "
+    r"(?P<status>\d{3}) .* \d+/\d+/\d+/(?P<srv_conn>\d+)/(?P<retries>\+?\d+) "
+    r"(?P<sq>\d+)/(?P<bq>\d+) .*\"POST /api/chat/stream"
+)
+
+
+def haproxy_waits(lines: list[str]) -> list[str]:
+    """Chat streams as HAProxy logged them: time queued for a server slot, by status."""
+    waits: dict[str, list[float]] = {}
+    busiest: dict[str, int] = {}
+    peers: set[str] = set()  # the client's address and port: one per TCP connection
+    for line in lines:
+        found = _HTTPLOG.search(line)
+        if found is None:
+            continue
+        peers.add(line.split(" [", 1)[0].rsplit(" ", 1)[-1])
+        key = f"{found['server']} {found['status']}"
+        waits.setdefault(key, []).append(max(0, int(found["tw"])) / 1000)
+        busiest[found["server"]] = max(busiest.get(found["server"], 0), int(found["srv_conn"]))
+    out = []
+    for key, values in sorted(waits.items()):
+        out.append(
+            f"chat streams {key}: {len(values)}, queued p50 {ms(percentile(values, 50))} ms, "
+            f"p99 {ms(percentile(values, 99))} ms"
+        )
+    out.extend(f"most streams at once on {name}: {n}" for name, n in sorted(busiest.items()))
+    streams = sum(len(v) for v in waits.values())
+    out.append(f"client connections for {streams} chat streams: {len(peers)} (keep-alive reuse)")
+    return out
 
 
 def log(message: str) -> None:
@@ -294,6 +384,46 @@ def report(cfg: argparse.Namespace, phases: list[Phase]) -> str:
                     [[f"{t:.0f}", *(f"{x:.0f}" for x in values)] for t, values in phase.rss],
                 )
             )
+        if phase.gauges:
+            out.append("")
+            out.append(f"Server gauges sampled each second, mean / max ({phase.name})")
+            names = [f"server-{i + 1}" for i in range(len(next(iter(phase.gauges.values()))))]
+            out.append(
+                table(
+                    ["gauge", *names],
+                    [
+                        [
+                            key,
+                            *(
+                                f"{sum(v) / len(v):.1f} / {max(v):.0f}" if v else "-"
+                                for v in per_server
+                            ),
+                        ]
+                        for key, per_server in phase.gauges.items()
+                    ],
+                )
+            )
+        if phase.counted and phase.turns:
+            out.append("")
+            out.append(f"Database pool over the window ({phase.name})")
+            rows = []
+            for i, c in enumerate(phase.counted):
+                n = c["checkouts"] or float("nan")
+                rows.append(
+                    [
+                        f"server-{i + 1}",
+                        f"{c['checkouts']:.0f}",
+                        f"{c['checkouts'] / phase.turns * len(phase.counted):.1f}",
+                        f"{c['wait'] / n * 1000:.1f}",
+                        f"{c['held'] / n * 1000:.1f}",
+                    ]
+                )
+            out.append(
+                table(
+                    ["server", "checkouts", "per turn", "wait ms (mean)", "held ms (mean)"],
+                    rows,
+                )
+            )
     for phase in phases:
         if phase.notes:
             out.append("")
@@ -325,9 +455,21 @@ def main(argv: list[str] | None = None) -> int:
         help="after-turn memory extraction (production default: on)",
     )
     parser.add_argument("--embedder", default="minilm", help="HOMEMIND_EMBEDDER (minilm, none)")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for both servers, e.g. HOMEMIND_DB_POOL_SIZE=30 (repeatable)",
+    )
+    parser.add_argument(
+        "--maxconn", type=int, help="HOMEMIND_SERVER_MAXCONN for HAProxy (its default: 64)"
+    )
     cfg = parser.parse_args(argv)
     if cfg.quick:
         cfg.concurrency, cfg.duration, cfg.warmup = 20, 10.0, 2.0
+    if cfg.maxconn is not None:
+        os.environ["HOMEMIND_SERVER_MAXCONN"] = str(cfg.maxconn)  # HAProxy reads it
 
     print(f"Home Mind load benchmark: {cfg.concurrency} concurrent streaming chats")
     print(environment(PACKAGES))
@@ -337,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{cfg.warmup:.0f} s warm-up; extraction {'on' if cfg.extraction else 'off'}, "
         f"embedder {cfg.embedder}"
     )
+    if cfg.server_env or cfg.maxconn is not None:
+        print(f"servers: {' '.join(cfg.server_env) or '-'}; HAProxy maxconn {cfg.maxconn}")
     print("processes: fake Claude | HAProxy | 2 x homemind-server (PostgreSQL, Redis) | bench")
     print(flush=True)
     chat_latency = Path(__file__).resolve().parent / "chat_latency.py"

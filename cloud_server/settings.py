@@ -46,6 +46,20 @@ class Settings(EnvSettings):
     database_url: str | None = Field(
         default=None, validation_alias=env("DATABASE_URL", "database_url")
     )
+    # Connections each process keeps open to the database (SQLAlchemy's pool_size), and
+    # how many more it may open at a busy moment (max_overflow). Every instance may hold
+    # their sum: keep instances x (size + overflow) under PostgreSQL's max_connections.
+    # A chat turn holds one only for each short query (none while Claude answers).
+    db_pool_size: int = Field(
+        default=20, ge=1, validation_alias=env("HOMEMIND_DB_POOL_SIZE", "db_pool_size")
+    )
+    db_max_overflow: int = Field(
+        default=10, ge=0, validation_alias=env("HOMEMIND_DB_MAX_OVERFLOW", "db_max_overflow")
+    )
+    # Seconds a request waits for a free connection before failing (database_unavailable).
+    db_pool_timeout: float = Field(
+        default=30.0, gt=0, validation_alias=env("HOMEMIND_DB_POOL_TIMEOUT", "db_pool_timeout")
+    )
     # Upgrade the schema on start; when off, `serve` refuses an outdated schema.
     auto_migrate: bool = Field(
         default=True, validation_alias=env("HOMEMIND_AUTO_MIGRATE", "auto_migrate")

@@ -2,6 +2,10 @@
 
 SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when `DATABASE_URL` says so. On
 SQLite every connection gets WAL, a busy timeout and enforced foreign keys.
+
+The pool's size comes from the settings (`HOMEMIND_DB_POOL_SIZE`, `HOMEMIND_DB_MAX_OVERFLOW`,
+`HOMEMIND_DB_POOL_TIMEOUT`). `PoolStats` counts its use for `/metrics`: checkouts, the time
+requests waited for a connection and the time they held one.
 """
 
 from __future__ import annotations
@@ -9,7 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
+import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool, PoolProxiedConnection
 
 from ..app_keys import SETTINGS
 from ..server_secrets import ConfigError
@@ -84,23 +92,87 @@ def _private_sqlite_file(path: Path) -> None:
             LOGGER.warning("%s can be read by other users; run chmod 600 on it", candidate)
 
 
-SQLITE_POOL_SIZE = 20
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How many connections an engine keeps, may add, and how long a checkout may wait."""
+
+    size: int = 20
+    max_overflow: int = 10
+    timeout: float = 30.0
+
+    @classmethod
+    def of(cls, settings: Any) -> PoolSettings:
+        return cls(settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout)
 
 
-def create_engine(url: str) -> AsyncEngine:
+@dataclass(slots=True)
+class PoolStats:
+    """Totals since start (read by the /metrics collector)."""
+
+    checkouts: int = 0
+    wait_seconds: float = 0.0  # waiting for a free connection (or for a new one to open)
+    held_seconds: float = 0.0  # from checkout to return
+
+
+_STATS: weakref.WeakKeyDictionary[Pool, PoolStats] = weakref.WeakKeyDictionary()
+
+
+def pool_stats(engine: AsyncEngine) -> PoolStats | None:
+    return _STATS.get(engine.sync_engine.pool)
+
+
+class _TimedPool(AsyncAdaptedQueuePool):
+    """The async queue pool, timing how long each checkout waits for its connection."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        started = time.monotonic()
+        try:
+            return super()._do_get()
+        finally:
+            stats = _STATS.get(self)
+            if stats is not None:
+                stats.wait_seconds += time.monotonic() - started
+
+
+def _count_use(engine: AsyncEngine) -> None:
+    pool = engine.sync_engine.pool
+    stats = _STATS.setdefault(pool, PoolStats())
+
+    def checkout(_dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        stats.checkouts += 1
+        record.info["checked_out_at"] = time.monotonic()
+
+    def checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        started = record.info.pop("checked_out_at", None)
+        if started is not None:
+            stats.held_seconds += time.monotonic() - started
+
+    event.listen(pool, "checkout", checkout)
+    event.listen(pool, "checkin", checkin)
+
+
+def create_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     """An AsyncEngine for `url` (already with its async driver), configured per dialect."""
+    pool = pool or PoolSettings()
+    sizes: dict[str, Any] = {
+        "poolclass": _TimedPool,
+        "pool_size": pool.size,
+        "max_overflow": pool.max_overflow,
+        "pool_timeout": pool.timeout,
+    }
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        pool: dict[str, int] = {}
         if parsed.database and parsed.database != ":memory:":
             _private_sqlite_file(Path(parsed.database))
-            # Connections kept open for a busy loop: one beyond the pool is closed on return,
-            # and the next costs a thread, a file open and the pragmas again.
-            pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 10}
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
+        else:
+            sizes = {}  # in memory: SQLAlchemy's own pool, one connection
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **sizes)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    else:
+        engine = create_async_engine(url, pool_pre_ping=True, **sizes)
+    if sizes:
+        _count_use(engine)
+    return engine
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -160,7 +232,7 @@ def setup_database(app: web.Application) -> None:
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        engine = create_engine(settings.effective_database_url)
+        engine = create_engine(settings.effective_database_url, PoolSettings.of(settings))
         try:
             await ensure_schema(engine, settings.auto_migrate)
         except BaseException:

@@ -97,8 +97,8 @@ class DatabasePoolCollector(Collector):
     def __init__(self, app: web.Application) -> None:
         self._app = app
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        from ..db.engine import DB_ENGINE
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        from ..db.engine import DB_ENGINE, pool_stats
 
         engine = self._app.get(DB_ENGINE)
         pool: Any = engine.pool if engine is not None else None
@@ -115,6 +115,25 @@ class DatabasePoolCollector(Collector):
                     family.add_metric([], float(method()))
         yield in_use
         yield size
+        stats = pool_stats(engine) if engine is not None else None
+        if stats is None:
+            return
+        for name, doc, value in (
+            ("homemind_db_pool_checkouts", "Connections taken from the pool.", stats.checkouts),
+            (
+                "homemind_db_pool_wait_seconds",
+                "Time spent waiting for a pooled connection (a new one's connect included).",
+                stats.wait_seconds,
+            ),
+            (
+                "homemind_db_pool_held_seconds",
+                "Time connections spent checked out (held seconds / checkouts = mean hold).",
+                stats.held_seconds,
+            ),
+        ):
+            counter = CounterMetricFamily(name, doc)
+            counter.add_metric([], float(value))
+            yield counter
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return []

@@ -248,14 +248,20 @@ async def test_rate_limit_refusals_are_counted(
     assert sample(samples, "homemind_rate_limit_refusals_total", route="/api/chat") == 1
 
 
+# HOMEMIND_DB_POOL_SIZE / HOMEMIND_DB_MAX_OVERFLOW: a pool these tests can fill.
+SMALL_POOL = {"db_pool_size": 2, "db_max_overflow": 1}
+
+
 async def test_a_busy_database_pool_does_not_fail_readiness_after_an_answer(
     make_app: MakeApp, server_settings: Settings, pg_session_url: str
 ) -> None:
     # Under load every instance is slow at once: taking the busiest out only moves its load.
-    client = await make_app(server_settings.model_copy(update={"database_url": pg_session_url}))
+    client = await make_app(
+        server_settings.model_copy(update={"database_url": pg_session_url, **SMALL_POOL})
+    )
     assert (await client.get("/readyz")).status == 200  # the database answered
     engine = client.app[DB_ENGINE]
-    held = [await engine.connect() for _ in range(20)]  # pool_size 10 + max_overflow 10
+    held = [await engine.connect() for _ in range(3)]  # the whole pool: size 2 + overflow 1
     try:
         response = await client.get("/readyz")  # its check waits for a connection, times out
         assert response.status == 200
@@ -268,9 +274,11 @@ async def test_a_busy_database_pool_does_not_fail_readiness_after_an_answer(
 async def test_a_busy_database_pool_fails_readiness_without_a_recent_answer(
     make_app: MakeApp, server_settings: Settings, pg_session_url: str
 ) -> None:
-    client = await make_app(server_settings.model_copy(update={"database_url": pg_session_url}))
+    client = await make_app(
+        server_settings.model_copy(update={"database_url": pg_session_url, **SMALL_POOL})
+    )
     engine = client.app[DB_ENGINE]
-    held = [await engine.connect() for _ in range(20)]
+    held = [await engine.connect() for _ in range(3)]
     try:
         response = await client.get("/readyz")
         assert response.status == 503
