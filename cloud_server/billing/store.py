@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, func, select
+from sqlalchemy import Integer, Table, bindparam, func, select, text
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -219,25 +219,31 @@ async def load_account_state(
     return state
 
 
-# The usage INSERT per dialect, built once: the hot path only binds its values.
-_USAGE_INSERTS: dict[str, Any] = {}
+def _build_usage_insert() -> Any:
+    """The usage INSERT as one constant text statement with typed parameters.
+
+    SQLAlchemy (2.0) cannot cache the compiled form of a dialect `on_conflict_do_nothing`
+    insert ("no key"): built that way it was compiled again on every chat turn. The text
+    is the same on SQLite and PostgreSQL; the column types still process the values.
+    """
+    table = UsageRecord.__table__
+    assert isinstance(table, Table)
+    names = [column.name for column in table.columns]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608 (constant names)
+        f"VALUES ({', '.join(':' + name for name in names)}) ON CONFLICT (id) DO NOTHING"
+    )
+    return text(sql).bindparams(
+        *(bindparam(column.name, type_=column.type) for column in table.columns)
+    )
 
 
-def _usage_insert(dialect: str) -> Any:
-    stmt = _USAGE_INSERTS.get(dialect)
-    if stmt is None:
-        table = UsageRecord.__table__
-        assert isinstance(table, Table)
-        stmt = (
-            postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        ).on_conflict_do_nothing(index_elements=["id"])
-        _USAGE_INSERTS[dialect] = stmt
-    return stmt
+_USAGE_INSERT = _build_usage_insert()
 
 
 async def insert_usage(connection: AsyncConnection, values: dict[str, Any]) -> bool:
     """Insert one usage row (Core, no ORM unit of work); False when its id was recorded already."""
-    result = await connection.execute(_usage_insert(connection.dialect.name), values)
+    result = await connection.execute(_USAGE_INSERT, values)
     return bool(cast(Any, result).rowcount == 1)
 
 

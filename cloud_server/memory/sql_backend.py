@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, delete, func, or_, select, text, update
+from sqlalchemy import Select, Table, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -57,6 +57,10 @@ def to_record(row: Memory) -> MemoryRecord:
 _TABLE = cast(Table, Memory.__table__)
 _SPEAKERS = cast(Table, MemorySpeaker.__table__)
 _FIELDS = tuple(c.name for c in _TABLE.columns if c.name in MemoryRecord.__dataclass_fields__)
+# Read on every chat turn: built once (its compiled form and cache key are kept).
+_SPEAKERS_OF = select(_SPEAKERS.c.speaker_id, _SPEAKERS.c.name).where(
+    _SPEAKERS.c.user_id == bindparam("user_id")
+)
 
 
 def row_record(row: Any) -> MemoryRecord:
@@ -354,12 +358,9 @@ class SqlMemoryBackend:
 
     async def speakers(self, user_id: str) -> dict[str, str]:
         """The household's known speakers: id -> name."""
-        stmt = select(_SPEAKERS.c.speaker_id, _SPEAKERS.c.name).where(
-            _SPEAKERS.c.user_id == user_id
-        )
         try:
             async with self._engine.connect() as connection:
-                rows = (await connection.execute(stmt)).all()
+                rows = (await connection.execute(_SPEAKERS_OF, {"user_id": user_id})).all()
         except SQLAlchemyError as err:
             raise MemoryBackendError("could not read the speakers") from err
         return {row.speaker_id: row.name for row in rows}
@@ -416,23 +417,23 @@ class SqlMemoryBackend:
         cap: int,
         also_speakers: Sequence[str] = (),
     ) -> ActiveCount:
-        # Any `cap` facts will do (no order): the owner index is walked until `cap` match.
-        facts = _scope(
-            select(_TABLE.c.content).where(
-                _TABLE.c.user_id == user_id, _TABLE.c.superseded_by.is_(None)
-            ),
-            speaker_id,
-            False,
-            also_speakers,
-        )
-        capped = facts.limit(max(0, cap)).subquery()
-        stmt = select(func.count(), func.coalesce(func.sum(func.length(capped.c.content)), 0))
+        # Twice per chat turn (recall, extraction): a constant statement per number of
+        # speakers, compiled once, instead of a select built and cache-keyed on every call.
+        ids = visible_speakers(speaker_id, also_speakers)
+        params: dict[str, Any] = {"user": user_id, "cap": max(0, cap)}
+        params.update((f"speaker{n}", speaker) for n, speaker in enumerate(ids))
         try:
             async with self._engine.connect() as connection:
-                row = (await connection.execute(stmt)).one()
+                row = await self._one_row(connection, _count_sql(len(ids)), params)
         except SQLAlchemyError as err:
             raise MemoryBackendError("memory count failed") from err
-        return ActiveCount(facts=int(row[0]), chars=int(row[1]))
+        return ActiveCount(facts=int(row[0]), chars=int(row[1] or 0))
+
+    async def _one_row(
+        self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
+    ) -> Sequence[Any]:
+        """The one row of a constant text statement (its values need no type processing)."""
+        return tuple((await connection.execute(stmt, params)).one())
 
     async def search(
         self,
@@ -597,6 +598,18 @@ def _scope_sql(scope: str) -> str:
     return f" AND (m.speaker_id IS NULL OR m.speaker_id IN ({ids}))"
 
 
+@functools.cache
+def _count_sql(speakers: int) -> Any:
+    """`count_active`'s statement for `speakers` visible speakers: any `:cap` active facts
+    in scope (no order: the owner index is walked until `cap` match), their number and
+    characters. Only constant fragments are interpolated; the ids are parameters."""
+    return text(
+        "SELECT count(*), coalesce(sum(length(content)), 0) FROM (SELECT m.content "  # noqa: S608
+        "FROM memories AS m WHERE m.user_id = :user AND m.superseded_by IS NULL"
+        f"{_scope_sql(f'speakers{speakers}')} LIMIT :cap) AS capped"
+    )
+
+
 _SELECT = "SELECT " + ", ".join(f"m.{name}" for name in _FIELDS)
 
 
@@ -677,6 +690,17 @@ class SqliteMemoryBackend(SqlMemoryBackend):
             result = await connection.execute(self._sql(len(terms), scope), values)
             return [tuple(row) for row in result.all()]
         return list(await fetch(self._sql(len(terms), scope).element.text, values))
+
+    async def _one_row(
+        self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
+    ) -> Sequence[Any]:
+        # One hop to aiosqlite's thread instead of four, as in `_ranked`.
+        raw = await connection.get_raw_connection()
+        fetch = getattr(raw.driver_connection, "execute_fetchall", None)
+        if fetch is None:
+            return await super()._one_row(connection, stmt, params)
+        rows = list(await fetch(stmt.text, params))
+        return tuple(rows[0])
 
     _CONTENT = _FIELDS.index("content")
 
