@@ -870,7 +870,7 @@ def main() -> None:
     parser.add_argument(
         "--floors",
         default=",".join(map(str, TUNE_FLOORS)),
-        help="similarity floors of the grid (cosine scales differ per model: e5's are high)",
+        help="similarity floors of the grid (cosine scales differ per model)",
     )
     parser.add_argument("--margins", default=",".join(map(str, TUNE_MARGINS)))
     args = parser.parse_args()
