@@ -665,7 +665,13 @@ TUNE_FLOORS = (0.1, 0.2, 0.3)
 TUNE_MARGINS = (0.2, 0.3, 0.5)
 
 
-async def tune(url: str, data: dict[str, Any], embedder_name: str) -> None:
+async def tune(
+    url: str,
+    data: dict[str, Any],
+    embedder_name: str,
+    floors: tuple[float, ...] = TUNE_FLOORS,
+    margins: tuple[float, ...] = TUNE_MARGINS,
+) -> None:
     """Hybrid recall@5 and "in the prompt" on the TUNING part for each RRF dense weight,
     similarity floor and margin of the grid; prints the grid (the report part is not
     read here)."""
@@ -704,8 +710,8 @@ async def tune(url: str, data: dict[str, Any], embedder_name: str) -> None:
     saved = (sql_backend.DENSE_WEIGHT, embedder.min_similarity, embedder.margin)
     try:
         for weight in TUNE_DENSE_WEIGHTS:
-            for floor in TUNE_FLOORS:
-                for margin in TUNE_MARGINS:
+            for floor in floors:
+                for margin in margins:
                     sql_backend.DENSE_WEIGHT = weight
                     embedder.min_similarity, embedder.margin = floor, margin
                     cells = []
@@ -861,12 +867,21 @@ def main() -> None:
     parser.add_argument(
         "--tune", action="store_true", help="the weight/threshold grid on the TUNING part"
     )
+    parser.add_argument(
+        "--floors",
+        default=",".join(map(str, TUNE_FLOORS)),
+        help="similarity floors of the grid (cosine scales differ per model)",
+    )
+    parser.add_argument("--margins", default=",".join(map(str, TUNE_MARGINS)))
     args = parser.parse_args()
     if args.tune:
+        floors = tuple(float(f) for f in args.floors.split(","))
+        margins = tuple(float(m) for m in args.margins.split(","))
         with tempfile.TemporaryDirectory() as tmp:
             data = json.loads(PARAPHRASE_SET.read_text())
             for n, name in enumerate(e for e in args.embedders.split(",") if e):
-                asyncio.run(tune(f"sqlite+aiosqlite:///{tmp}/t{n}.db", data, name))
+                url = f"sqlite+aiosqlite:///{tmp}/t{n}.db"
+                asyncio.run(tune(url, data, name, floors, margins))
         return
     if args.hybrid_only:
         embedders = [e for e in args.embedders.split(",") if e]
