@@ -37,7 +37,7 @@ from .audit import audit
 from .installation_info import build_installation_info
 from .principal import require_installation, require_user
 from .scopes import listed as listed_scopes
-from .service import RefreshOutcome
+from .service import RefreshOutcome, Tokens
 
 LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ async def refresh(request: web.Request) -> web.Response:
             session, ring, body.refresh_token, ip=client_ip(request)
         )
     # Raised after the transaction: a detected reuse must stay revoked.
-    if outcome is not RefreshOutcome.OK or user is None or tokens is None:
+    if outcome is not RefreshOutcome.OK or user is None or not isinstance(tokens, Tokens):
         raise ApiError(
             ErrorCode.INVALID_REFRESH_TOKEN, "The refresh token is not valid; log in again."
         )

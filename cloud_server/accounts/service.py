@@ -31,6 +31,11 @@ from .tokens import (
 )
 
 SESSION_LIFETIME = timedelta(days=7)
+# How long a just-spent refresh token may still buy an access token (and no refresh token)
+# instead of revoking its family, for callers that opt in: a browser sends its cookie with
+# every request, so two tabs or two requests after the access cookie expired race for one
+# rotation. The same trade-off as Okta's refresh grace period (30 s by default).
+CONCURRENT_REFRESH_LEEWAY = timedelta(seconds=30)
 RESET_LIFETIME = timedelta(minutes=10)
 LOCAL_OWNER_EMAIL = "owner@localhost"
 # Marks an account that has no password yet (no argon2 hash ever matches it).
@@ -58,11 +63,19 @@ def normalize_email(email: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Tokens:
+class AccessGrant:
+    """An access token of a live session family."""
+
     access_token: str
-    refresh_token: str
     expires_in: int
     session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens(AccessGrant):
+    """An access token and the family's next refresh token."""
+
+    refresh_token: str
 
 
 async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
@@ -155,15 +168,24 @@ class RefreshOutcome(enum.Enum):
     OK = "ok"
     INVALID = "invalid"
     REUSED = "reused"
+    # Spent within the caller's leeway: an access token only, the family lives on.
+    CONCURRENT = "concurrent"
 
 
 async def rotate_refresh(
-    session: AsyncSession, ring: KeyRing, token: str, *, ip: str | None = None
-) -> tuple[RefreshOutcome, User | None, Tokens | None]:
+    session: AsyncSession,
+    ring: KeyRing,
+    token: str,
+    *,
+    ip: str | None = None,
+    concurrent_leeway: timedelta | None = None,
+) -> tuple[RefreshOutcome, User | None, AccessGrant | None]:
     """Exchange a refresh token for new tokens; a replayed token revokes its family.
 
     The exchange is one conditional UPDATE (`used_at IS NULL`), so two concurrent
-    uses of one token cannot both succeed, on SQLite as on PostgreSQL.
+    uses of one token cannot both succeed, on SQLite as on PostgreSQL: exactly one gets
+    `Tokens`. With `concurrent_leeway`, a token spent no longer ago than that gets an
+    `AccessGrant` of its still-live family (outcome CONCURRENT) instead of revoking it.
     """
     if not is_well_formed_opaque(token, REFRESH_PREFIX):
         return RefreshOutcome.INVALID, None, None
@@ -186,12 +208,27 @@ async def rotate_refresh(
     if row is None:
         return RefreshOutcome.INVALID, None, None
     refresh, family, user = row
+    live = family.revoked_at is None and family.expires_at > now and user.is_active
+    if (
+        claimed.rowcount != 1
+        and live
+        and concurrent_leeway is not None
+        and refresh.used_at is not None
+        and now - refresh.used_at <= concurrent_leeway
+    ):
+        await audit(session, "refresh_concurrent_use", user_id=user.id, ip=ip, family=family.id)
+        grant = AccessGrant(
+            access_token=issue_access_token(ring, user.id, family.id),
+            expires_in=ACCESS_TTL_SECONDS,
+            session_id=family.id,
+        )
+        return RefreshOutcome.CONCURRENT, user, grant
     if claimed.rowcount != 1:
         if family.revoked_at is None:
             await revoke_session(session, family.id, "refresh_reuse")
         await audit(session, "refresh_reuse_detected", user_id=user.id, ip=ip, family=family.id)
         return RefreshOutcome.REUSED, user, None
-    if family.revoked_at is not None or family.expires_at <= now or not user.is_active:
+    if not live:
         return RefreshOutcome.INVALID, None, None
     child = new_refresh_token()
     session.add(

@@ -5,9 +5,13 @@ session family (7 days absolute, rotated with the accounts service's reuse detec
 `service.rotate_refresh`) and the 15-minute access JWT cut from it. Each page checks the
 access token against its live session (`service.active_session_user`: a sign-out ends it at
 once); when it is missing or expired the refresh token is exchanged and both cookies are
-replaced. Over https (request or `HOMEMIND_PUBLIC_URL`) the cookies are `Secure` and named
-`__Host-…` (no Domain, Path=/, so no sibling host can set or read them); on plain http, as a
-self-hosted server on the LAN often is, browsers refuse `Secure`, so the prefix is dropped.
+replaced. Requests of one browser that race for that exchange (two tabs, a page and its
+download) do not sign it out: a cookie spent less than `service.CONCURRENT_REFRESH_LEEWAY`
+ago buys the losers an access cookie only; spent longer ago it is a replay and revokes.
+
+Over https (request or `HOMEMIND_PUBLIC_URL`) the cookies are `Secure` and named `__Host-…`
+(no Domain, Path=/, so no sibling host can set or read them); on plain http, as a self-hosted
+server on the LAN often is, browsers refuse `Secure`, so the prefix is dropped.
 
 CSRF: a random token in its own cookie, repeated in a hidden field of every form
 (double submit, compared in constant time), and a cross-site `Origin` or `Sec-Fetch-Site`
@@ -25,7 +29,7 @@ from aiohttp import web
 from ..accounts import service
 from ..accounts.access_tokens import ACCESS_TTL_SECONDS, InvalidAccessToken, decode_access_token
 from ..accounts.app_keys import SERVER_SECRETS
-from ..accounts.service import RefreshOutcome, Tokens
+from ..accounts.service import AccessGrant, RefreshOutcome, Tokens
 from ..app_keys import SETTINGS
 from ..client_ip import client_ip
 from ..db.engine import DB_SESSIONMAKER
@@ -125,14 +129,20 @@ async def _load(request: web.Request) -> SignedIn | None:
     if not refresh:
         return None
     async with request.app[DB_SESSIONMAKER].begin() as session:
-        outcome, user, tokens = await service.rotate_refresh(
-            session, ring, refresh, ip=client_ip(request)
+        outcome, user, grant = await service.rotate_refresh(
+            session,
+            ring,
+            refresh,
+            ip=client_ip(request),
+            concurrent_leeway=service.CONCURRENT_REFRESH_LEEWAY,
         )
-    if outcome is not RefreshOutcome.OK or user is None or tokens is None:
+    if outcome not in (RefreshOutcome.OK, RefreshOutcome.CONCURRENT) or user is None or not grant:
         end(request)
         return None
-    request[_SET_TOKENS] = tokens
-    return SignedIn(user, tokens.session_id)
+    # CONCURRENT: another request of this browser rotated the cookie a moment ago; its
+    # response carries the new refresh token, this one only a fresh access token.
+    request[_SET_TOKENS] = grant
+    return SignedIn(user, grant.session_id)
 
 
 def csrf_token(request: web.Request) -> str:
@@ -175,11 +185,12 @@ async def check_csrf(request: web.Request) -> bool:
 def apply(request: web.Request, response: web.StreamResponse) -> None:
     """Write the pending cookie changes of this request into its response."""
     cookie = names(request)
-    tokens: Tokens | None = request.get(_SET_TOKENS)
-    if tokens is not None:
-        lifetime = int(service.SESSION_LIFETIME.total_seconds())
-        set_cookie(response, request, cookie.refresh, tokens.refresh_token, lifetime)
-        set_cookie(response, request, cookie.access, tokens.access_token, ACCESS_TTL_SECONDS)
+    grant: AccessGrant | None = request.get(_SET_TOKENS)
+    if grant is not None:
+        if isinstance(grant, Tokens):
+            lifetime = int(service.SESSION_LIFETIME.total_seconds())
+            set_cookie(response, request, cookie.refresh, grant.refresh_token, lifetime)
+        set_cookie(response, request, cookie.access, grant.access_token, ACCESS_TTL_SECONDS)
     elif request.get(_CLEAR):
         delete_cookie(response, request, cookie.refresh)
         delete_cookie(response, request, cookie.access)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
+from sqlalchemy import select, update
 
+from cloud_server.accounts.tokens import hash_token
 from cloud_server.dashboard.setup import CSP
+from cloud_server.db.engine import DB_SESSIONMAKER
+from cloud_server.db.models import AuthSession, RefreshToken
 from cloud_server.settings import Settings
 from tests.server.conftest import DEFAULT_PASSWORD, SmtpCapture
 
@@ -99,6 +106,63 @@ async def test_https_cookies_are_host_prefixed_secure_httponly_lax(
         assert {"httponly", "secure", "path", "samesite"} <= attributes, cookie
         assert "domain" not in attributes, cookie
         assert "SameSite=Lax" in cookie and "Path=/" in cookie
+
+
+def _set_cookie(response: aiohttp.ClientResponse, name: str) -> str | None:
+    for header in response.headers.getall("Set-Cookie", []):
+        value = header.split(";", 1)[0]
+        if value.startswith(f"{name}=") and value != f"{name}=":
+            return value.split("=", 1)[1].strip('"')
+    return None
+
+
+async def test_requests_racing_to_refresh_keep_the_browser_signed_in_and_a_late_replay_does_not(
+    engine_settings: Settings, make_app: MakeApp
+) -> None:
+    client = await make_app(engine_settings)
+    signed_up = await _sign_up(client, "race@example.test")
+    first = _set_cookie(signed_up, "homemind_refresh")
+    assert first is not None
+    # A browser whose access cookie has expired opens four pages at once: each request
+    # carries the same refresh cookie (cookies sent by hand, none kept between requests).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser:
+
+        async def account(refresh: str) -> aiohttp.ClientResponse:
+            url = client.make_url("/account")
+            cookie = {"Cookie": f"homemind_refresh={refresh}"}
+            async with browser.get(url, headers=cookie, allow_redirects=False) as response:
+                await response.read()
+                return response
+
+        pages = await asyncio.gather(*[account(first) for _ in range(4)])
+        assert [page.status for page in pages] == [200] * 4
+        assert all(_set_cookie(page, "homemind_access") for page in pages)
+        rotated = [r for page in pages if (r := _set_cookie(page, "homemind_refresh"))]
+        assert len(rotated) == 1  # exactly one rotation; the others got an access cookie only
+        # The cookie the browser keeps is the rotated one, and it goes on working.
+        again = await account(rotated[0])
+        assert again.status == 200
+        newest = _set_cookie(again, "homemind_refresh")
+        assert newest is not None
+
+        # The first cookie, sent again after the leeway, is a replay: the family is revoked.
+        async with client.app[DB_SESSIONMAKER].begin() as session:
+            spent = (
+                await session.execute(
+                    select(RefreshToken).where(RefreshToken.token_hash == hash_token(first))
+                )
+            ).scalar_one()
+            assert spent.used_at is not None
+            await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.id == spent.id)
+                .values(used_at=spent.used_at - timedelta(seconds=31))
+            )
+        assert (await account(first)).status == 303
+        assert (await account(newest)).status == 303
+        async with client.app[DB_SESSIONMAKER]() as session:
+            family = await session.get(AuthSession, spent.session_id)
+            assert family is not None and family.revoked_at is not None
 
 
 async def test_forms_without_the_token_or_from_another_site_are_refused(make_app: MakeApp) -> None:
