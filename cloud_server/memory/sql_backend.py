@@ -372,13 +372,19 @@ class SqlMemoryBackend:
             return to_record(await self._get_row(session, user_id, memory_id))
 
     async def get_many(self, user_id: str, memory_ids: Sequence[str]) -> list[MemoryRecord]:
-        if not memory_ids:
-            return []
-        stmt = select(_TABLE).where(_by_ids(user_id, memory_ids))
+        """The owner's facts of these ids, in the order asked (a hybrid search's dense hits:
+        one constant statement per number of ids, compiled once)."""
+        wanted = list(dict.fromkeys(memory_ids))
+        found: dict[str, MemoryRecord] = {}
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(stmt)).all()
-        by_id = {row.id: row_record(row) for row in rows}
-        return [by_id[i] for i in memory_ids if i in by_id]
+            for start in range(0, len(wanted), _ID_BATCH):
+                batch = wanted[start : start + _ID_BATCH]
+                params: dict[str, Any] = {"user": user_id}
+                params.update((f"id{n}", memory_id) for n, memory_id in enumerate(batch))
+                for row in await self._rows(connection, _by_ids_sql(len(batch)), params):
+                    record = self._record(row)
+                    found[record.id] = record
+        return [found[i] for i in memory_ids if i in found]
 
     async def list(
         self,
@@ -434,6 +440,12 @@ class SqlMemoryBackend:
     ) -> Sequence[Any]:
         """The one row of a constant text statement (its values need no type processing)."""
         return tuple((await connection.execute(stmt, params)).one())
+
+    async def _rows(
+        self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
+    ) -> Sequence[Any]:
+        """The rows of a constant `_typed` statement, for `_record`."""
+        return (await connection.execute(stmt, params)).all()
 
     async def search(
         self,
@@ -613,6 +625,14 @@ def _count_sql(speakers: int) -> Any:
 _SELECT = "SELECT " + ", ".join(f"m.{name}" for name in _FIELDS)
 
 
+@functools.cache
+def _by_ids_sql(n: int) -> Any:
+    """Facts by id, checked against the owner (`_by_ids`: `|| ''` keeps SQLite's planner
+    off the owner index). Only placeholders are interpolated."""
+    ids = ", ".join(f":id{i}" for i in range(n))
+    return _typed(f"{_SELECT} FROM memories m WHERE m.id IN ({ids}) AND m.user_id || '' = :user")
+
+
 class SqliteMemoryBackend(SqlMemoryBackend):
     """FTS5 with BM25 over the fact text; every term carries the household key (see the
     migration `0006_memory_speed`), so a MATCH reads only that household's postings."""
@@ -701,6 +721,16 @@ class SqliteMemoryBackend(SqlMemoryBackend):
             return await super()._one_row(connection, stmt, params)
         rows = list(await fetch(stmt.text, params))
         return tuple(rows[0])
+
+    async def _rows(
+        self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
+    ) -> Sequence[Any]:
+        # One hop to aiosqlite's thread instead of four, as in `_ranked`.
+        raw = await connection.get_raw_connection()
+        fetch = getattr(raw.driver_connection, "execute_fetchall", None)
+        if fetch is None:
+            return [tuple(row) for row in await super()._rows(connection, stmt, params)]
+        return list(await fetch(stmt.element.text, params))
 
     _CONTENT = _FIELDS.index("content")
 

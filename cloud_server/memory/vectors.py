@@ -17,6 +17,7 @@ found lexically; `homemind-server memory reindex` fills the gaps.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from threadpoolctl import threadpool_limits
 
 from .embedder import Embedder, Vectors
 from .models import Memory, MemoryGeneration, MemoryVector
@@ -81,6 +83,18 @@ def _insert(connection: AsyncConnection) -> Any:
     return pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
 
 
+@functools.cache
+def one_blas_thread() -> None:
+    """Numpy's BLAS runs a product on the calling thread only (process-wide, once).
+
+    OpenBLAS starts a thread per core for a matrix-vector product as small as one
+    household's 10k x 512 matrix: on 2 cores that doubled the CPU of a recall (15.8 against
+    8.9 ms measured with bench/memory_latency.py's seed) and bought no wall time. A server
+    runs many turns at once; their products share the cores without it.
+    """
+    threadpool_limits(limits=1, user_api="blas")
+
+
 class VectorIndex:
     def __init__(
         self,
@@ -90,6 +104,7 @@ class VectorIndex:
         max_households: int = MAX_HOUSEHOLDS,
         max_vectors: int = MAX_CACHED_VECTORS,
     ) -> None:
+        one_blas_thread()
         self.engine = engine
         self.embedder = embedder
         self.max_households = max_households

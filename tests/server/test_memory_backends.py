@@ -125,6 +125,31 @@ async def test_another_users_facts_are_invisible(env: Env) -> None:
     assert await env.backend.count(alice) == 1
 
 
+async def test_facts_by_id_keep_the_asked_order_and_the_owner(env: Env) -> None:
+    if env.shodh is not None:
+        pytest.skip("get_many is the SQL store's (Shodh's hybrid search calls the store's)")
+    alice, bob = await env.new_user(), await env.new_user()
+    first, second, third = [
+        (await env.backend.add(alice, text, speaker_id=speaker)).record
+        for text, speaker in (
+            ("The garage door code is 4321", None),
+            ("Ana likes pop music", "ana"),
+            ("The bins go out on Tuesday evening", None),
+        )
+    ]
+    bobs = (await env.backend.add(bob, "Bob's boat is called Wanda")).record
+    # More ids than one statement takes (most unknown), the owner's among them, in this order.
+    asked = [f"unknown-{n}" for n in range(600)] + [third.id, bobs.id, first.id, second.id]
+    got = await env.backend.get_many(alice, asked)
+    assert [r.id for r in got] == [third.id, first.id, second.id]
+    # The same records as one by one (types included: UTC datetimes, the speaker).
+    assert got == [await env.backend.get(alice, r.id) for r in (third, first, second)]
+    assert await env.backend.get_many(bob, [first.id, bobs.id]) == [
+        await env.backend.get(bob, bobs.id)
+    ]
+    assert await env.backend.get_many(alice, []) == []
+
+
 async def test_supersede_hides_the_old_fact_and_keeps_its_history(env: Env) -> None:
     user = await env.new_user()
     old = (await env.backend.add(user, "I like the bedroom at 19 degrees", speaker_id="ana")).record
