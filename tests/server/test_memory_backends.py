@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud_server.db.engine import create_engine, make_sessionmaker, upgrade_database
+from cloud_server.memory import text as memtext
 from cloud_server.memory.backend import MemoryBackend, MemoryNotFoundError
 from cloud_server.memory.embedder import build_embedder
 from cloud_server.memory.shodh import ShodhClient, ShodhMemoryBackend, shodh_user_id
@@ -148,6 +149,26 @@ async def test_facts_by_id_keep_the_asked_order_and_the_owner(env: Env) -> None:
         await env.backend.get(bob, bobs.id)
     ]
     assert await env.backend.get_many(alice, []) == []
+
+
+async def test_a_word_in_many_facts_neither_buries_a_rare_one_nor_finds_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if env.shodh is not None or getattr(env.backend, "vectors", None) is not None:
+        pytest.skip("the lexical search's own policy (dense and Shodh rank on their own)")
+    # "Common" from 301 matching facts; a household this size keeps the test short.
+    monkeypatch.setattr(memtext, "COMMON_HITS", 8)
+    user = await env.new_user()
+    await env.backend.add(user, "Ana likes pop music")
+    for n in range(12):
+        await env.backend.add(user, f"Playlist {n}: we like music from the kitchen radio")
+    # The rare word decides; the common ones only count together.
+    hits = contents(await env.backend.search(user, "What music does Ana like?", limit=3))
+    assert hits[0] == "Ana likes pop music"
+    # One common word alone still finds facts: the newest first.
+    alone = contents(await env.backend.search(user, "music", limit=3))
+    assert alone[0] == "Playlist 11: we like music from the kitchen radio"
+    assert len(alone) == 3
 
 
 async def test_supersede_hides_the_old_fact_and_keeps_its_history(env: Env) -> None:
