@@ -20,9 +20,9 @@ Run: `.venv/bin/python bench/memory_latency.py [--sizes 1000,10000,100000] [--qu
   time of the recall (every thread of this process: event loop, embedder and SQLite
   threads; PostgreSQL's own server processes are not in it). The machine is shared: CPU
   time is the steadier figure.
-- The baseline columns come from bench/memory_latency_baseline.json: the same script
-  run on main before this change (commit named in the file), lexical-only and hybrid.
-  `--save-baseline` writes that file from the current code.
+- `--against REF` (a commit, e.g. main): the same measurement of that commit's code, run
+  first in the same invocation (its tree from `git archive`, this script copied in), so
+  the "base" columns sit beside "ours" from one run on one machine state.
 Prints tables; asserts nothing.
 """
 
@@ -62,7 +62,6 @@ from cloud_server.settings import Settings  # noqa: E402
 from homemind_client.models import ChatRequest  # noqa: E402
 
 EVAL_SET = ROOT / "bench" / "memory_eval_set.json"
-BASELINE = ROOT / "bench" / "memory_latency_baseline.json"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "homemind" / "bench"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
@@ -375,11 +374,14 @@ def print_tables(results: dict[str, list[dict[str, Any]]], baseline: dict[str, A
         "\nRecall latency (ms, p50 / p95), the chat's call with the query embedding, "
         "every household size in one database (a 100k co-tenant present)"
     )
-    print(f"baseline = main at {commit} (bench/memory_latency_baseline.json)")
+    if baseline:
+        print(f"base = the code at {commit} (--against), measured in this run")
+    else:
+        print("base: not measured (--against REF measures a commit's code beside ours)")
     columns = [
         ("embed", lambda r, b: r.get("embed")),
-        ("main lexical", lambda r, b: b.get("lexical")),
-        ("main hybrid", lambda r, b: b.get("hybrid")),
+        ("base lexical", lambda r, b: b.get("lexical")),
+        ("base hybrid", lambda r, b: b.get("hybrid")),
         ("ours lexical", lambda r, b: r.get("lexical")),
         ("ours hybrid", lambda r, b: r.get("hybrid")),
     ]
@@ -408,7 +410,7 @@ def print_tables(results: dict[str, list[dict[str, Any]]], baseline: dict[str, A
                 base = base_rows.get((name, r["size"]), {}).get("pg_cpu", {})
                 cells = ", ".join(
                     f"{mode} {r['pg_cpu'][mode] * 1000:.2f}"
-                    + (f" (main {base[mode] * 1000:.2f})" if mode in base else "")
+                    + (f" (base {base[mode] * 1000:.2f})" if mode in base else "")
                     for mode in ("lexical", "hybrid")
                 )
                 print(f"pg_cpu {r['size']:>7}: server ms per recall: {cells}")
@@ -446,6 +448,45 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     return results
 
 
+def measure_against(args: argparse.Namespace) -> dict[str, Any]:
+    """Run this script on REF's tree (its code, this measurement) and return its figures."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", args.against],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp)
+        archive = subprocess.run(
+            ["git", "archive", commit], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        shutil.copyfile(Path(__file__), tree / "bench" / "memory_latency.py")
+        out = tree / "figures.json"
+        forwarded = [
+            a
+            for a in sys.argv[1:]
+            if a not in ("--against", args.against) and not a.startswith("--against=")
+        ]
+        print(f"Measuring {commit} first (its code in {tree})", flush=True)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        subprocess.run(
+            [
+                sys.executable,
+                str(tree / "bench" / "memory_latency.py"),
+                *forwarded,
+                "--json-out",
+                str(out),
+            ],
+            cwd=tree,
+            env=env,
+            check=True,
+        )
+        return {"commit": commit, "results": json.loads(out.read_text())}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -458,22 +499,14 @@ def main(argv: list[str] | None = None) -> None:
         help="HOMEMIND_EMBEDDER value (default: the server's)",
     )
     parser.add_argument("--no-cache", action="store_true", help="seed afresh")
-    parser.add_argument("--save-baseline", action="store_true", help=f"write {BASELINE.name}")
+    parser.add_argument("--against", metavar="REF", help="also measure this commit's code")
+    parser.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    baseline = measure_against(args) if args.against else {}
     results = asyncio.run(run(args))
-    if args.save_baseline:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        # Merged: a run of one backend keeps the other's figures.
-        old = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
-        merged = {**old.get("results", {}), **results}
-        BASELINE.write_text(json.dumps({"commit": commit, "results": merged}, indent=1) + "\n")
-    baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results))
+        return
     print_tables(results, baseline)
 
 
