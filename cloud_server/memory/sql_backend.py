@@ -701,22 +701,27 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         for n, term in enumerate(terms):
             values[f"own{n}"] = int(n < len(plan.own))
             values[f"term{n}"] = fts5_household_term(key, term)
-        # Straight to aiosqlite: `execute_fetchall` is one hop to its thread, where a
-        # statement through SQLAlchemy takes four (cursor, execute, fetch, close): about
-        # a millisecond per search. The columns are typed below, for the kept rows only.
-        raw = await connection.get_raw_connection()
-        fetch = getattr(raw.driver_connection, "execute_fetchall", None)
+        fetch = await self._fetch_all(connection)
         if fetch is None:  # another driver: through SQLAlchemy
             result = await connection.execute(self._sql(len(terms), scope), values)
             return [tuple(row) for row in result.all()]
         return list(await fetch(self._sql(len(terms), scope).element.text, values))
 
+    @staticmethod
+    async def _fetch_all(connection: AsyncConnection) -> Any | None:
+        """aiosqlite's `execute_fetchall` of this connection (None with another driver).
+
+        Straight to aiosqlite is one hop to its thread, where a statement through
+        SQLAlchemy takes four (cursor, execute, fetch, close): about a millisecond per
+        search. The columns are typed afterwards (`_record`), for the kept rows only.
+        """
+        raw = await connection.get_raw_connection()
+        return getattr(raw.driver_connection, "execute_fetchall", None)
+
     async def _one_row(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
     ) -> Sequence[Any]:
-        # One hop to aiosqlite's thread instead of four, as in `_ranked`.
-        raw = await connection.get_raw_connection()
-        fetch = getattr(raw.driver_connection, "execute_fetchall", None)
+        fetch = await self._fetch_all(connection)
         if fetch is None:
             return await super()._one_row(connection, stmt, params)
         rows = list(await fetch(stmt.text, params))
@@ -725,9 +730,7 @@ class SqliteMemoryBackend(SqlMemoryBackend):
     async def _rows(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
     ) -> Sequence[Any]:
-        # One hop to aiosqlite's thread instead of four, as in `_ranked`.
-        raw = await connection.get_raw_connection()
-        fetch = getattr(raw.driver_connection, "execute_fetchall", None)
+        fetch = await self._fetch_all(connection)
         if fetch is None:
             return [tuple(row) for row in await super()._rows(connection, stmt, params)]
         return list(await fetch(stmt.element.text, params))
@@ -798,17 +801,19 @@ class PostgresMemoryBackend(SqlMemoryBackend):
             "sel.c = 0 AND freq.c = 1 AS alone FROM sel, freq), "
             "q AS MATERIALIZED (SELECT to_tsquery('simple', coalesce(p.pattern, '')) AS query, "
             "p.pattern IS NOT NULL AND NOT p.alone AS ranked, p.alone FROM p), "
-            "f AS ((SELECT m.id, ts_rank_cd(m.search_vector, q.query, 1) AS score "
+            f"f AS (({_SELECT}, "
+            "ts_rank_cd(m.search_vector, q.query, 1) AS score "
             "FROM q, memories AS m WHERE q.ranked AND m.search_vector @@ q.query "
             # The terms are the household's own: `user_id` is only rechecked (`|| ''` keeps
             # the planner from AND-ing in a bitmap of all the household's rows).
             f"AND m.user_id || '' = :user AND {where} "
             "ORDER BY score DESC, m.use_count DESC, m.updated_at DESC LIMIT :k) "
-            "UNION ALL (SELECT m.id, CAST(0 AS real) AS score FROM q, memories AS m "
+            f"UNION ALL ({_SELECT}, CAST(0 AS real) AS score "
+            "FROM q, memories AS m "
             f"WHERE q.alone AND m.user_id = :user AND m.search_vector @@ q.query AND {where} "
             "ORDER BY m.created_at DESC LIMIT :k)) "
-            f"{_SELECT} FROM f JOIN memories AS m ON m.id = f.id "
-            "ORDER BY f.score DESC, m.use_count DESC, m.updated_at DESC"
+            # The rows themselves, not ids joined back (a primary-key lookup per row).
+            f"{_SELECT} FROM f AS m ORDER BY m.score DESC, m.use_count DESC, m.updated_at DESC"
         )
 
     @staticmethod

@@ -5,7 +5,6 @@ The embedder is the real in-process model (the pinned ONNX file); nothing is moc
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +13,14 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud_server.db.base import utcnow
 from cloud_server.db.engine import create_engine, make_sessionmaker, upgrade_database
-from cloud_server.db.models import User
 from cloud_server.memory import text as memtext
 from cloud_server.memory.cli import reindex
 from cloud_server.memory.embedder import Embedder, EmbedderError, build_embedder, verified
 from cloud_server.memory.models import MemoryVector
 from cloud_server.memory.sql_backend import SqlMemoryBackend, sql_backend_for
 from cloud_server.memory.vectors import VectorIndex
+from tests.server.conftest import add_user_row
 
 BRUNO = "Bruno has a sensitive stomach and is on a vet-ordered diet."
 CHALET = "Our mountain chalet has its own smart heater."
@@ -71,19 +69,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def env(db_url: str) -> AsyncIterator[Env]:
     engine = create_engine(db_url)
     await upgrade_database(engine)
-    user = secrets.token_hex(16)
-    async with make_sessionmaker(engine)() as session, session.begin():
-        email = f"{user}@example.test"
-        session.add(
-            User(
-                id=user,
-                email=email,
-                email_normalized=email,
-                password_hash="x",
-                created_at=utcnow(),
-                updated_at=utcnow(),
-            )
-        )
+    user = await add_user_row(make_sessionmaker(engine))
     embedder = build_embedder("minilm")
     assert embedder is not None
     try:
@@ -241,19 +227,7 @@ async def test_cached_matrices_stay_within_the_vector_bound(env: Env) -> None:
     backend = sql_backend_for(env.engine, make_sessionmaker(env.engine), index)
     for content in [BRUNO, CHALET]:
         await backend.add(env.user, content)
-    other = secrets.token_hex(16)
-    async with make_sessionmaker(env.engine)() as session, session.begin():
-        email = f"{other}@example.test"
-        session.add(
-            User(
-                id=other,
-                email=email,
-                email_normalized=email,
-                password_hash="x",
-                created_at=utcnow(),
-                updated_at=utcnow(),
-            )
-        )
+    other = await add_user_row(make_sessionmaker(env.engine))
     await backend.add(other, TAP)
     await backend.add(other, OTHERS[0])
     await backend.search(env.user, "dog food", limit=1)
