@@ -466,9 +466,12 @@ def measure_against(args: argparse.Namespace) -> dict[str, Any]:
         shutil.copyfile(Path(__file__), tree / "bench" / "memory_latency.py")
         out = tree / "figures.json"
         forwarded = [
-            a
-            for a in sys.argv[1:]
-            if a not in ("--against", args.against) and not a.startswith("--against=")
+            f"--sizes={args.sizes}",
+            f"--queries={args.queries}",
+            f"--rounds={args.rounds}",
+            f"--backends={args.backends}",
+            f"--embedder={args.embedder}",  # ours, not REF's default
+            *(["--no-cache"] if args.no_cache else []),
         ]
         print(f"Measuring {commit} first (its code in {tree})", flush=True)
         env = {**os.environ, "PYTHONPATH": str(tree)}

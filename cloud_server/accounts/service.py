@@ -36,6 +36,9 @@ SESSION_LIFETIME = timedelta(days=7)
 # every request, so two tabs or two requests after the access cookie expired race for one
 # rotation. The same trade-off as Okta's refresh grace period (30 s by default).
 CONCURRENT_REFRESH_LEEWAY = timedelta(seconds=30)
+# `AuthSession.client` of a family signed in through the dashboard (the leeway's only users:
+# an API client's refresh token sent as a cookie gets none).
+DASHBOARD_CLIENT = "dashboard"
 RESET_LIFETIME = timedelta(minutes=10)
 LOCAL_OWNER_EMAIL = "owner@localhost"
 # Marks an account that has no password yet (no argon2 hash ever matches it).
@@ -184,8 +187,9 @@ async def rotate_refresh(
 
     The exchange is one conditional UPDATE (`used_at IS NULL`), so two concurrent
     uses of one token cannot both succeed, on SQLite as on PostgreSQL: exactly one gets
-    `Tokens`. With `concurrent_leeway`, a token spent no longer ago than that gets an
-    `AccessGrant` of its still-live family (outcome CONCURRENT) instead of revoking it.
+    `Tokens`. With `concurrent_leeway`, a token of a dashboard family spent no longer ago
+    than that gets an `AccessGrant` of its still-live family (outcome CONCURRENT) instead of
+    revoking it.
     """
     if not is_well_formed_opaque(token, REFRESH_PREFIX):
         return RefreshOutcome.INVALID, None, None
@@ -213,6 +217,7 @@ async def rotate_refresh(
         claimed.rowcount != 1
         and live
         and concurrent_leeway is not None
+        and family.client == DASHBOARD_CLIENT
         and refresh.used_at is not None
         and now - refresh.used_at <= concurrent_leeway
     ):
@@ -244,6 +249,16 @@ async def rotate_refresh(
         session_id=family.id,
     )
     return RefreshOutcome.OK, user, tokens
+
+
+async def mark_dashboard_session(session: AsyncSession, session_id: str) -> None:
+    """The family now lives in a browser's cookies (see CONCURRENT_REFRESH_LEEWAY)."""
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id)
+        .values(client=DASHBOARD_CLIENT)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def revoke_session(session: AsyncSession, session_id: str, reason: str) -> None:

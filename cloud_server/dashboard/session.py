@@ -6,8 +6,9 @@ session family (7 days absolute, rotated with the accounts service's reuse detec
 access token against its live session (`service.active_session_user`: a sign-out ends it at
 once); when it is missing or expired the refresh token is exchanged and both cookies are
 replaced. Requests of one browser that race for that exchange (two tabs, a page and its
-download) do not sign it out: a cookie spent less than `service.CONCURRENT_REFRESH_LEEWAY`
-ago buys the losers an access cookie only; spent longer ago it is a replay and revokes.
+download) do not sign it out: a cookie of a family signed in here (`start`), spent less than
+`service.CONCURRENT_REFRESH_LEEWAY` ago, buys the losers an access cookie only; spent longer
+ago it is a replay and revokes. An API client's refresh token sent as a cookie gets no leeway.
 
 Over https (request or `HOMEMIND_PUBLIC_URL`) the cookies are `Secure` and named `__Host-…`
 (no Domain, Path=/, so no sibling host can set or read them); on plain http, as a self-hosted
@@ -91,8 +92,11 @@ def delete_cookie(response: web.StreamResponse, request: web.Request, name: str)
     set_cookie(response, request, name, "", 0)
 
 
-def start(request: web.Request, tokens: Tokens) -> None:
-    """Put a new session into this response's cookies (after sign-in)."""
+async def start(request: web.Request, tokens: Tokens) -> None:
+    """Put a new session into this response's cookies (after sign-in), marked as the
+    dashboard's (only its families have the refresh leeway)."""
+    async with request.app[DB_SESSIONMAKER].begin() as session:
+        await service.mark_dashboard_session(session, tokens.session_id)
     request[_SET_TOKENS] = tokens
     request.pop(_CLEAR, None)
 

@@ -38,7 +38,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
         except ApiError as err:
             errors = {k: _(v) for k, v in field_errors(err, "password").items()}
         else:
-            session.start(request, tokens)
+            await session.start(request, tokens)
             return redirect(safe_next(values.get("next"), next_page))
     elif await session.current(request):
         return redirect(next_page)
@@ -71,7 +71,7 @@ async def signup(request: web.Request) -> web.StreamResponse:
         except ApiError as err:
             errors = {k: _(v) for k, v in field_errors(err, "email").items()}
         else:
-            session.start(request, tokens)
+            await session.start(request, tokens)
             return redirect("/installations")
     return render(
         request, "signup.html", {"values": values, "errors": errors}, status=422 if errors else 200
@@ -165,7 +165,7 @@ async def magic_landing(request: web.Request) -> web.StreamResponse:
         except ApiError as err:
             errors = {"token": _(err.detail)}
         else:
-            session.start(request, tokens)
+            await session.start(request, tokens)
             response = redirect("/installations")
             session.delete_cookie(response, request, session.names(request).magic)
             return response
@@ -185,7 +185,7 @@ async def verify_email(request: web.Request) -> web.StreamResponse:
             errors = {"token": _(err.detail)}
         else:
             if tokens is not None:
-                session.start(request, tokens)
+                await session.start(request, tokens)
             return redirect("/installations?verified=1")
     return render(request, "verify_email.html", {"errors": errors}, status=400 if errors else 200)
 

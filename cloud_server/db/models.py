@@ -73,6 +73,9 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # "dashboard" once a dashboard sign-in put the family into a browser's cookies (the
+    # only families a just-spent refresh token may still buy an access token for).
+    client: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
 
 
 class RefreshToken(Base):

@@ -2,8 +2,9 @@
 
 Both SQL backends search with the same terms: the user's words lower-cased, without
 stop words (en/de/fr/es/nl), stemmed with Snowball (the `snowballstemmer` package) and
-matched as prefixes, OR-ed together. BM25 (SQLite) / ts_rank_cd (PostgreSQL) then rank
-by how many and how rare the matching terms are. Meaning beyond the words (a paraphrase,
+matched as prefixes. Terms matching few of the household's facts are OR-ed, common ones
+only count all together (COMMON_HITS below); BM25 (SQLite) / ts_rank_cd (PostgreSQL) then
+rank by how many and how rare the matching terms are. Meaning beyond the words (a paraphrase,
 another language) is the dense side's job (embedder.py); there is no synonym table.
 Terms are built from `\\w` characters only, so no FTS operator of the user's ever
 reaches a query string.
@@ -218,7 +219,8 @@ def relevance(query: str, content: str) -> float:
 
 # A term matching more facts of a household than this is "common": ranking every fact
 # it matches costs more than the term tells (BM25 gives it little weight anyway). See
-# SqliteMemoryBackend._sql for how common terms are searched.
+# SqliteMemoryBackend._sql and PostgresMemoryBackend._sql (sql_backend.py) for how common
+# terms are searched.
 COMMON_HITS = 300
 
 

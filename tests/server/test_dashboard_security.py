@@ -110,9 +110,11 @@ async def test_https_cookies_are_host_prefixed_secure_httponly_lax(
 
 def _set_cookie(response: aiohttp.ClientResponse, name: str) -> str | None:
     for header in response.headers.getall("Set-Cookie", []):
-        value = header.split(";", 1)[0]
-        if value.startswith(f"{name}=") and value != f"{name}=":
-            return value.split("=", 1)[1].strip('"')
+        pair = header.split(";", 1)[0]
+        if pair.startswith(f"{name}="):
+            value = pair.split("=", 1)[1].strip('"')
+            if value:  # not a deletion (an empty value with Max-Age=0)
+                return value
     return None
 
 
@@ -163,6 +165,28 @@ async def test_requests_racing_to_refresh_keep_the_browser_signed_in_and_a_late_
         async with client.app[DB_SESSIONMAKER]() as session:
             family = await session.get(AuthSession, spent.session_id)
             assert family is not None and family.revoked_at is not None
+
+
+async def test_an_api_refresh_token_sent_as_a_cookie_gets_no_leeway(
+    engine_settings: Settings, make_app: MakeApp
+) -> None:
+    client = await make_app(engine_settings)
+    registered = await client.post(
+        "/api/auth/register", json={"email": "api@example.test", "password": DEFAULT_PASSWORD}
+    )
+    spent = (await registered.json())["refresh_token"]
+    rotated = await client.post("/api/auth/refresh", json={"refresh_token": spent})
+    newest = (await rotated.json())["refresh_token"]
+    # A moment later, the spent API token as a dashboard cookie: a replay, not a race.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser:
+        url = client.make_url("/account")
+        cookie = {"Cookie": f"homemind_refresh={spent}"}
+        async with browser.get(url, headers=cookie, allow_redirects=False) as page:
+            assert page.status == 303
+            assert _set_cookie(page, "homemind_access") is None
+    # The whole family is revoked, the API client's newest token with it.
+    again = await client.post("/api/auth/refresh", json={"refresh_token": newest})
+    assert again.status == 401
 
 
 async def test_forms_without_the_token_or_from_another_site_are_refused(make_app: MakeApp) -> None:
