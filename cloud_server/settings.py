@@ -118,6 +118,14 @@ class Settings(EnvSettings):
     response_timeout: float = Field(
         default=60.0, gt=0, validation_alias=env("HOMEMIND_RESPONSE_TIMEOUT", "response_timeout")
     )
+    # Text deltas closer together than this go out as one (the first at once); 0 writes
+    # every delta. 50 ms is 20 updates a second; voice waits for whole sentences anyway.
+    stream_flush_interval: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        validation_alias=env("HOMEMIND_STREAM_FLUSH_INTERVAL", "stream_flush_interval"),
+    )
     max_model_calls: int = Field(
         default=5, ge=1, validation_alias=env("HOMEMIND_MAX_MODEL_CALLS", "max_model_calls")
     )

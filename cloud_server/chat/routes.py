@@ -1,10 +1,12 @@
 """`POST /api/chat` and `POST /api/chat/stream`.
 
-Both run the same pipeline. The stream sends each text delta as soon as Claude produces it
-(one write per delta, no compression, no proxy buffering), HA tool calls once each is complete,
-then `done` with the whole answer. The HTTP response is only started with the first event, so
-anything that fails before it (auth, validation, no key, Claude down) is an ordinary
-problem+json response; anything that fails after it ends the stream with an `error` event.
+Both run the same pipeline. The stream sends the first text delta as soon as Claude produces
+it; deltas closer together than `stream_flush_interval` go out as one write, so a fast answer
+costs a few writes rather than one per token (no compression, no proxy buffering). HA tool
+calls go once each is complete, then `done` with the whole answer. The HTTP response is only
+started with the first event, so anything that fails before it (auth, validation, no key,
+Claude down) is an ordinary problem+json response; anything that fails after it ends the
+stream with an `error` event.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -71,9 +74,14 @@ def text_delta_bytes(text: str) -> bytes:
 
 
 class SseSink:
-    """Writes stream events; starts the response with the first one."""
+    """Writes stream events; starts the response with the first one.
 
-    def __init__(self, request: web.Request) -> None:
+    Text is coalesced: a delta goes out at once when the last text write is at least
+    `flush_interval` old, otherwise it waits (with the deltas after it) for a timer at that
+    moment. Any other event, and the end of the stream (`close`), sends waiting text first.
+    """
+
+    def __init__(self, request: web.Request, flush_interval: float) -> None:
         self._request = request
         self.response = web.StreamResponse(status=200, headers=SSE_HEADERS)
         request_id = request_id_of(request)
@@ -81,13 +89,79 @@ class SseSink:
             self.response.headers[REQUEST_ID_HEADER] = request_id
         # Compression stays off (the aiohttp default): it would hold deltas back.
         self._started = False
+        self._interval = flush_interval
+        self._loop = asyncio.get_running_loop()
+        self._waiting: list[str] = []
+        self._last_text_write = -math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_write: asyncio.Task[None] | None = None
+        self._gone: ClientGone | None = None
 
     @property
     def started(self) -> bool:
         return self._started
 
     async def send(self, event: StreamEvent) -> None:
+        await self.flush()
         await self._write(encode_event(event))
+
+    async def text(self, text: str) -> None:
+        if self._gone is not None:
+            raise self._gone
+        self._waiting.append(text)
+        due = self._last_text_write + self._interval
+        if self._loop.time() >= due:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = self._loop.call_at(due, self._on_timer)
+
+    async def tool_call(self, call: ResponseToolCall) -> None:
+        await self.send(ToolCallEvent(id=call.id, name=call.name, arguments=call.arguments))
+
+    async def flush(self) -> None:
+        """Send the text that is waiting, if any (raises `ClientGone`)."""
+        self._cancel_timer()
+        if self._timed_write is not None:
+            # Its bytes are already in the transport's queue, in order; wait for its drain.
+            timed, self._timed_write = self._timed_write, None
+            await timed
+        if self._gone is not None:
+            raise self._gone
+        if not self._waiting:
+            return
+        data = text_delta_bytes("".join(self._waiting))
+        self._waiting.clear()
+        self._last_text_write = self._loop.time()
+        await self._write(data)
+
+    def close(self) -> None:
+        """The handler is done: no timer may write after it (waiting text is dropped)."""
+        self._cancel_timer()
+        self._waiting.clear()
+        if self._timed_write is not None:
+            self._timed_write.cancel()
+            self._timed_write = None
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timed_write = self._loop.create_task(self._write_waiting())
+
+    async def _write_waiting(self) -> None:
+        if not self._waiting:
+            return
+        try:
+            data = text_delta_bytes("".join(self._waiting))
+            self._waiting.clear()
+            self._last_text_write = self._loop.time()
+            await self._write(data)
+        except ClientGone as gone:
+            # The pipeline learns of it with its next write.
+            self._gone = gone
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -100,12 +174,6 @@ class SseSink:
             # The client went away (aiohttp raises ClientConnectionResetError, or RuntimeError
             # on a closed transport on some paths).
             raise ClientGone from err
-
-    async def text(self, text: str) -> None:
-        await self._write(text_delta_bytes(text))
-
-    async def tool_call(self, call: ResponseToolCall) -> None:
-        await self.send(ToolCallEvent(id=call.id, name=call.name, arguments=call.arguments))
 
 
 async def post_chat(request: web.Request) -> web.StreamResponse:
@@ -169,7 +237,7 @@ async def _handle(
             tool_keys[0], principal.installation_id, raw_id, user_text
         ),
     )
-    sse = SseSink(request) if streaming else None
+    sse = SseSink(request, settings.stream_flush_interval) if streaming else None
     observer = ChatObserver(app, streaming=streaming, started=started_at)
     error_code: str | None = None
     completed = False
@@ -217,6 +285,8 @@ async def _handle(
         await _send_error(sse, "internal_error", "Something went wrong on our side.")
         return sse.response
     finally:
+        if sse is not None:
+            sse.close()
         outcome = ChatOutcome(
             request_id=request_id_of(request) or "",
             model=settings.model,

@@ -134,6 +134,12 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+# Libraries that log a line at INFO for every HTTP call they make (httpx's "HTTP Request:
+# POST ... 200 OK", one per call to Claude): above DEBUG they log warnings only. Our own
+# per-turn line says what each chat did; theirs doubled the log and cost 3 % of a turn's CPU.
+CHATTY_AT_INFO = ("httpx2", "httpx")
+
+
 def configure_logging(level: str, fmt: Literal["text", "json"]) -> Callable[[], None]:
     """Our stderr handler on the root logger (replacing an earlier one of ours only).
 
@@ -149,7 +155,13 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> Callable[[], 
         if isinstance(old, _StderrHandler):
             root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root_level = getattr(logging, level.upper(), logging.INFO)
+    root.setLevel(root_level)
+    chatty = [logging.getLogger(name) for name in CHATTY_AT_INFO]
+    chatty_levels = [logger.level for logger in chatty]
+    if root_level > logging.DEBUG:
+        for logger in chatty:
+            logger.setLevel(max(logging.WARNING, root_level))
 
     def undo() -> None:
         root.removeHandler(handler)
@@ -158,6 +170,8 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> Callable[[], 
             if old not in root.handlers:
                 root.addHandler(old)
         root.setLevel(before_level)
+        for logger, chatty_level in zip(chatty, chatty_levels, strict=True):
+            logger.setLevel(chatty_level)
 
     return undo
 

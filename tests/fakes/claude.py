@@ -636,6 +636,8 @@ class FakeClaude:
     ) -> None:
         self.time_to_first_token = time_to_first_token
         self.token_delay = token_delay
+        # A streamed answer's n-th content event (0 = the first) waits this much longer.
+        self.pauses: dict[int, float] = {}
         self.default_text = default_text
         # Answers requests once the script is empty (when None: text(default_text)).
         self.responder: Responder | None = None
@@ -779,6 +781,7 @@ class FakeClaude:
         response = web.StreamResponse(headers=_SSE_HEADERS | {"request-id": _new_id("req_")})
         await response.prepare(request)
         first_content = True
+        content_index = 0
         try:
             for sent, (is_content, event) in enumerate(_stream_events(message, model)):
                 if sent == cut_at:
@@ -790,7 +793,9 @@ class FakeClaude:
                     break
                 if is_content:
                     delay = self.time_to_first_token if first_content else self.token_delay
+                    delay += self.pauses.get(content_index, 0.0)
                     first_content = False
+                    content_index += 1
                     if await self._pause(delay):
                         _drop(request)
                         return response

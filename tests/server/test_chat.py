@@ -117,6 +117,8 @@ async def test_stream_sends_text_as_several_deltas_then_done(
     chat_env: MakeEnv, fake: FakeClaude
 ) -> None:
     env = await chat_env()
+    # Tokens further apart than the flush interval (50 ms) each go out as they come.
+    fake.token_delay = 0.08
     fake.script(text("Hello there, the kitchen is warm today."))
 
     response = await env.post("/api/chat/stream", {"message": "hi"})
@@ -142,6 +144,53 @@ async def test_stream_sends_text_as_several_deltas_then_done(
     assert done["usage"]["output_tokens"] > 0
     assert fake.last_request.stream is True
     assert fake.last_request.api_key == FAKE_SERVER_KEY
+
+
+async def test_a_fast_answer_comes_in_a_few_deltas_the_first_at_once(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    env = await chat_env()
+    reply = " ".join(f"word{i}" for i in range(40)) + "."
+    fake.script(text(reply))  # every token at once
+
+    events = await read_sse(await env.post("/api/chat/stream", {"message": "hi"}))
+
+    deltas = [e.data["text"] for e in events if e.name == "text_delta"]
+    assert deltas[0] == "word0 "  # nothing waits for the first
+    assert len(deltas) < 10  # not one write per token
+    assert "".join(deltas) == events[-1].data["reply"] == reply
+
+
+async def test_a_flush_interval_of_zero_sends_every_delta_as_claude_made_it(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    env = await chat_env(stream_flush_interval=0)
+    fake.script(text("Hello there, the kitchen is warm today."))
+
+    events = await read_sse(await env.post("/api/chat/stream", {"message": "hi"}))
+
+    deltas = [e.data["text"] for e in events if e.name == "text_delta"]
+    assert deltas == ["Hello ", "there, ", "the ", "kitchen ", "is ", "warm ", "today."]
+
+
+async def test_waiting_text_goes_out_when_its_interval_ends_though_claude_pauses(
+    chat_env: MakeEnv, fake: FakeClaude
+) -> None:
+    env = await chat_env()
+    fake.script(text("One two three four."))
+    fake.pauses = {2: 1.0}  # "three" comes a second after "two"
+
+    response = await env.post("/api/chat/stream", {"message": "hi"})
+    first, second, third = [await next_sse(response) for _ in range(3)]
+
+    assert first.data == {"text": "One "}
+    # "two " waited for the interval, not for the next token a second later.
+    assert second.data == {"text": "two "}
+    # After the pause "three " is due at once; "four." follows it too soon and goes with done.
+    assert third.data == {"text": "three "}
+    rest = await read_sse(response)
+    assert [e.name for e in rest] == ["text_delta", "done"]
+    assert rest[0].data == {"text": "four."}
 
 
 async def test_plain_chat_answers_and_echoes_conversation_id(

@@ -132,6 +132,27 @@ async def test_json_logs_carry_the_request_context_and_no_secret(
     assert all(line.get("request_id") for line in access_lines)
 
 
+async def test_at_info_a_turn_logs_its_summary_not_each_http_call(
+    tmp_path: Path, fake: FakeClaude
+) -> None:
+    proc = server(tmp_path, fake, HOMEMIND_LOG_LEVEL="INFO")
+    await proc.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            _, _, _, token = await sign_up(session, proc.url)
+            fake.script(text(ANSWER))
+            assert (await stream(session, proc.url, token))[-1] == "done"
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait() == 0
+    finally:
+        await proc.stop()
+
+    logs = proc.logs()
+    assert "chat request_id=" in logs
+    # httpx's "HTTP Request: POST .../v1/messages" line per call to Claude stays out.
+    assert "HTTP Request" not in logs and "/v1/messages" not in logs
+
+
 async def test_sigterm_drains_streams_then_exits(tmp_path: Path, fake: FakeClaude) -> None:
     proc = server(tmp_path, fake, HOMEMIND_DRAIN_DELAY="0.5", HOMEMIND_DRAIN_TIMEOUT="20")
     await proc.start()
