@@ -38,6 +38,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool, Po
 
 from ..app_keys import SETTINGS
 from ..server_secrets import ConfigError
+from . import sqlite_dialect
 
 LOGGER = logging.getLogger(__name__)
 
@@ -166,7 +167,11 @@ def create_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
             _private_sqlite_file(Path(parsed.database))
         else:
             sizes = {}  # in memory: SQLAlchemy's own pool, one connection
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **sizes)
+        engine = create_async_engine(
+            parsed.set(drivername=f"sqlite+{sqlite_dialect.DRIVER}"),
+            connect_args={"timeout": 30},
+            **sizes,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
         engine = create_async_engine(url, pool_pre_ping=True, **sizes)

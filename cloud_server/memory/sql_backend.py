@@ -13,13 +13,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import Select, Table, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..db.base import new_id, utcnow
+from ..db.reads import driver_fetch_all, plain_rows
 from . import text as memtext
 from .backend import (
     ActiveCount,
@@ -58,9 +59,7 @@ _TABLE = cast(Table, Memory.__table__)
 _SPEAKERS = cast(Table, MemorySpeaker.__table__)
 _FIELDS = tuple(c.name for c in _TABLE.columns if c.name in MemoryRecord.__dataclass_fields__)
 # Read on every chat turn: built once (its compiled form and cache key are kept).
-_SPEAKERS_OF = select(_SPEAKERS.c.speaker_id, _SPEAKERS.c.name).where(
-    _SPEAKERS.c.user_id == bindparam("user_id")
-)
+_SPEAKERS_OF = text(f"SELECT speaker_id, name FROM {_SPEAKERS.name} WHERE user_id = :user_id")  # noqa: S608
 
 
 def row_record(row: Any) -> MemoryRecord:
@@ -360,10 +359,10 @@ class SqlMemoryBackend:
         """The household's known speakers: id -> name."""
         try:
             async with self._engine.connect() as connection:
-                rows = (await connection.execute(_SPEAKERS_OF, {"user_id": user_id})).all()
+                rows = await plain_rows(connection, _SPEAKERS_OF, {"user_id": user_id})
         except SQLAlchemyError as err:
             raise MemoryBackendError("could not read the speakers") from err
-        return {row.speaker_id: row.name for row in rows}
+        return {speaker_id: name for speaker_id, name in rows}
 
     # --- reading ---------------------------------------------------------------
 
@@ -701,27 +700,16 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         for n, term in enumerate(terms):
             values[f"own{n}"] = int(n < len(plan.own))
             values[f"term{n}"] = fts5_household_term(key, term)
-        fetch = await self._fetch_all(connection)
+        fetch = await driver_fetch_all(connection)
         if fetch is None:  # another driver: through SQLAlchemy
             result = await connection.execute(self._sql(len(terms), scope), values)
             return [tuple(row) for row in result.all()]
         return list(await fetch(self._sql(len(terms), scope).element.text, values))
 
-    @staticmethod
-    async def _fetch_all(connection: AsyncConnection) -> Any | None:
-        """aiosqlite's `execute_fetchall` of this connection (None with another driver).
-
-        Straight to aiosqlite is one hop to its thread, where a statement through
-        SQLAlchemy takes four (cursor, execute, fetch, close): about a millisecond per
-        search. The columns are typed afterwards (`_record`), for the kept rows only.
-        """
-        raw = await connection.get_raw_connection()
-        return getattr(raw.driver_connection, "execute_fetchall", None)
-
     async def _one_row(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
     ) -> Sequence[Any]:
-        fetch = await self._fetch_all(connection)
+        fetch = await driver_fetch_all(connection)
         if fetch is None:
             return await super()._one_row(connection, stmt, params)
         rows = list(await fetch(stmt.text, params))
@@ -730,7 +718,8 @@ class SqliteMemoryBackend(SqlMemoryBackend):
     async def _rows(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
     ) -> Sequence[Any]:
-        fetch = await self._fetch_all(connection)
+        # One trip to aiosqlite's thread; the columns are typed afterwards (`_record`).
+        fetch = await driver_fetch_all(connection)
         if fetch is None:
             return [tuple(row) for row in await super()._rows(connection, stmt, params)]
         return list(await fetch(stmt.element.text, params))

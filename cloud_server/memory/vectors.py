@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from threadpoolctl import threadpool_limits
 
+from ..db.reads import plain_rows
 from .embedder import Embedder, Vectors
 from .models import Memory, MemoryGeneration, MemoryVector
 
@@ -39,6 +40,8 @@ LOGGER = logging.getLogger(__name__)
 
 _VECTORS: Table = MemoryVector.__table__  # type: ignore[assignment]
 _GENERATIONS: Table = MemoryGeneration.__table__  # type: ignore[assignment]
+# Read before every dense search (is the cached matrix current?).
+_GENERATION_OF = text(f"SELECT generation FROM {_GENERATIONS.name} WHERE user_id = :user_id")  # noqa: S608
 _MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
 
 MAX_HOUSEHOLDS = 64
@@ -170,10 +173,8 @@ class VectorIndex:
     # --- searching -------------------------------------------------------------
 
     async def _generation(self, connection: AsyncConnection, user_id: str) -> int:
-        value = await connection.scalar(
-            select(_GENERATIONS.c.generation).where(_GENERATIONS.c.user_id == user_id)
-        )
-        return int(value or 0)
+        rows = await plain_rows(connection, _GENERATION_OF, {"user_id": user_id})
+        return int(rows[0][0]) if rows else 0
 
     async def matrix(self, user_id: str) -> HouseholdMatrix:
         async with self.engine.connect() as connection:

@@ -162,6 +162,34 @@ async def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path):
         await engine.dispose()
 
 
+async def test_sqlite_rollbacks_undo_writes_and_reads_leave_no_transaction_open(tmp_path):
+    """The SQLite dialect skips the driver's rollback and commit when no transaction is open
+    (cloud_server/db/sqlite_dialect.py): a write must still be undone or kept, and a read
+    must leave no snapshot behind on its pooled connection."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (n INTEGER)"))
+        with pytest.raises(RuntimeError):
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO t VALUES (1)"))
+                raise RuntimeError("the request failed")
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO t VALUES (2)"))
+        # A read, ended without commit, on a connection that goes back to the pool.
+        async with engine.connect() as reader:
+            assert (await reader.execute(text("SELECT n FROM t"))).scalars().all() == [2]
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO t VALUES (3)"))
+        # Whichever pooled connection reads next sees the latest commit.
+        for _ in range(3):
+            async with engine.connect() as reader:
+                rows = (await reader.execute(text("SELECT n FROM t ORDER BY n"))).scalars()
+                assert rows.all() == [2, 3]
+    finally:
+        await engine.dispose()
+
+
 async def test_outdated_schema_is_refused_without_auto_migrate(tmp_path, make_app, server_settings):
     engine = create_engine(server_settings.effective_database_url)
     try:
