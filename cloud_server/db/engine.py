@@ -28,6 +28,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -152,6 +153,36 @@ def _count_use(engine: AsyncEngine) -> None:
     event.listen(pool, "checkin", checkin)
 
 
+# A pooled connection used this recently is trusted; one that sat idle longer is pinged
+# before use. SQLAlchemy's `pool_pre_ping` pings at every checkout: a round trip to
+# PostgreSQL for each of a chat turn's eight checkouts, a sixth of the server's CPU under
+# load (bench/load.py). A server that went away is also caught by the first statement that
+# fails: SQLAlchemy then invalidates the whole pool (tests/server/test_faults_database.py).
+PING_AFTER_IDLE = 1.0  # seconds
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    dialect = engine.sync_engine.dialect
+
+    def checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            alive = dialect.do_ping(dbapi)
+        except Exception as err:
+            # The pool drops this connection and checks out a fresh one.
+            raise DisconnectionError("the pooled connection did not answer a ping") from err
+        if not alive:
+            raise DisconnectionError("the pooled connection did not answer a ping")
+
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
+
+
 def create_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     """An AsyncEngine for `url` (already with its async driver), configured per dialect."""
     pool = pool or PoolSettings()
@@ -174,7 +205,8 @@ def create_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_pre_ping=True, **sizes)
+        engine = create_async_engine(url, **sizes)
+        _ping_after_idle(engine)
     if sizes:
         _count_use(engine)
     return engine

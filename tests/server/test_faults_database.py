@@ -25,7 +25,7 @@ from sqlalchemy.engine.url import make_url
 
 from cloud_server.billing.models import UsageRecord
 from cloud_server.chat.hooks import CHAT_GATE
-from cloud_server.db.engine import DB_SESSIONMAKER
+from cloud_server.db.engine import DB_SESSIONMAKER, PING_AFTER_IDLE
 from cloud_server.memory.models import Memory
 from cloud_server.settings import Settings
 from homemind_client.models import PROBLEM_CONTENT_TYPE
@@ -170,6 +170,42 @@ async def test_postgres_cut_is_503_database_unavailable_then_recovers(
 
     await _outage_then_recovery(client, claude, user_token, token, cut, restore)
     assert "Unhandled error" not in caplog.text
+
+
+async def test_postgres_connections_dropped_while_idle_are_replaced_without_a_failure(
+    make_app: Any,
+    server_settings: Settings,
+    pg_proxy: tuple[FaultProxy, str],
+    claude: FakeClaude,
+    create_user: Any,
+    create_installation: Any,
+) -> None:
+    """A database restart between requests (every pooled connection reset): pooled
+    connections idle for longer than `PING_AFTER_IDLE` are pinged before use, so the
+    next request after a quiet moment gets a fresh connection, not a 503."""
+    proxy, url = pg_proxy
+    client = await make_app(
+        on_fake_claude(server_settings, claude).model_copy(
+            update={"database_url": url, "memory_extraction": False}
+        )
+    )
+    user_id, user_token = await create_user(client=client)
+    _, token = await create_installation(user_id=user_id, client=client)
+    chat_headers = {"Authorization": f"Bearer {token}"}
+    ok = await client.post("/api/chat", json=CHAT, headers=chat_headers)
+    assert ok.status == 200, await ok.text()
+
+    proxy.cut()  # resets every open connection, the pooled ones included
+    proxy.restore()
+    await asyncio.sleep(PING_AFTER_IDLE + 0.2)
+
+    for _ in range(3):
+        again = await client.post("/api/chat", json=CHAT, headers=chat_headers)
+        assert again.status == 200, await again.text()
+    listed = await client.get(
+        "/api/installations", headers={"Authorization": f"Bearer {user_token}"}
+    )
+    assert listed.status == 200
 
 
 async def test_sqlite_locked_writes_are_503_database_unavailable_then_recover(
