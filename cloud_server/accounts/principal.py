@@ -20,7 +20,7 @@ from homemind_client.models import ErrorCode
 
 from ..crypto import DecryptionError, decrypt_api_key
 from ..db.base import utcnow
-from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
+from ..db.engine import DB_READER, DB_SESSIONMAKER
 from ..db.outage import is_database_outage
 from ..errors import ApiError
 from ..observability.logs import bind_principal
@@ -92,7 +92,8 @@ async def require_installation(request: web.Request) -> InstallationPrincipal:
     if isinstance(cached, InstallationPrincipal):
         return cached
     token = _required_bearer_token(request)
-    async with request.app[DB_ENGINE].connect() as connection:
+    # Autocommit on PostgreSQL (db/reads.py): the rare last-seen UPDATE commits by itself.
+    async with request.app[DB_READER].connect() as connection:
         check, found = await authenticate_token(connection, token)
         if check is TokenCheck.REVOKED:
             raise ApiError(

@@ -40,6 +40,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool, Po
 from ..app_keys import SETTINGS
 from ..server_secrets import ConfigError
 from . import sqlite_dialect
+from .reads import reader
 
 LOGGER = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _PG_MIGRATION_LOCK = 0x686D6967
 
 DB_ENGINE: web.AppKey[AsyncEngine] = web.AppKey("db_engine", AsyncEngine)
+# The same pool for connections that only read (`db/reads.py` `reader`).
+DB_READER: web.AppKey[AsyncEngine] = web.AppKey("db_reader", AsyncEngine)
 DB_SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey(
     "db_sessionmaker", async_sessionmaker
 )
@@ -276,6 +279,7 @@ def setup_database(app: web.Application) -> None:
             await engine.dispose()
             raise
         app[DB_ENGINE] = engine
+        app[DB_READER] = reader(engine)
         app[DB_SESSIONMAKER] = make_sessionmaker(engine)
         yield
         await engine.dispose()

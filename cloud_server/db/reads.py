@@ -1,4 +1,12 @@
-"""Constant reads on the hot path in as few trips to the driver as it allows.
+"""Reads on the hot path in as few trips to the database (or its driver) as it allows.
+
+`reader(engine)`: the engine for connections that only read. On PostgreSQL it is the same
+pool in autocommit: SQLAlchemy's asyncpg adapter otherwise opens a transaction for every
+connection that runs a statement and rolls it back at the end, two more round trips for one
+read (13 % of the server's CPU under load, bench/load.py). Under PostgreSQL's default READ
+COMMITTED each statement reads its own snapshot either way, so the reads see the same data.
+On SQLite the engine itself: a read opens no transaction there, and setting autocommit on
+aiosqlite would cost a trip to its thread at each checkout and return.
 
 Through SQLAlchemy a statement on aiosqlite takes four trips to the connection's thread
 (cursor, execute, fetch, close), each a thread switch and a wake-up of the event loop;
@@ -13,9 +21,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import TextClause
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 FetchAll = Callable[[str, Mapping[str, Any]], Awaitable[Iterable[Any]]]
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for connections that only read (on PostgreSQL, autocommit on one pool).
+
+    Build it once per engine (a new view each call): the app keeps it as `DB_READER`."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 async def driver_fetch_all(connection: AsyncConnection) -> FetchAll | None:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..db.base import new_id, utcnow
-from ..db.reads import driver_fetch_all, plain_rows
+from ..db.reads import driver_fetch_all, plain_rows, reader
 from . import text as memtext
 from .backend import (
     ActiveCount,
@@ -138,6 +138,7 @@ class SqlMemoryBackend:
         vectors: VectorIndex | None = None,
     ):
         self._engine = engine
+        self._reader = reader(engine)  # for the reads of every chat turn
         self._sessionmaker = sessionmaker
         # Dense recall; None keeps recall lexical (HOMEMIND_EMBEDDER=none).
         self.vectors = vectors
@@ -358,7 +359,7 @@ class SqlMemoryBackend:
     async def speakers(self, user_id: str) -> dict[str, str]:
         """The household's known speakers: id -> name."""
         try:
-            async with self._engine.connect() as connection:
+            async with self._reader.connect() as connection:
                 rows = await plain_rows(connection, _SPEAKERS_OF, {"user_id": user_id})
         except SQLAlchemyError as err:
             raise MemoryBackendError("could not read the speakers") from err
@@ -375,7 +376,7 @@ class SqlMemoryBackend:
         one constant statement per number of ids, compiled once)."""
         wanted = list(dict.fromkeys(memory_ids))
         found: dict[str, MemoryRecord] = {}
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             for start in range(0, len(wanted), _ID_BATCH):
                 batch = wanted[start : start + _ID_BATCH]
                 params: dict[str, Any] = {"user": user_id}
@@ -404,7 +405,7 @@ class SqlMemoryBackend:
         if limit is not None:
             stmt = stmt.limit(limit)
         # Core rows, not ORM objects: the chat lists up to 201 facts on every turn.
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             return [row_record(row) for row in (await connection.execute(stmt)).all()]
 
     async def count(self, user_id: str, *, include_superseded: bool = False) -> int:
@@ -428,7 +429,7 @@ class SqlMemoryBackend:
         params: dict[str, Any] = {"user": user_id, "cap": max(0, cap)}
         params.update((f"speaker{n}", speaker) for n, speaker in enumerate(ids))
         try:
-            async with self._engine.connect() as connection:
+            async with self._reader.connect() as connection:
                 row = await self._one_row(connection, _count_sql(len(ids)), params)
         except SQLAlchemyError as err:
             raise MemoryBackendError("memory count failed") from err
@@ -527,7 +528,7 @@ class SqlMemoryBackend:
         params: dict[str, Any] = {"user": user_id, "k": limit * 3 + 10}
         scope = self._scope_key(speaker_id, all_speakers, also_speakers, params)
         try:
-            async with self._engine.connect() as connection:
+            async with self._reader.connect() as connection:
                 rows = await self._ranked(connection, plan, scope, params)
         except SQLAlchemyError as err:
             raise MemoryBackendError("memory search failed") from err

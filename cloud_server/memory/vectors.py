@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from threadpoolctl import threadpool_limits
 
-from ..db.reads import plain_rows
+from ..db.reads import plain_rows, reader
 from .embedder import Embedder, Vectors
 from .models import Memory, MemoryGeneration, MemoryVector
 
@@ -109,6 +109,7 @@ class VectorIndex:
     ) -> None:
         one_blas_thread()
         self.engine = engine
+        self._reader = reader(engine)  # the generation and matrix reads of each search
         self.embedder = embedder
         self.max_households = max_households
         self.max_vectors = max_vectors
@@ -177,7 +178,7 @@ class VectorIndex:
         return int(rows[0][0]) if rows else 0
 
     async def matrix(self, user_id: str) -> HouseholdMatrix:
-        async with self.engine.connect() as connection:
+        async with self._reader.connect() as connection:
             generation = await self._generation(connection, user_id)
             cached = self._cache.get(user_id)
             if cached is not None and cached.generation == generation:
