@@ -7,6 +7,7 @@ only break exact ties.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import functools
 import logging
@@ -32,7 +33,7 @@ from .backend import (
 )
 from .models import Memory, MemorySpeaker
 from .speakers import NotedSpeakers
-from .vectors import VectorIndex
+from .vectors import HouseholdMatrix, VectorIndex
 
 LOGGER = logging.getLogger(__name__)
 
@@ -458,18 +459,32 @@ class SqlMemoryBackend:
         also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         limit = max(1, min(limit, 200))
-        # The query's embedding runs on its own thread while the lexical search runs.
-        self.prepare_query(query)
-        lexical = await self.search_lexical(
-            user_id,
-            query,
-            speaker_id=speaker_id,
-            all_speakers=all_speakers,
-            limit=limit,
-            also_speakers=also_speakers,
-        )
         if self.vectors is None:
-            return lexical
+            return await self.search_lexical(
+                user_id,
+                query,
+                speaker_id=speaker_id,
+                all_speakers=all_speakers,
+                limit=limit,
+                also_speakers=also_speakers,
+            )
+        # While the lexical search runs, the query's embedding runs on the embedder's
+        # thread and the household's matrix is checked (or read) on another connection.
+        self.prepare_query(query)
+        household = asyncio.ensure_future(self.vectors.matrix(user_id))
+        try:
+            lexical = await self.search_lexical(
+                user_id,
+                query,
+                speaker_id=speaker_id,
+                all_speakers=all_speakers,
+                limit=limit,
+                also_speakers=also_speakers,
+            )
+        except BaseException:
+            household.cancel()
+            household.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise
         try:
             dense = await self.search_dense(
                 user_id,
@@ -478,6 +493,7 @@ class SqlMemoryBackend:
                 all_speakers=all_speakers,
                 limit=limit,
                 also_speakers=also_speakers,
+                household=await household,
             )
         except Exception:
             # Dense recall is an addition: without it the lexical ranking still stands.
@@ -498,13 +514,17 @@ class SqlMemoryBackend:
         all_speakers: bool = False,
         limit: int = 10,
         also_speakers: Sequence[str] = (),
+        household: HouseholdMatrix | None = None,
     ) -> builtins.list[tuple[str, float]]:
-        """(fact id, cosine) of the nearest facts in scope, best first."""
+        """(fact id, cosine) of the nearest facts in scope, best first (in `household`, the
+        user's current matrix when the caller has read it already)."""
         if self.vectors is None or not query.strip():
             return []
         vector = await self.vectors.query_vector(query)
         scope = None if all_speakers else visible_speakers(speaker_id, also_speakers)
-        return await self.vectors.search(user_id, vector, speaker_ids=scope, limit=limit)
+        return await self.vectors.search(
+            user_id, vector, speaker_ids=scope, limit=limit, household=household
+        )
 
     def prepare_query(self, query: str) -> None:
         """Start embedding `query` for an upcoming search (no-op when lexical only)."""

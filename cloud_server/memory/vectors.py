@@ -254,10 +254,12 @@ class VectorIndex:
         *,
         speaker_ids: Sequence[str] | None,
         limit: int,
+        household: HouseholdMatrix | None = None,
     ) -> list[tuple[str, float]]:
         """(fact id, cosine) best first; `speaker_ids` None = every scope, else the household
-        plus those speakers."""
-        household = await self.matrix(user_id)
+        plus those speakers. `household`: `matrix(user_id)`, when the caller has it."""
+        if household is None:
+            household = await self.matrix(user_id)
         if not household.ids:
             return []
         scores = household.matrix @ query
