@@ -78,7 +78,8 @@ class SseSink:
 
     Text is coalesced: a delta goes out at once when the last text write is at least
     `flush_interval` old, otherwise it waits (with the deltas after it) for a timer at that
-    moment. Any other event, and the end of the stream (`close`), sends waiting text first.
+    moment. Any other event sends waiting text first; `finish` sends it with the last event,
+    in one write. `close` (the handler's end) stops the timer.
     """
 
     def __init__(self, request: web.Request, flush_interval: float) -> None:
@@ -120,18 +121,23 @@ class SseSink:
 
     async def flush(self) -> None:
         """Send the text that is waiting, if any (raises `ClientGone`)."""
-        self._cancel_timer()
-        if self._timed_write is not None:
-            # Its bytes are already in the transport's queue, in order; wait for its drain.
-            timed, self._timed_write = self._timed_write, None
-            await timed
-        if self._gone is not None:
-            raise self._gone
+        await self._settle_timed_write()
         if not self._waiting:
             return
         data = text_delta_bytes("".join(self._waiting))
         self._waiting.clear()
         self._last_text_write = self._loop.time()
+        await self._write(data)
+
+    async def finish(self, event: StreamEvent) -> None:
+        """Send the last event (`done`, `error`) with the text still waiting before it, in
+        one write (raises `ClientGone`). The response ends when the handler returns, after
+        the turn's usage is stored: a client that sees the end can count on it."""
+        await self._settle_timed_write()
+        data = encode_event(event)
+        if self._waiting:
+            data = text_delta_bytes("".join(self._waiting)) + data
+            self._waiting.clear()
         await self._write(data)
 
     def close(self) -> None:
@@ -141,6 +147,16 @@ class SseSink:
         if self._timed_write is not None:
             self._timed_write.cancel()
             self._timed_write = None
+
+    async def _settle_timed_write(self) -> None:
+        """No timer pending and the timer's write done; raises `ClientGone` if it failed."""
+        self._cancel_timer()
+        if self._timed_write is not None:
+            # Its bytes are already in the transport's queue, in order; wait for its drain.
+            timed, self._timed_write = self._timed_write, None
+            await timed
+        if self._gone is not None:
+            raise self._gone
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -254,7 +270,7 @@ async def _handle(
             completed = True
             _after_turn(app, principal, chat, answer, access)
             return json_model(answer)
-        await sse.send(DoneEvent(response=answer))
+        await sse.finish(DoneEvent(response=answer))
         completed = True
         _after_turn(app, principal, chat, answer, access)
         return sse.response
@@ -309,7 +325,7 @@ async def _handle(
 
 async def _send_error(sse: SseSink, code: str, detail: str) -> None:
     with contextlib.suppress(ClientGone):
-        await sse.send(ErrorEvent(code=code, detail=detail))
+        await sse.finish(ErrorEvent(code=code, detail=detail))
 
 
 def _after_turn(
