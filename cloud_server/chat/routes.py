@@ -78,8 +78,8 @@ class SseSink:
 
     Text is coalesced: a delta goes out at once when the last text write is at least
     `flush_interval` old, otherwise it waits (with the deltas after it) for a timer at that
-    moment. Any other event goes in one write with the text waiting before it. `close` (the
-    handler's end) stops the timer.
+    moment. Any other event sends waiting text first; `finish` sends it with the last event,
+    in one write. `close` (the handler's end) stops the timer.
     """
 
     def __init__(self, request: web.Request, flush_interval: float) -> None:
@@ -103,12 +103,8 @@ class SseSink:
         return self._started
 
     async def send(self, event: StreamEvent) -> None:
-        """Send `event`, after the text still waiting before it, in one write (raises
-        `ClientGone`). After the last event (`done`, `error`) the response ends when the
-        handler returns, once the turn's usage is stored: a client that sees the end can
-        count on it."""
-        await self._settle_timed_write()
-        await self._write(self._take_waiting() + encode_event(event))
+        await self.flush()
+        await self._write(encode_event(event))
 
     async def text(self, text: str) -> None:
         if self._gone is not None:
@@ -116,13 +112,33 @@ class SseSink:
         self._waiting.append(text)
         due = self._last_text_write + self._interval
         if self._loop.time() >= due:
-            await self._settle_timed_write()
-            await self._write(self._take_waiting())
+            await self.flush()
         elif self._timer is None:
             self._timer = self._loop.call_at(due, self._on_timer)
 
     async def tool_call(self, call: ResponseToolCall) -> None:
         await self.send(ToolCallEvent(id=call.id, name=call.name, arguments=call.arguments))
+
+    async def flush(self) -> None:
+        """Send the text that is waiting, if any (raises `ClientGone`)."""
+        await self._settle_timed_write()
+        if not self._waiting:
+            return
+        data = text_delta_bytes("".join(self._waiting))
+        self._waiting.clear()
+        self._last_text_write = self._loop.time()
+        await self._write(data)
+
+    async def finish(self, event: StreamEvent) -> None:
+        """Send the last event (`done`, `error`) with the text still waiting before it, in
+        one write (raises `ClientGone`). The response ends when the handler returns, after
+        the turn's usage is stored: a client that sees the end can count on it."""
+        await self._settle_timed_write()
+        data = encode_event(event)
+        if self._waiting:
+            data = text_delta_bytes("".join(self._waiting)) + data
+            self._waiting.clear()
+        await self._write(data)
 
     def close(self) -> None:
         """The handler is done: no timer may write after it (waiting text is dropped)."""
@@ -151,20 +167,14 @@ class SseSink:
         self._timer = None
         self._timed_write = self._loop.create_task(self._write_waiting())
 
-    def _take_waiting(self) -> bytes:
-        """The waiting text as one delta (b"" when none), now counted as written."""
-        if not self._waiting:
-            return b""
-        data = text_delta_bytes("".join(self._waiting))
-        self._waiting.clear()
-        self._last_text_write = self._loop.time()
-        return data
-
     async def _write_waiting(self) -> None:
         if not self._waiting:
             return
         try:
-            await self._write(self._take_waiting())
+            data = text_delta_bytes("".join(self._waiting))
+            self._waiting.clear()
+            self._last_text_write = self._loop.time()
+            await self._write(data)
         except ClientGone as gone:
             # The pipeline learns of it with its next write.
             self._gone = gone
@@ -260,7 +270,7 @@ async def _handle(
             completed = True
             _after_turn(app, principal, chat, answer, access)
             return json_model(answer)
-        await sse.send(DoneEvent(response=answer))
+        await sse.finish(DoneEvent(response=answer))
         completed = True
         _after_turn(app, principal, chat, answer, access)
         return sse.response
@@ -315,7 +325,7 @@ async def _handle(
 
 async def _send_error(sse: SseSink, code: str, detail: str) -> None:
     with contextlib.suppress(ClientGone):
-        await sse.send(ErrorEvent(code=code, detail=detail))
+        await sse.finish(ErrorEvent(code=code, detail=detail))
 
 
 def _after_turn(

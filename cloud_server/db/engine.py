@@ -176,10 +176,10 @@ def _ping_after_idle(engine: AsyncEngine) -> None:
             return
         try:
             alive = dialect.do_ping(dbapi)
-        except Exception:
-            alive = False
-        if not alive:
+        except Exception as err:
             # The pool drops this connection and checks out a fresh one.
+            raise DisconnectionError("the pooled connection did not answer a ping") from err
+        if not alive:
             raise DisconnectionError("the pooled connection did not answer a ping")
 
     event.listen(engine.sync_engine.pool, "checkin", checkin)

@@ -440,7 +440,7 @@ class SqlMemoryBackend:
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
     ) -> Sequence[Any]:
         """The one row of a constant text statement (its values need no type processing)."""
-        return (await plain_rows(connection, stmt, params))[0]
+        return tuple((await connection.execute(stmt, params)).one())
 
     async def _rows(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
@@ -459,26 +459,42 @@ class SqlMemoryBackend:
         also_speakers: Sequence[str] = (),
     ) -> builtins.list[MemoryRecord]:
         limit = max(1, min(limit, 200))
-        scope: dict[str, Any] = {
-            "speaker_id": speaker_id,
-            "all_speakers": all_speakers,
-            "limit": limit,
-            "also_speakers": also_speakers,
-        }
         if self.vectors is None:
-            return await self.search_lexical(user_id, query, **scope)
+            return await self.search_lexical(
+                user_id,
+                query,
+                speaker_id=speaker_id,
+                all_speakers=all_speakers,
+                limit=limit,
+                also_speakers=also_speakers,
+            )
         # While the lexical search runs, the query's embedding runs on the embedder's
         # thread and the household's matrix is checked (or read) on another connection.
         self.prepare_query(query)
         household = asyncio.ensure_future(self.vectors.matrix(user_id))
         try:
-            lexical = await self.search_lexical(user_id, query, **scope)
+            lexical = await self.search_lexical(
+                user_id,
+                query,
+                speaker_id=speaker_id,
+                all_speakers=all_speakers,
+                limit=limit,
+                also_speakers=also_speakers,
+            )
         except BaseException:
             household.cancel()
             household.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise
         try:
-            dense = await self.search_dense(user_id, query, **scope, household=await household)
+            dense = await self.search_dense(
+                user_id,
+                query,
+                speaker_id=speaker_id,
+                all_speakers=all_speakers,
+                limit=limit,
+                also_speakers=also_speakers,
+                household=await household,
+            )
         except Exception:
             # Dense recall is an addition: without it the lexical ranking still stands.
             LOGGER.warning("Dense recall failed; lexical only", exc_info=True)
@@ -705,7 +721,20 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         for n, term in enumerate(terms):
             values[f"own{n}"] = int(n < len(plan.own))
             values[f"term{n}"] = fts5_household_term(key, term)
-        return await self._rows(connection, self._sql(len(terms), scope), values)
+        fetch = await driver_fetch_all(connection)
+        if fetch is None:  # another driver: through SQLAlchemy
+            result = await connection.execute(self._sql(len(terms), scope), values)
+            return [tuple(row) for row in result.all()]
+        return list(await fetch(self._sql(len(terms), scope).element.text, values))
+
+    async def _one_row(
+        self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
+    ) -> Sequence[Any]:
+        fetch = await driver_fetch_all(connection)
+        if fetch is None:
+            return await super()._one_row(connection, stmt, params)
+        rows = list(await fetch(stmt.text, params))
+        return tuple(rows[0])
 
     async def _rows(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]

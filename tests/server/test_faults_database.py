@@ -144,27 +144,6 @@ async def _outage_then_recovery(
     assert len(rows) == 2 and all(r.completed for r in rows)
 
 
-async def _chat_behind_proxy(
-    make_app: Any,
-    server_settings: Settings,
-    pg_proxy: tuple[FaultProxy, str],
-    claude: FakeClaude,
-    create_user: Any,
-    create_installation: Any,
-) -> tuple[FaultProxy, Any, str, str]:
-    """(proxy, client, user token, installation token): a server on PostgreSQL behind
-    the fault proxy, with one user and one installation."""
-    proxy, url = pg_proxy
-    client = await make_app(
-        on_fake_claude(server_settings, claude).model_copy(
-            update={"database_url": url, "memory_extraction": False}
-        )
-    )
-    user_id, user_token = await create_user(client=client)
-    _, token = await create_installation(user_id=user_id, client=client)
-    return proxy, client, user_token, token
-
-
 async def test_postgres_cut_is_503_database_unavailable_then_recovers(
     make_app: Any,
     server_settings: Settings,
@@ -174,9 +153,14 @@ async def test_postgres_cut_is_503_database_unavailable_then_recovers(
     create_installation: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    proxy, client, user_token, token = await _chat_behind_proxy(
-        make_app, server_settings, pg_proxy, claude, create_user, create_installation
+    proxy, url = pg_proxy
+    client = await make_app(
+        on_fake_claude(server_settings, claude).model_copy(
+            update={"database_url": url, "memory_extraction": False}
+        )
     )
+    user_id, user_token = await create_user(client=client)
+    _, token = await create_installation(user_id=user_id, client=client)
 
     async def cut() -> None:
         proxy.cut()
@@ -199,9 +183,14 @@ async def test_postgres_connections_dropped_while_idle_are_replaced_without_a_fa
     """A database restart between requests (every pooled connection reset): pooled
     connections idle for longer than `PING_AFTER_IDLE` are pinged before use, so the
     next request after a quiet moment gets a fresh connection, not a 503."""
-    proxy, client, user_token, token = await _chat_behind_proxy(
-        make_app, server_settings, pg_proxy, claude, create_user, create_installation
+    proxy, url = pg_proxy
+    client = await make_app(
+        on_fake_claude(server_settings, claude).model_copy(
+            update={"database_url": url, "memory_extraction": False}
+        )
     )
+    user_id, user_token = await create_user(client=client)
+    _, token = await create_installation(user_id=user_id, client=client)
     chat_headers = {"Authorization": f"Bearer {token}"}
     ok = await client.post("/api/chat", json=CHAT, headers=chat_headers)
     assert ok.status == 200, await ok.text()
