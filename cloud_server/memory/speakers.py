@@ -8,15 +8,17 @@ favourite station" asked by one person never brings up another person's station.
 
 The names come from the chat requests themselves (`speaker.name`, the HA person or
 user name): each request's speaker is noted in `memory_speakers`, once per name per
-server process. A person is named when the turn contains their full name, or their
+server process; the names are read once per NAMES_TTL seconds per household
+(`SpeakerNames`). A person is named when the turn contains their full name, or their
 first name, as whole words (case and accents ignored, "Petra's" counts; a first name
 that is also a stop word, like "Will", only as the full name).
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import text as memtext
 
@@ -24,6 +26,12 @@ from . import text as memtext
 MIN_NAME_CHARS = 2
 # (user, speaker) -> name already written by this process; bounded.
 _NOTED_MAX = 4096
+# A name another server instance noted is known here at most this many seconds later (this
+# process's own at once). Names change rarely, and reading them was a database trip every
+# recall waited for before its search could start.
+NAMES_TTL = 5.0
+# Households whose names are held; bounded.
+_NAMES_MAX = 4096
 
 
 def name_words(name: str) -> list[str]:
@@ -76,3 +84,45 @@ class NotedSpeakers:
     def forget_user(self, user_id: str) -> None:
         for key in [k for k in self._seen if k[0] == user_id]:
             del self._seen[key]
+
+
+class SpeakerNames:
+    """Each household's speaker names (id -> name) as last read, for NAMES_TTL seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._names: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
+        # Counts this process's own writes: a read that began before one is not kept.
+        self._writes = 0
+
+    def get(self, user_id: str) -> dict[str, str] | None:
+        """The household's names, or None when not read within NAMES_TTL."""
+        entry = self._names.get(user_id)
+        if entry is None or self._clock() - entry[0] >= NAMES_TTL:
+            return None
+        self._names.move_to_end(user_id)
+        return dict(entry[1])
+
+    def mark(self) -> int:
+        """Taken before a read of the names, for `put`."""
+        return self._writes
+
+    def put(self, user_id: str, names: Mapping[str, str], mark: int) -> None:
+        """Keep what a read found, unless this process wrote a name while it ran."""
+        if mark != self._writes:
+            return
+        self._names[user_id] = (self._clock(), dict(names))
+        self._names.move_to_end(user_id)
+        while len(self._names) > _NAMES_MAX:
+            self._names.popitem(last=False)
+
+    def noted(self, user_id: str, speaker_id: str, name: str) -> None:
+        """This process wrote a name: its own next recall must see it."""
+        self._writes += 1
+        entry = self._names.get(user_id)
+        if entry is not None:
+            entry[1][speaker_id] = name
+
+    def forget_user(self, user_id: str) -> None:
+        self._writes += 1
+        self._names.pop(user_id, None)

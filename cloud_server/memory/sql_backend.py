@@ -32,7 +32,7 @@ from .backend import (
     Source,
 )
 from .models import Memory, MemorySpeaker
-from .speakers import NotedSpeakers
+from .speakers import NotedSpeakers, SpeakerNames
 from .vectors import HouseholdMatrix, VectorIndex
 
 LOGGER = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ class SqlMemoryBackend:
         # Dense recall; None keeps recall lexical (HOMEMIND_EMBEDDER=none).
         self.vectors = vectors
         self._noted = NotedSpeakers()
+        self._names = SpeakerNames()
 
     async def _embed(self, user_id: str, facts: Sequence[tuple[str, str]]) -> None:
         """Store the facts' vectors; a failure only logs (the fact is still found lexically)."""
@@ -308,6 +309,7 @@ class SqlMemoryBackend:
             result = await session.execute(delete(Memory).where(Memory.user_id == user_id))
             await session.execute(delete(_SPEAKERS).where(_SPEAKERS.c.user_id == user_id))
         self._noted.forget_user(user_id)
+        self._names.forget_user(user_id)
         await self._changed(user_id)
         return int(getattr(result, "rowcount", 0) or 0)
 
@@ -356,15 +358,22 @@ class SqlMemoryBackend:
             )
             await connection.execute(stmt)
         self._noted.remember(user_id, speaker_id, name)
+        self._names.noted(user_id, speaker_id, name)
 
     async def speakers(self, user_id: str) -> dict[str, str]:
-        """The household's known speakers: id -> name."""
+        """The household's known speakers: id -> name (read at most every NAMES_TTL s)."""
+        names = self._names.get(user_id)
+        if names is not None:
+            return names
+        mark = self._names.mark()
         try:
             async with self._reader.connect() as connection:
                 rows = await plain_rows(connection, _SPEAKERS_OF, {"user_id": user_id})
         except SQLAlchemyError as err:
             raise MemoryBackendError("could not read the speakers") from err
-        return {speaker_id: name for speaker_id, name in rows}
+        names = {speaker_id: name for speaker_id, name in rows}
+        self._names.put(user_id, names, mark)
+        return names
 
     # --- reading ---------------------------------------------------------------
 

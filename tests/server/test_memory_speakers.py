@@ -16,8 +16,10 @@ import pytest
 from cloud_server.accounts.principal import InstallationPrincipal
 from cloud_server.chat.hooks import RecalledFact
 from cloud_server.chat.persona import dynamic_system_text
+from cloud_server.db.engine import make_sessionmaker
 from cloud_server.memory.provider import MemoryService
-from cloud_server.memory.speakers import named_in
+from cloud_server.memory.speakers import NAMES_TTL, SpeakerNames, named_in
+from cloud_server.memory.sql_backend import sql_backend_for
 from cloud_server.settings import Settings
 from homemind_client.models import ChatRequest
 from tests.server.test_memory_backends import Env, env, kind_url
@@ -115,6 +117,37 @@ async def test_forgetting_everything_forgets_the_speakers(env: Env, tmp_path: Pa
     await svc.drain()
 
 
+async def test_a_name_another_instance_learned_is_known_within_the_ttl(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two server instances on one database: names are read once per NAMES_TTL seconds,
+    so a name the other instance noted is known here when that time has passed, and a
+    name this instance noted is known at once."""
+    if env.shodh is not None:
+        pytest.skip("the Shodh backend keeps the names in the SQL store tested here")
+    now = [1000.0]
+    here = sql_backend_for(env.engine, make_sessionmaker(env.engine))
+    monkeypatch.setattr(here, "_names", SpeakerNames(clock=lambda: now[0]))
+    there = sql_backend_for(env.engine, make_sessionmaker(env.engine))
+    user = await env.new_user()
+    await here.add(user, LATE_SHIFTS, speaker_id=PETRA["id"])
+    svc_here = MemoryService(here, Settings(data_dir=tmp_path, memory_extraction=False))
+    question = "Will Petra be home for dinner on Friday?"
+    assert LATE_SHIFTS not in contents(await recall(svc_here, user, question))  # names read
+
+    await there.note_speaker(user, PETRA["id"], PETRA["name"])  # Petra spoke to the other
+    now[0] += NAMES_TTL
+    assert LATE_SHIFTS in contents(await recall(svc_here, user, question))
+
+    # A name this instance notes is known to its next recall, before the TTL runs out.
+    await here.add(user, TOM_STATION, speaker_id=TOM["id"])
+    await here.note_speaker(user, TOM["id"], TOM["name"])
+    assert TOM_STATION in contents(await recall(svc_here, user, "What station does Tom like?"))
+    await svc_here.drain()
+    await here.close()
+    await there.close()
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [
@@ -138,3 +171,15 @@ def test_the_prompt_says_whose_fact_it_is() -> None:
     facts = [RecalledFact("f1", LATE_SHIFTS, None, PETRA["id"], "Petra Novak")]
     text = dynamic_system_text(chat, datetime(2026, 1, 1, tzinfo=UTC), facts)
     assert f"{LATE_SHIFTS} (said by Petra Novak, about themselves)" in text
+
+
+def test_names_read_while_this_instance_noted_one_are_not_kept() -> None:
+    """A read that began before this process wrote a name would hide that name for the
+    whole TTL; it is not kept, and the next recall reads again."""
+    names = SpeakerNames(clock=lambda: 0.0)
+    mark = names.mark()
+    names.noted("household", PETRA["id"], PETRA["name"])
+    names.put("household", {}, mark)  # what the read found: from before the write
+    assert names.get("household") is None
+    names.put("household", {PETRA["id"]: PETRA["name"]}, names.mark())
+    assert names.get("household") == {PETRA["id"]: PETRA["name"]}
