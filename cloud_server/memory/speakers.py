@@ -25,7 +25,7 @@ from . import text as memtext
 # Names shorter than this are not matched on their own ("Al" would match too much).
 MIN_NAME_CHARS = 2
 # (user, speaker) -> name already written by this process; bounded.
-_NOTED_MAX = 4096
+_WRITTEN_MAX = 4096
 # A name another server instance noted is known here at most this many seconds later (this
 # process's own at once). Names change rarely, and reading them was a database trip every
 # recall waited for before its search could start.
@@ -62,38 +62,25 @@ def named_in(text: str, speakers: Mapping[str, str]) -> list[str]:
     return found
 
 
-class NotedSpeakers:
-    """Which (user, speaker, name) this process has already written: one write per change."""
-
-    def __init__(self) -> None:
-        self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
-
-    def is_new(self, user_id: str, speaker_id: str, name: str) -> bool:
-        key = (user_id, speaker_id)
-        if self._seen.get(key) == name:
-            self._seen.move_to_end(key)
-            return False
-        return True
-
-    def remember(self, user_id: str, speaker_id: str, name: str) -> None:
-        self._seen[(user_id, speaker_id)] = name
-        self._seen.move_to_end((user_id, speaker_id))
-        while len(self._seen) > _NOTED_MAX:
-            self._seen.popitem(last=False)
-
-    def forget_user(self, user_id: str) -> None:
-        for key in [k for k in self._seen if k[0] == user_id]:
-            del self._seen[key]
-
-
 class SpeakerNames:
-    """Each household's speaker names (id -> name) as last read, for NAMES_TTL seconds."""
+    """This process's view of the speaker names: each household's as last read (for
+    NAMES_TTL seconds), and which (user, speaker, name) it has written itself, so that a
+    name is written once per change."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._names: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
+        self._written: OrderedDict[tuple[str, str], str] = OrderedDict()
         # Counts this process's own writes: a read that began before one is not kept.
         self._writes = 0
+
+    def is_new(self, user_id: str, speaker_id: str, name: str) -> bool:
+        """Whether this process has not yet written this name for this speaker."""
+        key = (user_id, speaker_id)
+        if self._written.get(key) == name:
+            self._written.move_to_end(key)
+            return False
+        return True
 
     def get(self, user_id: str) -> dict[str, str] | None:
         """The household's names, or None when not read within NAMES_TTL."""
@@ -119,10 +106,17 @@ class SpeakerNames:
     def noted(self, user_id: str, speaker_id: str, name: str) -> None:
         """This process wrote a name: its own next recall must see it."""
         self._writes += 1
+        self._written[(user_id, speaker_id)] = name
+        self._written.move_to_end((user_id, speaker_id))
+        while len(self._written) > _WRITTEN_MAX:
+            self._written.popitem(last=False)
         entry = self._names.get(user_id)
         if entry is not None:
             entry[1][speaker_id] = name
 
     def forget_user(self, user_id: str) -> None:
+        """The household's memory was deleted: its names are read and written anew."""
         self._writes += 1
         self._names.pop(user_id, None)
+        for key in [k for k in self._written if k[0] == user_id]:
+            del self._written[key]

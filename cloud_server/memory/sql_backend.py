@@ -32,7 +32,7 @@ from .backend import (
     Source,
 )
 from .models import Memory, MemorySpeaker
-from .speakers import NotedSpeakers, SpeakerNames
+from .speakers import SpeakerNames
 from .vectors import HouseholdMatrix, VectorIndex
 
 LOGGER = logging.getLogger(__name__)
@@ -143,8 +143,7 @@ class SqlMemoryBackend:
         self._sessionmaker = sessionmaker
         # Dense recall; None keeps recall lexical (HOMEMIND_EMBEDDER=none).
         self.vectors = vectors
-        self._noted = NotedSpeakers()
-        self._names = SpeakerNames()
+        self._names = SpeakerNames()  # the names this process read and wrote
 
     async def _embed(self, user_id: str, facts: Sequence[tuple[str, str]]) -> None:
         """Store the facts' vectors; a failure only logs (the fact is still found lexically)."""
@@ -308,7 +307,6 @@ class SqlMemoryBackend:
         async with self._sessionmaker() as session, session.begin():
             result = await session.execute(delete(Memory).where(Memory.user_id == user_id))
             await session.execute(delete(_SPEAKERS).where(_SPEAKERS.c.user_id == user_id))
-        self._noted.forget_user(user_id)
         self._names.forget_user(user_id)
         await self._changed(user_id)
         return int(getattr(result, "rowcount", 0) or 0)
@@ -346,7 +344,7 @@ class SqlMemoryBackend:
     async def note_speaker(self, user_id: str, speaker_id: str, name: str) -> None:
         """Record the speaker's current name (a write only when this process has not yet)."""
         name = name.strip()[:200]
-        if not name or not self._noted.is_new(user_id, speaker_id, name):
+        if not name or not self._names.is_new(user_id, speaker_id, name):
             return
         values = {"user_id": user_id, "speaker_id": speaker_id, "name": name}
         async with self._engine.begin() as connection:
@@ -357,7 +355,6 @@ class SqlMemoryBackend:
                 set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
             )
             await connection.execute(stmt)
-        self._noted.remember(user_id, speaker_id, name)
         self._names.noted(user_id, speaker_id, name)
 
     async def speakers(self, user_id: str) -> dict[str, str]:

@@ -117,6 +117,21 @@ async def test_forgetting_everything_forgets_the_speakers(env: Env, tmp_path: Pa
     await svc.drain()
 
 
+async def test_a_name_is_written_again_when_it_changes_or_was_forgotten(
+    env: Env, tmp_path: Path
+) -> None:
+    """This instance writes a name once per change: a renamed person is known by the new
+    name, and after "forget everything" a person who speaks again is known again."""
+    svc, user = await household(env, tmp_path)
+    renamed = {"id": PETRA["id"], "name": "Petra Svoboda"}
+    await env.backend.note_speaker(user, renamed["id"], renamed["name"])
+    assert (await env.backend.speakers(user))[PETRA["id"]] == "Petra Svoboda"
+    await env.backend.delete_all(user)
+    await env.backend.note_speaker(user, TOM["id"], TOM["name"])
+    assert await env.backend.speakers(user) == {TOM["id"]: "Tom"}
+    await svc.drain()
+
+
 async def test_a_name_another_instance_learned_is_known_within_the_ttl(
     env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
