@@ -33,7 +33,7 @@ from .backend import (
 )
 from .models import Memory, MemorySpeaker
 from .speakers import SpeakerNames
-from .vectors import HouseholdMatrix, VectorIndex
+from .vectors import HouseholdMatrix, VectorIndex, unawaited
 
 LOGGER = logging.getLogger(__name__)
 
@@ -489,7 +489,7 @@ class SqlMemoryBackend:
             )
         except BaseException:
             household.cancel()
-            household.add_done_callback(lambda f: f.cancelled() or f.exception())
+            unawaited(household)
             raise
         try:
             dense = await self.search_dense(

@@ -73,6 +73,12 @@ def _speaker_codes(
     return column, codes
 
 
+def unawaited(future: asyncio.Future[Any]) -> None:
+    """A future nobody may await: its failure is read when it ends, so asyncio does not
+    log it as never retrieved (whoever does await it still sees the failure)."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 def to_bytes(vector: Vectors) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
 
@@ -233,8 +239,7 @@ class VectorIndex:
         if query in self._queries:
             return
         future = asyncio.ensure_future(self.embedder.embed_query(query))
-        # A failure is seen by `query_vector`; not "never retrieved" when nobody asks.
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        unawaited(future)  # `query_vector` sees a failure, when it is asked
         self._queries[query] = future
         while len(self._queries) > _PENDING_QUERIES:
             _, dropped = self._queries.popitem(last=False)
