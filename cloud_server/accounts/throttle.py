@@ -187,7 +187,7 @@ class RedisThrottle:
         if not self.store.available:
             raise _unavailable()
         try:
-            return await self.store.run_script(script, key, *args, clock=self.clock)
+            return await self.store.run_script(script, [key], *args, clock=self.clock)
         except REDIS_DOWN_ERRORS as err:
             self.store.report_failure(err)
             raise _unavailable() from err

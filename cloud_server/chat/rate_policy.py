@@ -19,7 +19,7 @@ from homemind_client.models import ErrorCode
 from ..accounts.principal import InstallationPrincipal
 from ..app_keys import SETTINGS
 from ..errors import ApiError
-from ..ratelimit.gcra import Rate, Slot
+from ..ratelimit.gcra import CONCURRENCY, Rate, RateCheck, Slot, SlotClaim
 from ..ratelimit.setup import LIMITER
 from ..settings import Settings
 
@@ -71,38 +71,42 @@ async def chat_limits(
     """
     settings = request.app[SETTINGS]
     policy = ChatPolicy.of(settings)
-    limiter = request.app[LIMITER]
     installation = principal.installation_id
-    slot: Slot | None = None
+    claim: SlotClaim | None = None
     if policy.concurrency > 0:
         # A request may make several model calls, each up to the response timeout.
         lease = settings.response_timeout * settings.max_model_calls + 60
-        slot = await limiter.acquire(f"{prefix}:inst:{installation}", policy.concurrency, lease)
-        if slot is None:
+        claim = SlotClaim(f"{prefix}:inst:{installation}", policy.concurrency, lease)
+    rates = [
+        RateCheck(key, Rate(per_minute, 60.0), burst)
+        for key, per_minute, burst in (
+            (f"{prefix}:inst:{installation}", policy.rate_per_minute, policy.burst),
+            (f"{prefix}:user:{principal.user_id}", policy.user_rate_per_minute, policy.user_burst),
+        )
+        if per_minute > 0
+    ]
+    slot: Slot | None = None
+    if claim is not None or rates:
+        # One decision, all or nothing: a refused request holds no slot and spends no budget.
+        admission = await request.app[LIMITER].admit(rates, claim)
+        if admission.refused_by == CONCURRENCY:
             LOGGER.info("%s refused installation=%s reason=concurrency", prefix, installation)
             raise _rate_limited(
                 1, "This home already has several requests in progress; try again in a moment."
             )
+        if not admission.admitted:
+            LOGGER.info(
+                "%s refused installation=%s reason=rate key=%s retry_after=%d",
+                prefix,
+                installation,
+                str(admission.refused_by).split(":")[1],
+                admission.retry_after,
+            )
+            raise _rate_limited(
+                admission.retry_after, "Too many requests; wait a moment and try again."
+            )
+        slot = admission.slot
     try:
-        checks = (
-            (f"{prefix}:inst:{installation}", policy.rate_per_minute, policy.burst),
-            (f"{prefix}:user:{principal.user_id}", policy.user_rate_per_minute, policy.user_burst),
-        )
-        for key, per_minute, burst in checks:
-            if per_minute <= 0:
-                continue
-            decision = await limiter.hit(key, Rate(per_minute, 60.0), burst)
-            if not decision.allowed:
-                LOGGER.info(
-                    "%s refused installation=%s reason=rate key=%s retry_after=%d",
-                    prefix,
-                    installation,
-                    key.split(":")[1],
-                    decision.retry_after,
-                )
-                raise _rate_limited(
-                    decision.retry_after, "Too many requests; wait a moment and try again."
-                )
         yield
     finally:
         if slot is not None:

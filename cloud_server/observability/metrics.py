@@ -161,7 +161,7 @@ class RedisCollector(Collector):
         yield up
         local = CounterMetricFamily(
             "homemind_rate_limit_local_decisions",
-            "Chat rate and concurrency checks decided in this process because Redis was down.",
+            "Chat admissions (rates and concurrency) decided in this process while Redis was down.",
         )
         local.add_metric([], float(limiter.local_decisions))
         yield local

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +28,46 @@ class Rate:
 class Decision:
     allowed: bool
     retry_after_seconds: float  # 0 when allowed
-    remaining: int  # requests still allowed at once
+
+
+class Slot(Protocol):
+    async def release(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateCheck:
+    """Count one request against `key`: `rate` sustained, `burst` at once."""
+
+    key: str
+    rate: Rate
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlotClaim:
+    """One of `limit` concurrent slots of `key`; `lease` (seconds) bounds how long a slot
+    is held if its holder dies without releasing it."""
+
+    key: str
+    limit: int
+    lease: float
+
+
+# `Admission.refused_by` when every slot of the claim was taken.
+CONCURRENCY = "concurrency"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request admitted (holding `slot` when it claimed one) or refused by one limit."""
+
+    slot: Slot | None = None
+    refused_by: str | None = None  # CONCURRENCY, or the key of the rate that refused
+    retry_after_seconds: float = 0.0
+
+    @property
+    def admitted(self) -> bool:
+        return self.refused_by is None
 
     @property
     def retry_after(self) -> int:
@@ -36,20 +75,11 @@ class Decision:
         return max(1, math.ceil(self.retry_after_seconds))
 
 
-class Slot(Protocol):
-    async def release(self) -> None: ...
-
-
 class Limiter(Protocol):
-    async def hit(self, key: str, rate: Rate, burst: int) -> Decision:
-        """Count one request against `key`; `burst` requests may come at once."""
-        ...
-
-    async def acquire(self, key: str, limit: int, lease: float) -> Slot | None:
-        """Take one of `limit` concurrent slots (None when all are taken).
-
-        `lease` bounds how long a slot is held if its holder dies without releasing it.
-        """
+    async def admit(self, rates: Sequence[RateCheck], claim: SlotClaim | None = None) -> Admission:
+        """Take the claimed slot and count one request against every rate, all or nothing:
+        a refused request holds no slot and spends no rate's budget. The claim is checked
+        first, then the rates in order; the first that refuses is named."""
         ...
 
     async def start(self) -> None: ...
@@ -64,5 +94,5 @@ def gcra(tat: float | None, now: float, rate: Rate, burst: int) -> tuple[Decisio
     new_tat = base + emission
     allow_at = new_tat - emission * burst
     if allow_at > now:
-        return Decision(False, allow_at - now, 0), base
-    return Decision(True, 0.0, int((now - allow_at) // emission)), new_tat
+        return Decision(False, allow_at - now), base
+    return Decision(True, 0.0), new_tat

@@ -7,9 +7,10 @@ is down.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .gcra import Clock, Decision, Rate, Slot, gcra
+from .gcra import CONCURRENCY, Admission, Clock, RateCheck, Slot, SlotClaim, gcra
 
 
 @dataclass(slots=True)
@@ -33,24 +34,31 @@ class LocalLimiter:
     _tat: dict[str, float] = field(default_factory=dict)
     _in_flight: dict[str, int] = field(default_factory=dict)
 
-    async def hit(self, key: str, rate: Rate, burst: int) -> Decision:
+    async def admit(self, rates: Sequence[RateCheck], claim: SlotClaim | None = None) -> Admission:
+        # Nothing here awaits: the checks and the writes are one step of the event loop.
+        if claim is not None and self._in_flight.get(claim.key, 0) >= claim.limit:
+            return Admission(refused_by=CONCURRENCY)
         now = self.clock()
-        decision, tat = gcra(self._tat.get(key), now, rate, burst)
-        if decision.allowed:
-            self._tat[key] = tat
-            if len(self._tat) > self.max_keys:
-                self._prune(now)
-        return decision
+        arrivals: list[tuple[str, float]] = []
+        for check in rates:
+            decision, tat = gcra(self._tat.get(check.key), now, check.rate, check.burst)
+            if not decision.allowed:
+                return Admission(
+                    refused_by=check.key, retry_after_seconds=decision.retry_after_seconds
+                )
+            arrivals.append((check.key, tat))
+        self._tat.update(arrivals)
+        if len(self._tat) > self.max_keys:
+            self._prune(now)
+        return Admission(slot=None if claim is None else self._take(claim.key))
 
     def _prune(self, now: float) -> None:
         # A key whose arrival time has passed is back to a full burst: forgetting it is exact.
         for key in [k for k, tat in self._tat.items() if tat <= now]:
             del self._tat[key]
 
-    async def acquire(self, key: str, limit: int, lease: float) -> Slot | None:
-        # `lease` is not needed here: a slot is released when its request ends in this process.
-        if self._in_flight.get(key, 0) >= limit:
-            return None
+    def _take(self, key: str) -> Slot:
+        # No lease here: a slot is released when its request ends in this process.
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         return _LocalSlot(self, key)
 

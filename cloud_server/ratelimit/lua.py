@@ -1,5 +1,5 @@
-"""Every Lua script the server runs in Redis: chat's GCRA and concurrency slots
-(`redis_store.py`) and login throttling's moving window and lockout
+"""Every Lua script the server runs in Redis: chat's admission, its GCRA rates and
+concurrency slot in one script (`redis_store.py`), and login throttling's moving window and lockout
 (`accounts/throttle.py`).
 
 Times are milliseconds. Each script starts with the same clock block: ARGV[1] "now" is
@@ -22,30 +22,37 @@ def _clocked(body: str) -> str:
     return _CLOCK + body
 
 
-# KEYS[1] arrival time; ARGV: now, emission_ms, burst -> {allowed, retry_after_ms, remaining}
-GCRA_SCRIPT = _clocked("""
-local emission = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + emission
-local allow_at = new_tat - emission * burst
-if allow_at > now then
-  return {0, string.format('%.3f', allow_at - now), 0}
-end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-return {1, '0', math.floor((now - allow_at) / emission)}
-""")
-
-# KEYS[1] sorted set of holders; ARGV: now, limit, lease_ms, holder -> 1 taken / 0 full
-ACQUIRE_SCRIPT = _clocked("""
+# One chat admission, all or nothing, as `LocalLimiter.admit`. KEYS[1] the claim's sorted
+# set of slot holders, KEYS[2..] one arrival time per rate; ARGV: now, limit (0: no
+# claim), lease_ms, holder, then (emission_ms, burst) per rate ->
+# {1} admitted / {0} every slot taken / {2, n, retry_after_ms} the n-th rate refused.
+ADMIT_SCRIPT = _clocked("""
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.3f', now - lease))
-if redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
-redis.call('ZADD', KEYS[1], string.format('%.3f', now), ARGV[4])
-redis.call('PEXPIRE', KEYS[1], math.ceil(lease))
-return 1
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.3f', now - lease))
+  if redis.call('ZCARD', KEYS[1]) >= limit then return {0} end
+end
+local arrivals = {}
+for i = 2, #KEYS do
+  local emission = tonumber(ARGV[2 * i + 1])
+  local burst = tonumber(ARGV[2 * i + 2])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + emission
+  local allow_at = new_tat - emission * burst
+  if allow_at > now then return {2, i - 1, string.format('%.3f', allow_at - now)} end
+  arrivals[i] = new_tat
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%.3f', arrivals[i]), 'PX',
+    math.ceil(arrivals[i] - now) + 1000)
+end
+if limit > 0 then
+  redis.call('ZADD', KEYS[1], string.format('%.3f', now), ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(lease))
+end
+return {1}
 """)
 
 # Moving window, as `InMemoryThrottle._window_hit`. KEYS[1] sorted set of event times;

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +28,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from .gcra import Clock, Decision, Rate, Slot
+from .gcra import CONCURRENCY, Admission, Clock, RateCheck, SlotClaim
 from .local import LocalLimiter
-from .lua import ACQUIRE_SCRIPT, GCRA_SCRIPT
+from .lua import ADMIT_SCRIPT
 
 LOGGER = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class RedisLimiter:
         self._scripts: dict[str, Any] = {}
         # False from a failure until Redis answers again.
         self.up = True
-        # Rate and concurrency decisions taken by the fallback because Redis was down.
+        # Admissions decided by the fallback because Redis was down.
         self.local_decisions = 0
 
     @property
@@ -88,8 +88,10 @@ class RedisLimiter:
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
-    async def run_script(self, script: str, key: str, *args: Any, clock: Clock | None) -> Any:
-        """Run one of `lua.py`'s scripts on `key` (registered once per connection).
+    async def run_script(
+        self, script: str, keys: Sequence[str], *args: Any, clock: Clock | None
+    ) -> Any:
+        """Run one of `lua.py`'s scripts on `keys` (registered once per connection).
 
         `clock` None: the script reads Redis's clock; else its time (seconds) is passed.
 
@@ -101,7 +103,7 @@ class RedisLimiter:
             registered = self._scripts[script] = self.redis.register_script(script)
         now = "" if clock is None else f"{clock() * 1000:.3f}"
         async with self.connection_lost_is_redis_down():
-            return await registered(keys=[key], args=[now, *args])
+            return await registered(keys=list(keys), args=[now, *args])
 
     @contextlib.asynccontextmanager
     async def connection_lost_is_redis_down(self) -> AsyncIterator[None]:
@@ -156,38 +158,35 @@ class RedisLimiter:
                 err,
             )
 
-    async def hit(self, key: str, rate: Rate, burst: int) -> Decision:
+    async def admit(self, rates: Sequence[RateCheck], claim: SlotClaim | None = None) -> Admission:
+        """One script, one round trip: the claim and every rate checked and taken at once."""
         if self.available:
-            try:
-                allowed, retry_ms, remaining = await self.run_script(
-                    GCRA_SCRIPT,
-                    self.key("rl", key),
-                    f"{rate.emission * 1000:.3f}",
-                    burst,
-                    clock=self.clock,
-                )
-            except REDIS_DOWN_ERRORS as err:
-                self.report_failure(err)
-            else:
-                if not self.up:
-                    self.report_success()
-                return Decision(bool(int(allowed)), float(retry_ms) / 1000, int(remaining))
-        self.local_decisions += 1
-        return await self.fallback.hit(key, rate, burst)
-
-    async def acquire(self, key: str, limit: int, lease: float) -> Slot | None:
-        if self.available:
-            full_key = self.key("cc", key)
+            slot_key = self.key("cc", claim.key if claim is not None else "")
             holder = secrets.token_hex(8)
+            args: list[Any] = [
+                0 if claim is None else claim.limit,
+                0 if claim is None else f"{claim.lease * 1000:.0f}",
+                holder,
+            ]
+            for check in rates:
+                args += [f"{check.rate.emission * 1000:.3f}", check.burst]
+            keys = [slot_key, *(self.key("rl", check.key) for check in rates)]
             try:
-                taken = await self.run_script(
-                    ACQUIRE_SCRIPT, full_key, limit, f"{lease * 1000:.0f}", holder, clock=self.clock
-                )
+                result = await self.run_script(ADMIT_SCRIPT, keys, *args, clock=self.clock)
             except REDIS_DOWN_ERRORS as err:
                 self.report_failure(err)
             else:
                 if not self.up:
                     self.report_success()
-                return _RedisSlot(self, full_key, holder) if int(taken) else None
+                status = int(result[0])
+                if status == 0:
+                    return Admission(refused_by=CONCURRENCY)
+                if status == 2:
+                    return Admission(
+                        refused_by=rates[int(result[1]) - 1].key,
+                        retry_after_seconds=float(result[2]) / 1000,
+                    )
+                slot = None if claim is None else _RedisSlot(self, slot_key, holder)
+                return Admission(slot=slot)
         self.local_decisions += 1
-        return await self.fallback.acquire(key, limit, lease)
+        return await self.fallback.admit(rates, claim)

@@ -25,7 +25,15 @@ from redis.exceptions import RedisError
 from cloud_server.app import create_app
 from cloud_server.chat.hooks import CHAT_GATE, MEMORY_PROVIDER
 from cloud_server.chat.rate_policy import ChatPolicy
-from cloud_server.ratelimit.gcra import Limiter, Rate
+from cloud_server.ratelimit.gcra import (
+    CONCURRENCY,
+    Admission,
+    Limiter,
+    Rate,
+    RateCheck,
+    Slot,
+    SlotClaim,
+)
 from cloud_server.ratelimit.local import LocalLimiter
 from cloud_server.ratelimit.redis_store import RedisLimiter
 from cloud_server.ratelimit.setup import LIMITER
@@ -102,44 +110,89 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Limiter
         await made.aclose()
 
 
+async def hit(limit: Limiter, key: str, rate: Rate, burst: int) -> Admission:
+    """One request against one rate, no slot."""
+    return await limit.admit([RateCheck(key, rate, burst)])
+
+
+async def take(limit: Limiter, key: str, slots: int, lease: float = 60) -> Slot | None:
+    """One of `slots` concurrent slots of `key`, no rate (None: all taken)."""
+    admission = await limit.admit([], SlotClaim(key, slots, lease))
+    assert admission.admitted == (admission.slot is not None)
+    return admission.slot
+
+
 async def test_burst_then_steady_rate_then_recovery(limiter: tuple[Limiter, FakeClock]) -> None:
     limit, clock = limiter
     rate = Rate(30, 60)  # one request every 2 s sustained
-    decisions = [await limit.hit("home", rate, 10) for _ in range(10)]
-    assert all(d.allowed for d in decisions)
-    assert [d.remaining for d in decisions] == list(range(9, -1, -1))
+    decisions = [await hit(limit, "home", rate, 10) for _ in range(10)]
+    assert all(d.admitted and d.slot is None for d in decisions)
 
-    refused = await limit.hit("home", rate, 10)
-    assert not refused.allowed
+    refused = await hit(limit, "home", rate, 10)
+    assert refused.refused_by == "home"
     assert refused.retry_after_seconds == pytest.approx(2.0)
     assert refused.retry_after == 2
     # A refusal costs nothing: waiting what it said is enough.
     clock.now += 1.5
-    still = await limit.hit("home", rate, 10)
-    assert (still.allowed, still.retry_after_seconds) == (False, pytest.approx(0.5))
+    still = await hit(limit, "home", rate, 10)
+    assert (still.admitted, still.retry_after_seconds) == (False, pytest.approx(0.5))
     assert still.retry_after == 1
     clock.now += 0.5
-    assert (await limit.hit("home", rate, 10)).allowed
-    assert not (await limit.hit("home", rate, 10)).allowed
+    assert (await hit(limit, "home", rate, 10)).admitted
+    assert not (await hit(limit, "home", rate, 10)).admitted
 
     # Other keys have their own budget; an idle key is back to a full burst.
-    assert (await limit.hit("other home", rate, 10)).remaining == 9
+    assert all([(await hit(limit, "other home", rate, 10)).admitted for _ in range(10)])
+    assert not (await hit(limit, "other home", rate, 10)).admitted
     clock.now += 20
-    assert (await limit.hit("home", rate, 10)).remaining == 9
+    assert all([(await hit(limit, "home", rate, 10)).admitted for _ in range(10)])
+    assert not (await hit(limit, "home", rate, 10)).admitted
 
 
 async def test_concurrency_slots(limiter: tuple[Limiter, FakeClock]) -> None:
     limit, _ = limiter
-    first = await limit.acquire("home", 2, 60)
-    second = await limit.acquire("home", 2, 60)
+    first = await take(limit, "home", 2)
+    second = await take(limit, "home", 2)
     assert first is not None and second is not None
-    assert await limit.acquire("home", 2, 60) is None
-    assert await limit.acquire("other home", 2, 60) is not None
+    full = await limit.admit([], SlotClaim("home", 2, 60))
+    assert (full.refused_by, full.slot) == (CONCURRENCY, None)
+    assert await take(limit, "other home", 2) is not None
     await first.release()
     await first.release()  # twice is harmless: it frees one slot only
-    third = await limit.acquire("home", 2, 60)
+    third = await take(limit, "home", 2)
     assert third is not None
-    assert await limit.acquire("home", 2, 60) is None
+    assert await take(limit, "home", 2) is None
+
+
+async def test_a_refused_request_takes_no_slot_and_spends_no_budget(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """All or nothing: the installation's budget and slots are untouched by requests that
+    the user's budget or the concurrency cap refused."""
+    limit, _ = limiter
+    home, user = RateCheck("inst", Rate(30, 60), 5), RateCheck("user", Rate(30, 60), 2)
+    claim = SlotClaim("inst", 1, 60)
+    admitted = await limit.admit([home, user], claim)
+    assert admitted.admitted and admitted.slot is not None
+    # The slot is held: refused before any rate is counted.
+    for _ in range(3):
+        assert (await limit.admit([home, user], claim)).refused_by == CONCURRENCY
+    await admitted.slot.release()
+    second = await limit.admit([home, user], claim)
+    assert second.admitted and second.slot is not None
+    await second.slot.release()
+    # The user's burst of 2 is spent: the next requests are refused by the user's rate...
+    for _ in range(3):
+        refused = await limit.admit([home, user], claim)
+        assert (refused.refused_by, refused.slot) == ("user", None)
+    # ...and took neither the slot nor the installation's budget: 3 of its 5 remain.
+    assert [(await hit(limit, "inst", home.rate, home.burst)).admitted for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert await take(limit, "inst", 1) is not None
 
 
 async def test_redis_slot_of_a_dead_holder_expires_after_its_lease(redis_prefix: str) -> None:
@@ -147,10 +200,10 @@ async def test_redis_slot_of_a_dead_holder_expires_after_its_lease(redis_prefix:
     limit = RedisLimiter(REDIS_URL, redis_prefix, clock=clock)
     await limit.start()
     try:
-        assert await limit.acquire("home", 1, 30) is not None  # never released
-        assert await limit.acquire("home", 1, 30) is None
+        assert await take(limit, "home", 1, 30) is not None  # never released
+        assert await take(limit, "home", 1, 30) is None
         clock.now += 31
-        assert await limit.acquire("home", 1, 30) is not None
+        assert await take(limit, "home", 1, 30) is not None
     finally:
         await limit.aclose()
 
@@ -159,9 +212,10 @@ async def test_redis_keys_carry_ttls(redis_prefix: str) -> None:
     limit = RedisLimiter(REDIS_URL, redis_prefix)  # Redis's own clock, as in production
     await limit.start()
     try:
-        assert (await limit.hit("home", Rate(30, 60), 10)).allowed
-        slot = await limit.acquire("home", 4, 120)
-        assert slot is not None
+        admission = await limit.admit(
+            [RateCheck("home", Rate(30, 60), 10)], SlotClaim("home", 4, 120)
+        )
+        assert admission.admitted and admission.slot is not None
         keys = await redis_keys(redis_prefix)
         assert len(keys) == 2
         assert all(0 < ttl <= 120_000 for ttl in keys.values()), keys
