@@ -39,7 +39,7 @@ from ..accounts.principal import InstallationPrincipal
 from ..app_keys import SETTINGS
 from ..chat.gate import DefaultChatGate
 from ..chat.hooks import COUNTS_AS_MESSAGE, ChatAccess, ChatGate, ChatOutcome
-from ..db.engine import DB_ENGINE, DB_SESSIONMAKER
+from ..db.engine import DB_READER, DB_SESSIONMAKER
 from ..db.outage import is_database_outage
 from ..errors import ApiError
 from .config import BillingConfig
@@ -328,8 +328,11 @@ class BillingGate:
             "key_source": access.key_source,
             "created_at": self.now(),
         }
-        async with self._app[DB_ENGINE].begin() as connection:
+        # One statement needs no transaction around it: on PostgreSQL the autocommit
+        # engine (db/reads.py) spares the BEGIN and COMMIT round trips; SQLite commits.
+        async with self._app[DB_READER].connect() as connection:
             inserted = await insert_usage(connection, values)
+            await connection.commit()
         if inserted and counts:
             self.cache.bump(principal.user_id)
         return inserted

@@ -1,10 +1,12 @@
 """Reads on the hot path in as few trips to the database (or its driver) as it allows.
 
-`reader(engine)`: the engine for connections that only read. On PostgreSQL it is the same
-pool in autocommit: SQLAlchemy's asyncpg adapter otherwise opens a transaction for every
-connection that runs a statement and rolls it back at the end, two more round trips for one
-read (13 % of the server's CPU under load, bench/load.py). Under PostgreSQL's default READ
-COMMITTED each statement reads its own snapshot either way, so the reads see the same data.
+`reader(engine)`: the engine for connections that only read, or that write one statement
+(atomic on its own: a turn's usage row) and then call `commit()`, which sends nothing on
+PostgreSQL. There it is the same pool in autocommit: SQLAlchemy's asyncpg adapter otherwise
+opens a transaction for every connection that runs a statement and ends it, two more round
+trips for one statement (13 % of the server's CPU under load, bench/load.py). Under
+PostgreSQL's default READ COMMITTED each statement reads its own snapshot either way, so
+the reads see the same data.
 On SQLite the engine itself: a read opens no transaction there, and setting autocommit on
 aiosqlite would cost a trip to its thread at each checkout and return.
 
