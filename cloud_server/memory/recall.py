@@ -121,7 +121,9 @@ class Recall:
                 chosen.append(record)
                 used += cost
         if ranked:
-            self._count_use(user, [r.id for r in ranked if r in chosen])
+            # By id: `r in chosen` compared whole records, field by field, pair by pair.
+            chosen_ids = {r.id for r in chosen}
+            self._count_use(user, [r.id for r in ranked if r.id in chosen_ids])
         return [recalled(r, names) for r in chosen]
 
     def _count_use(self, user_id: str, ids: list[str]) -> None:
