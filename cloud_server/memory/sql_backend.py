@@ -446,7 +446,7 @@ class SqlMemoryBackend:
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
     ) -> Sequence[Any]:
         """The one row of a constant text statement (its values need no type processing)."""
-        return tuple((await connection.execute(stmt, params)).one())
+        return (await plain_rows(connection, stmt, params))[0]
 
     async def _rows(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
@@ -727,20 +727,7 @@ class SqliteMemoryBackend(SqlMemoryBackend):
         for n, term in enumerate(terms):
             values[f"own{n}"] = int(n < len(plan.own))
             values[f"term{n}"] = fts5_household_term(key, term)
-        fetch = await driver_fetch_all(connection)
-        if fetch is None:  # another driver: through SQLAlchemy
-            result = await connection.execute(self._sql(len(terms), scope), values)
-            return [tuple(row) for row in result.all()]
-        return list(await fetch(self._sql(len(terms), scope).element.text, values))
-
-    async def _one_row(
-        self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
-    ) -> Sequence[Any]:
-        fetch = await driver_fetch_all(connection)
-        if fetch is None:
-            return await super()._one_row(connection, stmt, params)
-        rows = list(await fetch(stmt.text, params))
-        return tuple(rows[0])
+        return await self._rows(connection, self._sql(len(terms), scope), values)
 
     async def _rows(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
