@@ -29,7 +29,8 @@ FetchAll = Callable[[str, Mapping[str, Any]], Awaitable[Iterable[Any]]]
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for connections that only read (on PostgreSQL, autocommit on one pool).
+    """The engine for connections that read, or write one atomic statement and commit (on
+    PostgreSQL autocommit on the same pool: the primary, never a replica).
 
     Build it once per engine (a new view each call): the app keeps it as `DB_READER`."""
     if engine.dialect.name != "postgresql":

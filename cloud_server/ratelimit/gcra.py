@@ -52,6 +52,11 @@ class SlotClaim:
     limit: int
     lease: float
 
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            # Both stores would refuse every request; a cap of 0 means no claim at all.
+            raise ValueError("a slot claim needs a limit of at least 1")
+
 
 # `Admission.refused_by` when every slot of the claim was taken.
 CONCURRENCY = "concurrency"

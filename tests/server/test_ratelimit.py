@@ -164,6 +164,12 @@ async def test_concurrency_slots(limiter: tuple[Limiter, FakeClock]) -> None:
     assert await take(limit, "home", 2) is None
 
 
+def test_a_slot_claim_needs_a_limit() -> None:
+    # A cap of 0 is no cap: the chat then claims no slot at all (rate_policy.py).
+    with pytest.raises(ValueError, match="at least 1"):
+        SlotClaim("home", 0, 60)
+
+
 async def test_a_refused_request_takes_no_slot_and_spends_no_budget(
     limiter: tuple[Limiter, FakeClock],
 ) -> None:
