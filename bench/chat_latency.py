@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -219,7 +220,17 @@ class Series:
 Turn = Callable[[], Awaitable[Sample | str]]
 
 
-def make_sdk_turn(sdk: Any, message: str, expected: str) -> Turn:
+def next_message(base: str, *, repeat: bool) -> Callable[[], str]:
+    """Each turn's message: `base` numbered, so every turn asks something new and no cache
+    (the server's query-embedding LRU, cloud_server/memory/embedder.py) answers it; with
+    `repeat`, `base` every time (a household repeating a command)."""
+    numbers = itertools.count(1)
+    if repeat:
+        return lambda: base
+    return lambda: f"{base} (question {next(numbers)})"
+
+
+def make_sdk_turn(sdk: Any, message: Callable[[], str], expected: str) -> Turn:
     async def turn() -> Sample | str:
         start = time.perf_counter()
         first: float | None = None
@@ -227,7 +238,7 @@ def make_sdk_turn(sdk: Any, message: str, expected: str) -> Turn:
         stream = await sdk.messages.create(
             model=MODEL,
             max_tokens=1024,
-            messages=[{"role": "user", "content": message}],
+            messages=[{"role": "user", "content": message()}],
             stream=True,
         )
         async with stream:
@@ -244,14 +255,14 @@ def make_sdk_turn(sdk: Any, message: str, expected: str) -> Turn:
     return turn
 
 
-def make_client_turn(client: Any, message: str, expected: str) -> Turn:
+def make_client_turn(client: Any, message: Callable[[], str], expected: str) -> Turn:
     from homemind_client.models import ChatRequest, DoneEvent, TextDeltaEvent
 
     async def turn() -> Sample | str:
         start = time.perf_counter()
         first: float | None = None
         reply = None
-        async for event in client.chat_stream(ChatRequest(message=message, language="en")):
+        async for event in client.chat_stream(ChatRequest(message=message(), language="en")):
             if isinstance(event, TextDeltaEvent) and event.text and first is None:
                 first = time.perf_counter() - start
             elif isinstance(event, DoneEvent):
@@ -264,7 +275,7 @@ def make_client_turn(client: Any, message: str, expected: str) -> Turn:
     return turn
 
 
-def make_ha_turn(hass: Any, agent_id: str, message: str, expected: str) -> Turn:
+def make_ha_turn(hass: Any, agent_id: str, message: Callable[[], str], expected: str) -> Turn:
     from homeassistant.components import conversation
     from homeassistant.core import Context
     from homeassistant.helpers import chat_session
@@ -283,7 +294,12 @@ def make_ha_turn(hass: Any, agent_id: str, message: str, expected: str) -> Turn:
             conversation.async_get_chat_log(hass, session, chat_log_delta_listener=on_delta),
         ):
             result = await conversation.async_converse(
-                hass, message, session.conversation_id, Context(), language="en", agent_id=agent_id
+                hass,
+                message(),
+                session.conversation_id,
+                Context(),
+                language="en",
+                agent_id=agent_id,
             )
         end = time.perf_counter() - start
         speech = result.response.speech.get("plain", {}).get("speech", "")
@@ -359,6 +375,7 @@ class Config:
     think: float  # pause between turns at concurrency 1
     warmup: int
     message: str
+    repeat: bool  # the same message every turn (else numbered: no cache hit)
     paths: str  # which of "abc" to run
     burst: bool  # also measure a synchronised burst of `concurrency` turns
 
@@ -411,9 +428,11 @@ async def measure(
     async with aiohttp.ClientSession(connector=connector) as session, home as (hass, agent_id):
         client = HomeMindClient(session, server["url"], server["token"])
         every = {
-            "a": make_sdk_turn(sdk, cfg.message, expected),
-            "b": make_client_turn(client, cfg.message, expected),
-            "c": make_ha_turn(hass, agent_id, cfg.message, expected),
+            "a": make_sdk_turn(sdk, next_message(cfg.message, repeat=cfg.repeat), expected),
+            "b": make_client_turn(client, next_message(cfg.message, repeat=cfg.repeat), expected),
+            "c": make_ha_turn(
+                hass, agent_id, next_message(cfg.message, repeat=cfg.repeat), expected
+            ),
         }
         turns = {key: turn for key, turn in every.items() if key in cfg.paths}
         names = list(turns)
@@ -621,6 +640,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", default="abc", help="which paths to run (subset of abc)")
     parser.add_argument("--message", default=MESSAGE, help="the user's message")
     parser.add_argument(
+        "--repeat-message",
+        dest="repeat",
+        action="store_true",
+        help="the same message every turn (default: numbered, so no turn is a cache hit)",
+    )
+    parser.add_argument(
         "--burst",
         action=argparse.BooleanOptionalAction,
         help="also time one synchronised burst (default: on, off with --quick)",
@@ -659,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         think=args.think,
         warmup=3 if args.quick else 10,
         message=args.message,
+        repeat=args.repeat,
         paths="".join(key for key in PATHS if key in args.paths),
         burst=args.burst if args.burst is not None else not args.quick,
     )
@@ -673,6 +699,11 @@ def main(argv: list[str] | None = None) -> int:
         f"c=1: {cfg.samples} turns per path, interleaved, {cfg.think * 1000:.0f} ms think time; "
         f"c={cfg.concurrency}: {cfg.rounds} turn(s) per worker, starts spread over one turn"
         + (f"; burst: {cfg.concurrency} turns at once" if cfg.burst else "")
+    )
+    print(
+        "messages: the same every turn (query embeddings cached)"
+        if cfg.repeat
+        else "messages: numbered, a new question every turn (each recall embeds its query)"
     )
     print(
         "processes: fake Claude | cloud_server (aiohttp, SQLite, self-hosted) | "

@@ -53,6 +53,7 @@ from bench.chat_latency import (
     guarded,
     make_client_turn,
     make_sdk_turn,
+    next_message,
 )
 
 PACKAGES = ("aiohttp", "anthropic", "SQLAlchemy", "asyncpg", "redis", "prometheus-client")
@@ -211,7 +212,9 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
             phases.append(
                 await run_phase(
                     "(a) SDK -> fake Claude",
-                    lambda _i: make_sdk_turn(sdk, cfg.message, expected),
+                    lambda _i: make_sdk_turn(
+                        sdk, next_message(cfg.message, repeat=cfg.repeat), expected
+                    ),
                     cfg,
                     {"fake": fake.pid},
                     {},
@@ -239,7 +242,11 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
             phases.append(
                 await run_phase(
                     "(b) client -> HAProxy -> 2 servers",
-                    lambda i: make_client_turn(clients[i], cfg.message, expected),
+                    lambda i: make_client_turn(
+                        clients[i],
+                        next_message(f"{cfg.message} [{i}]", repeat=cfg.repeat),
+                        expected,
+                    ),
                     cfg,
                     pids,
                     servers,
@@ -449,12 +456,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", default="ab", help="which phases to run (subset of ab)")
     parser.add_argument("--message", default=MESSAGE)
     parser.add_argument(
+        "--repeat-message",
+        dest="repeat",
+        action="store_true",
+        help="the same message every turn (default: numbered, so no turn is a cache hit)",
+    )
+    parser.add_argument(
         "--extraction",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="after-turn memory extraction (production default: on)",
     )
-    parser.add_argument("--embedder", default="minilm", help="HOMEMIND_EMBEDDER (minilm, none)")
+    parser.add_argument(
+        "--embedder",
+        default="multilingual",
+        help="HOMEMIND_EMBEDDER (multilingual: the production default, minilm, none)",
+    )
     parser.add_argument(
         "--server-env",
         action="append",
@@ -477,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         f"fake Claude: first token after {cfg.ttft * 1000:.0f} ms, then {cfg.tokens - 1} more "
         f"{cfg.token_delay * 1000:.0f} ms apart; phases of {cfg.duration:.0f} s after "
         f"{cfg.warmup:.0f} s warm-up; extraction {'on' if cfg.extraction else 'off'}, "
-        f"embedder {cfg.embedder}"
+        f"embedder {cfg.embedder}; "
+        + ("the same message every turn" if cfg.repeat else "a new (numbered) message every turn")
     )
     if cfg.server_env or cfg.maxconn is not None:
         print(f"servers: {' '.join(cfg.server_env) or '-'}; HAProxy maxconn {cfg.maxconn}")

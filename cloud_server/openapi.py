@@ -70,6 +70,7 @@ from homemind_client.models.memory import (
 )
 
 from . import __version__
+from .accounts.scopes import InstallationScope
 
 LOGGER = logging.getLogger(__name__)
 
@@ -116,6 +117,9 @@ class Operation:
     headers: tuple[Query, ...] = ()
     # The raw body is not JSON the server parses with a model (the Stripe webhook).
     raw_body: dict[str, Any] | None = None
+    # The installation scope the handler requires (cloud_server/accounts/scopes.py): a
+    # token without it gets 403 `forbidden`.
+    scope: InstallationScope | None = None
 
 
 _STATUS = {member.value: member.status for member in ErrorCode}
@@ -535,6 +539,7 @@ OPERATIONS: tuple[Operation, ...] = (
         ChatRequest,
         {200: Body(ChatResponse)},
         _CHAT_ERRORS,
+        scope="chat",
     ),
     Operation(
         "post",
@@ -558,9 +563,10 @@ OPERATIONS: tuple[Operation, ...] = (
                 description="The Accept header must allow application/json and text/event-stream.",
             ),
         },
-        errors=("rate_limited", "forbidden"),
+        errors=("rate_limited",),
         headers=(Query("Accept", {"type": "string"}),),
         raw_body={"type": "object"},
+        scope="mcp",
     ),
     Operation(
         "post",
@@ -572,6 +578,7 @@ OPERATIONS: tuple[Operation, ...] = (
         ChatRequest,
         {200: _SSE},
         _CHAT_ERRORS,
+        scope="chat",
     ),
     # --- memory ---
     Operation(
@@ -663,6 +670,7 @@ OPERATIONS: tuple[Operation, ...] = (
             200: Body(MemoryItem, description="Already remembered"),
         },
         ("memory_unavailable",),
+        scope="memory:write",
     ),
     Operation(
         "post",
@@ -674,6 +682,7 @@ OPERATIONS: tuple[Operation, ...] = (
         MemoryForgetRequest,
         {200: Body(MemoryForgetResult)},
         ("memory_not_found", "memory_unavailable"),
+        scope="memory:write",
     ),
     # --- billing ---
     Operation(
@@ -739,6 +748,8 @@ def _common_errors(op: Operation) -> tuple[str, ...]:
         codes.append("invalid_token")
     elif op.auth == "installation":
         codes += ["invalid_token", "installation_revoked"]
+    if op.scope is not None:
+        codes.append("forbidden")
     if op.request is not None:
         codes += ["validation_error", "payload_too_large", "unsupported_media_type"]
     elif op.query or "{" in op.path:
@@ -847,7 +858,8 @@ def _operation_object(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     if op.auth == "user":
         obj["security"] = [{USER_SCHEME: []}]
     elif op.auth == "installation":
-        obj["security"] = [{INSTALLATION_SCHEME: []}]
+        # OpenAPI 3.1 lets a bearer requirement name the roles it needs: here the scope.
+        obj["security"] = [{INSTALLATION_SCHEME: [op.scope] if op.scope else []}]
     else:
         obj["security"] = []
     params = _path_parameters(op.path)

@@ -7,9 +7,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cloud_server.accounts.scopes import ALL_INSTALLATION_SCOPES
 from cloud_server.accounts.tokens import is_well_formed_installation_token
 from cloud_server.db.engine import DB_SESSIONMAKER
 from cloud_server.db.models import Installation
+from cloud_server.openapi import INSTALLATION_SCHEME, OPENAPI_PATH
 
 
 async def test_create_list_and_use_token(engine_settings, make_app, create_user, auth_headers):
@@ -219,3 +221,42 @@ async def test_scoped_tokens_through_the_api(engine_settings, make_app, create_u
             headers=auth_headers(access),
         )
         assert refused.status == 422
+
+
+async def test_every_scoped_operation_refuses_a_token_without_its_scope(
+    server_settings, make_app, create_user, auth_headers
+):
+    """What the document says an installation operation needs is what its handler enforces:
+    a token lacking the scope gets the documented 403, every other operation lets it in."""
+    client = await make_app(server_settings)
+    _, access = await create_user()
+    document = await (await client.get(OPENAPI_PATH)).json()
+    operations = [
+        (method, path, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if INSTALLATION_SCHEME in (op["security"] or [{}])[0]
+    ]
+    scoped = {path for _, path, op in operations if op["security"][0][INSTALLATION_SCHEME]}
+    assert {"/api/chat", "/api/chat/stream", "/api/installation/memory", "/mcp"} <= scoped
+    for held in ALL_INSTALLATION_SCOPES:
+        made = await client.post(
+            "/api/installations",
+            json={"name": f"Only {held}", "scopes": [held]},
+            headers=auth_headers(access),
+        )
+        token = (await made.json())["token"]
+        for method, path, op in operations:
+            needed = op["security"][0][INSTALLATION_SCHEME]
+            response = await client.request(
+                method,
+                path,
+                json={} if method == "post" else None,
+                headers={**auth_headers(token), "Accept": "application/json, text/event-stream"},
+            )
+            if needed and held not in needed:
+                assert response.status == 403, (held, method, path)
+                assert (await response.json())["code"] == "forbidden"
+                assert "forbidden" in op["responses"]["403"]["x-error-codes"]
+            else:
+                assert response.status != 403, (held, method, path, await response.text())

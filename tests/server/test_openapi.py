@@ -84,7 +84,20 @@ def test_both_security_schemes_and_their_use(server_settings: Settings) -> None:
     assert schemes[INSTALLATION_SCHEME]["scheme"] == "bearer"
     ops = {(m, p): op for p, item in document["paths"].items() for m, op in item.items()}
     assert ops[("get", "/api/auth/me")]["security"] == [{USER_SCHEME: []}]
-    assert ops[("post", "/api/chat")]["security"] == [{INSTALLATION_SCHEME: []}]
+    # An installation operation names the scope it needs (OpenAPI 3.1 roles) and its 403.
+    assert ops[("post", "/api/chat")]["security"] == [{INSTALLATION_SCHEME: ["chat"]}]
+    assert ops[("post", "/api/installation/memory")]["security"] == [
+        {INSTALLATION_SCHEME: ["memory:write"]}
+    ]
+    assert ops[("get", "/api/installation")]["security"] == [{INSTALLATION_SCHEME: []}]
+    for op in ops.values():
+        needed = [
+            scope
+            for requirement in op["security"]
+            for scope in requirement.get(INSTALLATION_SCHEME, [])
+        ]
+        refusals = op["responses"].get("403", {}).get("x-error-codes", [])
+        assert bool(needed) == ("forbidden" in refusals), op["operationId"]
     assert ops[("post", "/api/auth/login")]["security"] == []
     # Every operation that needs a token says so, with the 401 codes it can answer.
     for (_method, _path), op in ops.items():
