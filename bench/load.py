@@ -232,6 +232,13 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
         }
         async with Cluster(work_dir, fake_url, env) as cluster:
             tokens = await installations(session, cluster.url, cfg.concurrency)
+            if cfg.facts:
+                began = time.perf_counter()
+                await seed_facts(session, cluster.url, tokens, cfg.facts)
+                log(
+                    f"seeded {cfg.facts} facts x {len(tokens)} households in "
+                    f"{time.perf_counter() - began:.1f} s"
+                )
             clients = [HomeMindClient(session, cluster.url, token) for token in tokens]
             assert cluster.balancer is not None and cluster.balancer.process is not None
             servers = {
@@ -262,6 +269,56 @@ async def measure(cfg: argparse.Namespace, fake: Child, work_dir: Path) -> list[
             phases[-1].notes.append(f"requests HAProxy answered itself (no server up): {own}")
             phases[-1].notes.extend(haproxy_waits(lines))
     return phases
+
+
+# What a household has told Home Mind over a few weeks (each home gets these, seeded
+# through the installation API, so each turn's recall and extraction search real facts).
+HOUSEHOLD_FACTS = (
+    "The cat is called Miso and is not allowed in the bedroom.",
+    "We like the bedroom at eighteen degrees at night.",
+    "The bins go out on Monday evening.",
+    "Anna starts work at seven and leaves the house at half past six.",
+    "The heating in the living room is the Tado thermostat.",
+    "Leo is allergic to peanuts.",
+    "The garden lights should be off after eleven.",
+    "Grandma visits every second Sunday.",
+    "The dishwasher runs best on the eco programme at night.",
+    "We are vegetarian on weekdays.",
+    "The car charger is in the garage and the car is a Renault Zoe.",
+    "The Wi-Fi router is in the hallway cupboard.",
+    "Tom works from home on Wednesdays and Fridays.",
+    "The plants on the balcony need water twice a week in summer.",
+    "The dog Bruno gets fed at eight and at six.",
+    "Our electricity is cheapest between one and five in the morning.",
+    "The front door lock is a Nuki and it locks itself at midnight.",
+    "The kids go to bed at half past eight on school nights.",
+    "The guest room radiator is usually off.",
+    "We prefer warm white light in the evening.",
+    "The washing machine is in the basement.",
+    "Anna's birthday is on the fourteenth of March.",
+    "The recycling collection is every other Thursday.",
+    "The boiler service is due in October.",
+    "Tom likes the news summary with his morning coffee.",
+)
+
+
+async def seed_facts(session: Any, url: str, tokens: list[str], facts: int) -> None:
+    """`facts` facts for each household, through the balancer (one embedding each)."""
+    chosen = [HOUSEHOLD_FACTS[i % len(HOUSEHOLD_FACTS)] for i in range(facts)]
+    if facts > len(HOUSEHOLD_FACTS):
+        chosen = [f"{fact} (note {i})" for i, fact in enumerate(chosen)]
+
+    async def household(token: str) -> None:
+        for content in chosen:
+            async with session.post(
+                f"{url}/api/installation/memory",
+                json={"content": content},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                assert response.status in (200, 201), await response.text()
+
+    for start in range(0, len(tokens), 20):
+        await asyncio.gather(*(household(t) for t in tokens[start : start + 20]))
 
 
 async def installations(session: Any, url: str, count: int) -> list[str]:
@@ -456,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", default="ab", help="which phases to run (subset of ab)")
     parser.add_argument("--message", default=MESSAGE)
     parser.add_argument(
+        "--facts", type=int, default=25, help="facts each household has remembered (0: none)"
+    )
+    parser.add_argument(
         "--repeat-message",
         dest="repeat",
         action="store_true",
@@ -494,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         f"fake Claude: first token after {cfg.ttft * 1000:.0f} ms, then {cfg.tokens - 1} more "
         f"{cfg.token_delay * 1000:.0f} ms apart; phases of {cfg.duration:.0f} s after "
         f"{cfg.warmup:.0f} s warm-up; extraction {'on' if cfg.extraction else 'off'}, "
-        f"embedder {cfg.embedder}; "
+        f"embedder {cfg.embedder}; {cfg.facts} facts a household; "
         + ("the same message every turn" if cfg.repeat else "a new (numbered) message every turn")
     )
     if cfg.server_env or cfg.maxconn is not None:
