@@ -44,7 +44,10 @@ _GENERATIONS: Table = MemoryGeneration.__table__  # type: ignore[assignment]
 _GENERATION_OF = text(f"SELECT generation FROM {_GENERATIONS.name} WHERE user_id = :user_id")  # noqa: S608
 _MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
 
-MAX_HOUSEHOLDS = 64
+# Households whose matrix stays cached. The vector bound below is the memory bound; this
+# one only caps the per-household overhead (ids and speaker codes, a few KB each). At 64,
+# bench/load.py's 200 households (25 facts each) re-read their vectors on every turn.
+MAX_HOUSEHOLDS = 10_000
 # And at most this many vectors in all (512 float32 each: 2 KB; 200k = 400 MB).
 MAX_CACHED_VECTORS = 200_000
 # Query embeddings started ahead of their search (recall starts one per turn).
