@@ -427,12 +427,12 @@ async def measure(
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session, home as (hass, agent_id):
         client = HomeMindClient(session, server["url"], server["token"])
+        # One numbering for every path: (b) and (c) share the server and its query cache.
+        message = next_message(cfg.message, repeat=cfg.repeat)
         every = {
-            "a": make_sdk_turn(sdk, next_message(cfg.message, repeat=cfg.repeat), expected),
-            "b": make_client_turn(client, next_message(cfg.message, repeat=cfg.repeat), expected),
-            "c": make_ha_turn(
-                hass, agent_id, next_message(cfg.message, repeat=cfg.repeat), expected
-            ),
+            "a": make_sdk_turn(sdk, message, expected),
+            "b": make_client_turn(client, message, expected),
+            "c": make_ha_turn(hass, agent_id, message, expected),
         }
         turns = {key: turn for key, turn in every.items() if key in cfg.paths}
         names = list(turns)
