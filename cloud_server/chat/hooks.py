@@ -12,6 +12,7 @@ which `create_app` calls before `setup_chat`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -102,8 +103,13 @@ class MemoryProvider(Protocol):
         chat: ChatRequest,
         reply: str,
         access: ChatAccess,
+        *,
+        recalled: Sequence[RecalledFact] | None = None,
     ) -> None:
-        """Schedule extraction after the answer was sent; must not delay or fail the answer."""
+        """Schedule extraction after the answer was sent; must not delay or fail the answer.
+
+        `recalled`: what `recall` gave this turn, when no server tool ran since (None:
+        the recall failed, or the memory may have changed)."""
         ...
 
 

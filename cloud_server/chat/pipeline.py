@@ -189,6 +189,9 @@ class ChatTurn:
         self.conversation_id = chat.conversation_id or new_id()
         # For the metrics: recall's duration and outcome, each failed Claude call's kind.
         self.recall_seconds: float | None = None
+        # What recall gave the prompt, for the extraction after the turn (None: recall
+        # failed, or a server tool ran, so the memory may have changed since).
+        self.recalled: list[RecalledFact] | None = None
         self.recall_outcome = "ok"
         self.upstream_failures: list[str] = []
 
@@ -276,6 +279,7 @@ class ChatTurn:
                 b for b in calls if b.name in server_names and b.name != persona.TASK_RESULT_TOOL
             ]
             if server_calls:
+                self.recalled = None
                 results = await self._run_server_tools(server_calls, deadline)
             if ha_calls:
                 self.tool_calls = [
@@ -319,7 +323,9 @@ class ChatTurn:
         started = time.monotonic()
         try:
             async with asyncio.timeout(RECALL_TIMEOUT):
-                return list(await self.provider.recall(self.principal, self.chat, query))
+                facts = list(await self.provider.recall(self.principal, self.chat, query))
+            self.recalled = facts
+            return facts
         except TimeoutError:
             self.recall_outcome = "timeout"
             LOGGER.warning("Memory recall took too long; answering without memories")

@@ -51,6 +51,7 @@ from .hooks import (
     ChatAccess,
     ChatGate,
     ChatOutcome,
+    RecalledFact,
 )
 from .pipeline import ChatTurn, ClientGone, CollectingSink
 from .rate_policy import chat_limits
@@ -268,11 +269,11 @@ async def _handle(
             return sse.response
         if sse is None:
             completed = True
-            _after_turn(app, principal, chat, answer, access)
+            _after_turn(app, principal, chat, answer, access, recalled=turn.recalled)
             return json_model(answer)
         await sse.finish(DoneEvent(response=answer))
         completed = True
-        _after_turn(app, principal, chat, answer, access)
+        _after_turn(app, principal, chat, answer, access, recalled=turn.recalled)
         return sse.response
     except ClientGone:
         error_code = "client_disconnected"
@@ -334,6 +335,8 @@ def _after_turn(
     chat: ChatRequest,
     answer: ChatResponse,
     access: ChatAccess,
+    *,
+    recalled: list[RecalledFact] | None,
 ) -> None:
     """Hand a finished user turn to memory extraction; it schedules its own work."""
     provider = app.get(MEMORY_PROVIDER)
@@ -341,7 +344,7 @@ def _after_turn(
     if provider is None or answer.stop_reason != "end_turn" or chat.mode == "task":
         return
     try:
-        provider.after_turn(principal, chat, answer.reply, access)
+        provider.after_turn(principal, chat, answer.reply, access, recalled=recalled)
     except Exception:
         LOGGER.exception("Memory after_turn failed; the answer is unaffected")
 

@@ -171,6 +171,24 @@ class MemoryBackend(Protocol):
         """
         ...
 
+    async def all_that_fit(
+        self,
+        user_id: str,
+        *,
+        speaker_id: str | None = None,
+        also_speakers: Sequence[str] = (),
+        cap: int,
+        max_chars: int,
+    ) -> builtins.list[MemoryRecord] | None:
+        """Every active fact `speaker_id` sees (household, own, `also_speakers`'), newest
+        first, when there are at most `cap` of them and their content plus 16 characters
+        each totals at most `max_chars`; None when they could not all fit.
+
+        One read for the chat's recall on every turn: a count that stops after `cap + 1`
+        facts decides first, so a large household costs no listing.
+        """
+        ...
+
     async def health(self) -> bool: ...
 
     async def close(self) -> None: ...

@@ -1,5 +1,7 @@
-"""After-turn extraction: a cheap model compares the turn with the nearest facts and
-decides add / update / delete / nothing.
+"""After-turn extraction: a cheap model compares the turn with the facts it touches and
+decides add / update / delete / nothing. Those facts are the ones the answer was given
+(the turn's recall, read for the same message), so an extraction reads nothing; only
+after a turn whose memory tools changed the memory does it search again.
 
 The model answers through a forced tool call (`tool_choice` names our one tool), so the
 decisions arrive as JSON the API has shaped by our schema, never as prose to be scanned.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anthropic
@@ -22,9 +24,10 @@ from anthropic.types import ToolParam
 from homemind_client.models import AssistantMessage, ChatRequest, ToolResultMessage, UserMessage
 
 from .. import prompts
+from ..chat.hooks import RecalledFact
 from ..settings import Settings
 from . import text as memtext
-from .backend import MemoryBackend, MemoryBackendError, MemoryNotFoundError, MemoryRecord, Source
+from .backend import MemoryBackend, MemoryBackendError, MemoryNotFoundError, Source
 from .filters import check_fact
 from .tools import MAX_TOOL_FACT_CHARS, category, fact_text
 
@@ -115,12 +118,23 @@ class Extractor:
         self._claude_for = claude_for
 
     async def extract(
-        self, user: str, speaker: str | None, chat: ChatRequest, reply: str, api_key: str
+        self,
+        user: str,
+        speaker: str | None,
+        chat: ChatRequest,
+        reply: str,
+        api_key: str,
+        *,
+        seen: Sequence[RecalledFact] | None = None,
     ) -> list[str]:
-        """Run one extraction; returns what was applied (for tests and logs). Never raises."""
+        """Run one extraction; returns what was applied (for tests and logs). Never raises.
+
+        `seen`: the facts the answer was given (its recall), when nothing changed the memory
+        since; the model is shown those in the turn's own scope. Without them it is shown
+        the nearest facts by a search."""
         try:
             async with asyncio.timeout(EXTRACTION_TIMEOUT):
-                return await self._extract(user, speaker, chat, reply, api_key)
+                return await self._extract(user, speaker, chat, reply, api_key, seen=seen)
         except asyncio.CancelledError:
             raise
         except Exception as err:
@@ -128,25 +142,45 @@ class Extractor:
             LOGGER.warning("Memory extraction failed (%s); nothing was changed", type(err).__name__)
             return []
 
+    async def _candidates(
+        self, user: str, speaker: str | None, last_user: str, seen: Sequence[RecalledFact] | None
+    ) -> list[tuple[str, str, str | None]]:
+        """(id, content, speaker id) of the facts the model may change: household and own."""
+        if seen is not None:
+            # The recall read them for this very message; another speaker's named facts
+            # are not this speaker's to change.
+            return [
+                (f.id, f.content, f.speaker_id)
+                for f in seen
+                if f.speaker_id is None or f.speaker_id == speaker
+            ]
+        # No fact in scope: nothing to compare with, so no search (and no query embedding).
+        in_scope = await self.backend.count_active(user, speaker_id=speaker, cap=1)
+        if not in_scope.facts:
+            return []
+        found = await self.backend.search(
+            user, last_user, speaker_id=speaker, limit=EXTRACTION_CANDIDATES
+        )
+        return [(r.id, r.content, r.speaker_id) for r in found]
+
     async def _extract(
-        self, user: str, speaker: str | None, chat: ChatRequest, reply: str, api_key: str
+        self,
+        user: str,
+        speaker: str | None,
+        chat: ChatRequest,
+        reply: str,
+        api_key: str,
+        *,
+        seen: Sequence[RecalledFact] | None,
     ) -> list[str]:
         last_user, transcript = turn_text(chat, reply)
         if len(memtext.content_terms(last_user)) < 2:
             return []
-        # No fact in scope: nothing to compare with, so no search (and no query embedding).
-        in_scope = await self.backend.count_active(user, speaker_id=speaker, cap=1)
-        candidates = (
-            await self.backend.search(
-                user, last_user, speaker_id=speaker, limit=EXTRACTION_CANDIDATES
-            )
-            if in_scope.facts
-            else []
-        )
-        known = {r.id: r for r in candidates}
+        candidates = await self._candidates(user, speaker, last_user, seen)
+        known = {fact_id for fact_id, _, _ in candidates}
         facts = [
-            {"id": r.id, "content": r.content, "scope": "speaker" if r.speaker_id else "household"}
-            for r in candidates
+            {"id": fact_id, "content": content, "scope": "speaker" if owner else "household"}
+            for fact_id, content, owner in candidates
         ]
         prompt = prompts.EXTRACTION_PROMPT.format(
             facts=json.dumps(facts, ensure_ascii=False), transcript=transcript
@@ -179,7 +213,7 @@ class Extractor:
         self,
         user: str,
         speaker: str | None,
-        known: dict[str, MemoryRecord],
+        known: set[str],
         decision: dict[str, Any],
     ) -> str | None:
         action = decision.get("action")
@@ -197,15 +231,15 @@ class Extractor:
                 source=source,
             )
             return f"add:{result.record.id}" if result.created else None
-        target = known.get(str(decision.get("id") or ""))
-        if target is None:
+        target = str(decision.get("id") or "")
+        if target not in known:
             return None  # only the candidates shown to the model may change
         if action == "update":
             if not check_fact(content).keep:
                 return None
-            new = await self.backend.supersede(user, target.id, content, source=source)
-            return f"update:{target.id}->{new.id}"
+            new = await self.backend.supersede(user, target, content, source=source)
+            return f"update:{target}->{new.id}"
         if action == "delete":
-            await self.backend.delete(user, target.id)
-            return f"delete:{target.id}"
+            await self.backend.delete(user, target)
+            return f"delete:{target}"
         return None

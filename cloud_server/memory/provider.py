@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import anthropic
@@ -96,18 +96,26 @@ class MemoryService:
         chat: ChatRequest,
         reply: str,
         access: ChatAccess,
+        *,
+        recalled: Sequence[RecalledFact] | None = None,
     ) -> None:
         # HOMEMIND_MEMORY_EXTRACTION=false: only the tools write to the memory.
         if self._closing or not self.settings.memory_extraction:
             return
-        self._spawn(self.extract(principal, chat, reply, access.api_key))
+        self._spawn(self.extract(principal, chat, reply, access.api_key, recalled=recalled))
 
     async def extract(
-        self, principal: InstallationPrincipal, chat: ChatRequest, reply: str, api_key: str
+        self,
+        principal: InstallationPrincipal,
+        chat: ChatRequest,
+        reply: str,
+        api_key: str,
+        *,
+        recalled: Sequence[RecalledFact] | None = None,
     ) -> list[str]:
         """Run one extraction; returns what was applied. Never raises."""
         return await self._extractor.extract(
-            principal.user_id, _speaker(chat), chat, reply, api_key
+            principal.user_id, _speaker(chat), chat, reply, api_key, seen=recalled
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

@@ -3,8 +3,10 @@ best matches for the turn first; beyond the budget only the best ranked for the 
 last user message. Recalls are counted (a ranking tie-break) off the turn, in batches.
 
 A turn sees the household's facts, its speaker's own and those of the people it names
-(speakers.py). The query's embedding starts first, on its own thread; the count (and
-list) and the search then run side by side, so a turn costs about the longest of them.
+(speakers.py). Most households' facts all fit: one read lists them and the words of the
+message order them, with no search and no query embedding (about 6 ms of CPU per turn with
+the multilingual model, the largest part of a turn's cost). Only a household whose facts do
+not fit is searched; for one known to be that large the embedding starts before the read.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ MIN_FACT_TOKENS = 5
 # per turn competed with the next turns' searches.
 USE_FLUSH_DELAY = 1.0
 
+# Households remembered as too large to list (their query embedding starts at once).
+LARGE_HOUSEHOLDS_KEPT = 10_000
+
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 
 
@@ -50,6 +55,17 @@ def fact_tokens(record: MemoryRecord) -> int:
     return memtext.estimate_tokens(record.content) + 4
 
 
+def by_words(
+    records: list[MemoryRecord], query: str
+) -> tuple[list[MemoryRecord], list[MemoryRecord]]:
+    """(all of `records`, those sharing words with `query` first, best first; those that
+    share any). The sort is stable: among equals the given (newest first) order stays."""
+    relevance = memtext.Relevance(query)
+    scores = {r.id: relevance(r.content) for r in records}
+    ordered = sorted(records, key=lambda r: -scores[r.id])
+    return ordered, [r for r in ordered if scores[r.id] > 0]
+
+
 class Recall:
     """Chooses the facts of one turn's prompt and counts their use."""
 
@@ -61,6 +77,8 @@ class Recall:
         self._uses: dict[str, Counter[str]] = {}
         self._use_flush: asyncio.Task[None] | None = None
         self._flush_now = asyncio.Event()
+        # Households whose facts did not fit at their last recall (oldest first).
+        self._large: dict[str, None] = {}
 
     async def named(self, user: str, speaker: str | None, query: str) -> dict[str, str]:
         """The household's speakers the turn names (id -> name), the speaker excluded."""
@@ -73,23 +91,17 @@ class Recall:
 
     async def _everything(
         self, user: str, speaker: str | None, also: list[str]
-    ) -> list[MemoryRecord]:
-        """Every fact the turn may see when they could all fit the budget, else []."""
-        # A capped count decides first: listing up to 201 facts on every turn only to find
-        # they do not fit cost as much as the search itself.
+    ) -> list[MemoryRecord] | None:
+        """Every fact the turn may see, newest first, when they fit the budget; else None."""
         cap = min(RECALL_ALL_MAX, self.budget_tokens // MIN_FACT_TOKENS)
-        size = await self.backend.count_active(
-            user, speaker_id=speaker, cap=cap + 1, also_speakers=also
+        # Each fact costs at least a quarter of its characters plus 4 tokens: the backend's
+        # bound skips the listing only where the exact sum below could not fit either.
+        everything = await self.backend.all_that_fit(
+            user, speaker_id=speaker, also_speakers=also, cap=cap, max_chars=4 * self.budget_tokens
         )
-        # Each fact costs at least a quarter of its characters plus 4 tokens: a lower
-        # bound, so listing is skipped only where the exact sum could not fit either.
-        if size.facts == 0 or size.facts > cap:
-            return []
-        if size.chars + 4 * 4 * size.facts > 4 * self.budget_tokens:
-            return []
-        return await self.backend.list(
-            user, speaker_id=speaker, all_speakers=False, limit=cap, also_speakers=also
-        )
+        if everything is None or sum(fact_tokens(r) for r in everything) > self.budget_tokens:
+            return None
+        return everything
 
     async def _ranked(
         self, user: str, speaker: str | None, query: str, also: list[str]
@@ -101,30 +113,34 @@ class Recall:
         )
 
     async def facts(self, user: str, speaker: str | None, query: str) -> list[RecalledFact]:
-        if query.strip():
+        searched = user in self._large and bool(query.strip())
+        if searched:
             self.backend.prepare_query(query)  # the embedding runs while we read below
         names = await self.named(user, speaker, query)
         also = list(names)
-        everything, ranked = await asyncio.gather(
-            self._everything(user, speaker, also), self._ranked(user, speaker, query, also)
-        )
-        fits = bool(everything) and sum(fact_tokens(r) for r in everything) <= self.budget_tokens
-        if fits:
-            seen = {r.id for r in ranked}
-            chosen = ranked + [r for r in everything if r.id not in seen]
-        else:
-            chosen, used = [], 0
-            for record in ranked:
-                cost = fact_tokens(record)
-                if used + cost > self.budget_tokens:
-                    break
-                chosen.append(record)
-                used += cost
-        if ranked:
-            # By id: `r in chosen` compared whole records, field by field, pair by pair.
-            chosen_ids = {r.id for r in chosen}
-            self._count_use(user, [r.id for r in ranked if r.id in chosen_ids])
+        everything = await self._everything(user, speaker, also)
+        if everything is not None:
+            self._large.pop(user, None)
+            chosen, matching = by_words(everything, query)
+            self._count_use(user, [r.id for r in matching])
+            return [recalled(r, names) for r in chosen]
+        self._note_large(user)  # the search embeds the query (if `searched` did not)
+        chosen, used = [], 0
+        for record in await self._ranked(user, speaker, query, also):
+            cost = fact_tokens(record)
+            if used + cost > self.budget_tokens:
+                break
+            chosen.append(record)
+            used += cost
+        self._count_use(user, [r.id for r in chosen])
         return [recalled(r, names) for r in chosen]
+
+    def _note_large(self, user: str) -> None:
+        """Remember (a bounded LRU) that this household's facts did not fit."""
+        self._large.pop(user, None)
+        self._large[user] = None
+        if len(self._large) > LARGE_HOUSEHOLDS_KEPT:
+            del self._large[next(iter(self._large))]
 
     def _count_use(self, user_id: str, ids: list[str]) -> None:
         if not ids:

@@ -363,6 +363,23 @@ class ShodhMemoryBackend:
             user_id, speaker_id=speaker_id, cap=cap, also_speakers=also_speakers
         )
 
+    async def all_that_fit(
+        self,
+        user_id: str,
+        *,
+        speaker_id: str | None = None,
+        also_speakers: Sequence[str] = (),
+        cap: int,
+        max_chars: int,
+    ) -> builtins.list[MemoryRecord] | None:
+        return await self.store.all_that_fit(
+            user_id,
+            speaker_id=speaker_id,
+            also_speakers=also_speakers,
+            cap=cap,
+            max_chars=max_chars,
+        )
+
     async def health(self) -> bool:
         return await self.store.health() and await self.client.health()
 

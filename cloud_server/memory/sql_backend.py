@@ -442,6 +442,31 @@ class SqlMemoryBackend:
             raise MemoryBackendError("memory count failed") from err
         return ActiveCount(facts=int(row[0]), chars=int(row[1] or 0))
 
+    async def all_that_fit(
+        self,
+        user_id: str,
+        *,
+        speaker_id: str | None = None,
+        also_speakers: Sequence[str] = (),
+        cap: int,
+        max_chars: int,
+    ) -> builtins.list[MemoryRecord] | None:
+        ids = visible_speakers(speaker_id, also_speakers)
+        params: dict[str, Any] = {"user": user_id, "cap": max(0, cap) + 1}
+        params.update((f"speaker{n}", speaker) for n, speaker in enumerate(ids))
+        try:
+            # One connection for both statements: a checkout costs more than a statement.
+            async with self._reader.connect() as connection:
+                facts, chars = await self._one_row(connection, _count_sql(len(ids)), params)
+                if not facts:
+                    return []
+                if facts > cap or int(chars or 0) + 16 * facts > max_chars:
+                    return None
+                rows = await self._rows(connection, _newest_sql(len(ids)), params)
+        except SQLAlchemyError as err:
+            raise MemoryBackendError("memory read failed") from err
+        return [self._record(row) for row in rows]
+
     async def _one_row(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
     ) -> Sequence[Any]:
@@ -649,6 +674,15 @@ def _count_sql(speakers: int) -> Any:
 
 
 _SELECT = "SELECT " + ", ".join(f"m.{name}" for name in _FIELDS)
+
+
+@functools.cache
+def _newest_sql(speakers: int) -> Any:
+    """`all_that_fit`'s listing: the active facts in scope, newest first, at most `:cap`."""
+    return _typed(
+        f"{_SELECT} FROM memories AS m WHERE m.user_id = :user AND m.superseded_by IS NULL"
+        f"{_scope_sql(f'speakers{speakers}')} ORDER BY m.created_at DESC, m.id DESC LIMIT :cap"
+    )
 
 
 @functools.cache

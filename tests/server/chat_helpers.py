@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,8 @@ class DictMemory:
         chat: ChatRequest,
         reply: str,
         access: ChatAccess,
+        *,
+        recalled: Sequence[RecalledFact] | None = None,
     ) -> None:
         self.finished_turns.append(reply)
 
@@ -147,6 +150,8 @@ class NoMemory:
         chat: ChatRequest,
         reply: str,
         access: ChatAccess,
+        *,
+        recalled: Sequence[RecalledFact] | None = None,
     ) -> None:
         return None
 

@@ -5,9 +5,11 @@ The embedder is the real in-process model (the pinned ONNX file); nothing is moc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, select, update
@@ -18,6 +20,7 @@ from cloud_server.memory import text as memtext
 from cloud_server.memory.cli import reindex
 from cloud_server.memory.embedder import Embedder, EmbedderError, build_embedder, verified
 from cloud_server.memory.models import MemoryVector
+from cloud_server.memory.recall import Recall
 from cloud_server.memory.sql_backend import SqlMemoryBackend, sql_backend_for
 from cloud_server.memory.vectors import VectorIndex
 from tests.server.conftest import add_user_row
@@ -117,6 +120,63 @@ async def test_the_multilingual_model_recalls_paraphrases_in_other_languages(
     assert not set(memtext.content_terms(question)) & set(memtext.content_terms(fact))
     hits = [r.content for r in await backend.search(env.user, question, limit=3)]
     assert fact in hits
+
+
+class QueryCounter:
+    """The real embedder, counting the queries it embeds."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.inner = embedder
+        self.model_id = embedder.model_id
+        self.dimension = embedder.dimension
+        self.min_similarity = embedder.min_similarity
+        self.margin = embedder.margin
+        self.queries: list[str] = []
+
+    async def embed_query(self, text: str) -> Any:
+        self.queries.append(text)
+        return await self.inner.embed_query(text)
+
+    async def embed_documents(self, texts: Sequence[str]) -> Any:
+        return await self.inner.embed_documents(texts)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_the_query_is_embedded_only_for_a_household_whose_facts_do_not_fit(
+    env: Env,
+) -> None:
+    counter = QueryCounter(env.embedder)
+    backend = Env(env.engine, env.user, counter).backend()
+    tasks: list[asyncio.Task[Any]] = []
+
+    def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        tasks.append(asyncio.ensure_future(coro))
+        return tasks[-1]
+
+    recall = Recall(backend, 60, spawn)
+    for content in [BRUNO, CHALET, TAP]:
+        await backend.add(env.user, content)
+    # Three facts fit 60 tokens: all of them, the one sharing the turn's words first.
+    question = "Should the garden tap be drained tonight?"
+    assert [f.content for f in await recall.facts(env.user, None, question)] == [
+        TAP,
+        CHALET,
+        BRUNO,
+    ]
+    assert counter.queries == []
+    # Seven do not: the turn's question is embedded, and the paraphrase is found by meaning.
+    for content in OTHERS:
+        await backend.add(env.user, content)
+    paraphrase = "Is it OK to give the dog a bit of chocolate cake?"
+    assert BRUNO in [f.content for f in await recall.facts(env.user, None, paraphrase)]
+    assert counter.queries == [paraphrase]
+    # The household is known to be large now: the next question is embedded once, early.
+    assert CHALET in [f.content for f in await recall.facts(env.user, None, "Warm up the cabin")]
+    assert counter.queries == [paraphrase, "Warm up the cabin"]
+    recall.flush_now()
+    await asyncio.gather(*tasks)
 
 
 async def test_a_fact_without_vector_is_still_found_lexically(env: Env) -> None:

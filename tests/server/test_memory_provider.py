@@ -4,6 +4,7 @@ Claude is the fake Messages API on 127.0.0.1; everything else is the real app.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from cloud_server.memory.provider import MemoryService
 from cloud_server.memory.setup import MEMORY_BACKEND, MEMORY_SERVICE
 from cloud_server.settings import Settings
 from homemind_client.models import ChatRequest
-from tests.fakes.claude import FakeClaude, error, text, tool_use
+from tests.fakes.claude import FakeClaude, RecordedRequest, error, text, tool_use
 
 KEY = "sk-ant-test-fake"
 
@@ -70,6 +71,12 @@ async def env(
 
 def extraction_answer(*decisions: dict[str, Any]) -> Any:
     return tool_use(DECISIONS_TOOL, {"decisions": list(decisions)})
+
+
+def offered_facts(request: RecordedRequest) -> list[str]:
+    """The contents of the facts an extraction request offers to change (its JSON list)."""
+    facts = json.loads(request.messages[0]["content"].splitlines()[1])  # EXTRACTION_PROMPT
+    return [fact["content"] for fact in facts]
 
 
 async def test_a_fact_told_in_one_chat_is_in_the_prompt_of_the_next(env: Env) -> None:
@@ -286,6 +293,46 @@ async def test_extraction_offers_the_facts_in_the_speakers_scope_only(env: Env) 
     await env.service.extract(env.principal(), ana, "Noted.", KEY)
     offered = env.fake.last_request.messages[0]["content"]
     assert "Ana loves pop music" in offered and "Dad loves rock music" not in offered
+
+
+async def test_the_extraction_is_shown_the_facts_the_answer_was_given(env: Env) -> None:
+    # Twelve short household facts fit the prompt together: the answer is given all of
+    # them, and so is the extraction (a search would have offered the nearest ten).
+    household = [f"Plant {n} on the windowsill gets water on day {n}" for n in range(12)]
+    for content in household:
+        await env.backend.add(env.user_id, content)
+    await env.backend.note_speaker(env.user_id, "ana", "Ana")
+    await env.backend.add(env.user_id, "Ana loves jazz", speaker_id="ana")
+    await env.backend.add(env.user_id, "Dad loves rock music", speaker_id="dad")
+    env.fake.script(text("Ana loves jazz."), extraction_answer())
+    chat = {"message": "What music does Ana like?", "speaker": {"id": "dad", "name": "Dad"}}
+    response = await env.client.post("/api/chat", json=chat, headers=env.headers)
+    assert response.status == 200, await response.text()
+    await env.service.drain()
+    answered, extraction = env.fake.requests
+    assert "Ana loves jazz" in answered.system_text  # Dad named Ana: her fact helps him
+    offered = offered_facts(extraction)
+    assert all(content in offered for content in household)
+    assert "Dad loves rock music" in offered
+    # Ana's own fact is hers to change, not Dad's.
+    assert "Ana loves jazz" not in offered
+
+
+async def test_after_a_memory_tool_the_extraction_sees_the_memory_as_it_is_now(env: Env) -> None:
+    await env.backend.add(env.user_id, "The bins go out on Monday")
+    env.fake.script(
+        tool_use("memory_remember", {"content": "The recycling goes out on Thursday"}),
+        text("Noted."),
+        extraction_answer(),
+    )
+    chat = {"message": "Remember the recycling goes out on Thursday, the bins on Monday"}
+    response = await env.client.post("/api/chat", json=chat, headers=env.headers)
+    assert response.status == 200, await response.text()
+    await env.service.drain()
+    # The fact the tool stored after the recall is offered, so it is not added twice.
+    offered = offered_facts(env.fake.requests[-1])
+    assert "The recycling goes out on Thursday" in offered
+    assert "The bins go out on Monday" in offered
 
 
 @pytest.mark.parametrize(
