@@ -31,9 +31,10 @@ RECALL_ALL_MAX = 200
 # The least a fact costs in the prompt (`fact_tokens` of a one-character fact): more
 # than budget / this many facts can never all fit.
 MIN_FACT_TOKENS = 5
-# Recalls are counted in one write per this many seconds at most, off the turn: a write
-# per turn competed with the next turns' searches.
-USE_FLUSH_DELAY = 1.0
+# Recalls are counted off the turn, a household's in one write per this many seconds at
+# most: its turns meanwhile share that write (under load a write per turn cost more CPU
+# than the recall's own read, bench/load.py). A crash loses at most this much counting.
+USE_FLUSH_DELAY = 5.0
 
 # Households remembered as too large to list (their query embedding starts at once).
 LARGE_HOUSEHOLDS_KEPT = 10_000

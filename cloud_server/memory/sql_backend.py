@@ -14,13 +14,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, delete, func, or_, select, text, update
+from sqlalchemy import Select, Table, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from ..db.base import new_id, utcnow
+from ..db.base import UTCDateTime, new_id, utcnow
 from ..db.reads import driver_fetch_all, plain_rows, reader
 from . import text as memtext
 from .backend import (
@@ -315,23 +315,17 @@ class SqlMemoryBackend:
         if not memory_ids or times < 1:
             return
         ids = sorted(set(memory_ids))
-        async with self._engine.begin() as connection:
+        postgres = self._engine.dialect.name == "postgresql"
+        now = utcnow()
+        # Each batch is one statement, atomic on its own: a count is a ranking tie-break,
+        # and a connection in autocommit spares PostgreSQL's BEGIN and COMMIT round trips.
+        async with self._reader.connect() as connection:
             for start in range(0, len(ids), _ID_BATCH):
                 batch = ids[start : start + _ID_BATCH]
-                if connection.dialect.name == "postgresql":
-                    # Concurrent turns count overlapping facts: lock the rows in one order
-                    # first, or two UPDATEs that lock them in different orders deadlock.
-                    await connection.execute(
-                        select(_TABLE.c.id)
-                        .where(_by_ids(user_id, batch))
-                        .order_by(_TABLE.c.id)
-                        .with_for_update()
-                    )
-                await connection.execute(
-                    update(_TABLE)
-                    .where(_by_ids(user_id, batch))
-                    .values(use_count=_TABLE.c.use_count + times, last_used_at=utcnow())
-                )
+                params: dict[str, Any] = {"user": user_id, "times": times, "now": now}
+                params.update((f"id{n}", memory_id) for n, memory_id in enumerate(batch))
+                await connection.execute(_count_use_sql(len(batch), postgres), params)
+            await connection.commit()
 
     async def set_index_ref(self, user_id: str, memory_id: str, ref: str | None) -> None:
         async with self._sessionmaker() as session, session.begin():
@@ -691,6 +685,24 @@ def _by_ids_sql(n: int) -> Any:
     off the owner index). Only placeholders are interpolated."""
     ids = ", ".join(f":id{i}" for i in range(n))
     return _typed(f"{_SELECT} FROM memories m WHERE m.id IN ({ids}) AND m.user_id || '' = :user")
+
+
+@functools.cache
+def _count_use_sql(n: int, postgres: bool) -> Any:
+    """`mark_used`'s statement for `n` ids. On PostgreSQL concurrent turns count overlapping
+    facts: the subquery locks the rows in id order first, or two UPDATEs locking them in
+    different orders deadlock. Only placeholders are interpolated."""
+    ids = ", ".join(f":id{i}" for i in range(n))
+    if postgres:
+        where = (
+            f"id IN (SELECT id FROM memories WHERE id IN ({ids}) AND user_id = :user "  # noqa: S608
+            "ORDER BY id FOR UPDATE)"
+        )
+    else:
+        where = f"id IN ({ids}) AND user_id || '' = :user"  # see `_by_ids`
+    return text(
+        f"UPDATE memories SET use_count = use_count + :times, last_used_at = :now WHERE {where}"  # noqa: S608
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
 class SqliteMemoryBackend(SqlMemoryBackend):
