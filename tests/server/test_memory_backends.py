@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +242,18 @@ async def test_use_breaks_ties_only(env: Env) -> None:
     # A better text match still wins over a much-used one.
     c = (await env.backend.add(user, "The hall lamp bravo is dimmable hall lamp")).record
     assert (await env.backend.search(user, "hall lamp dimmable"))[0].id == c.id
+
+
+async def test_concurrent_counts_of_overlapping_facts_all_land(env: Env) -> None:
+    # Two instances' flushes count the same facts at once, each in its own order: on
+    # PostgreSQL rows locked in different orders would deadlock (and lose a batch).
+    user = await env.new_user()
+    ids = [(await env.backend.add(user, f"Shelf {n} holds box {n}")).record.id for n in range(30)]
+    orders = [random.Random(seed).sample(ids, len(ids)) for seed in range(12)]
+    await asyncio.gather(*(env.backend.mark_used(user, order, times=2) for order in orders))
+    for fact_id in ids:
+        record = await env.backend.get(user, fact_id)
+        assert record.use_count == 24 and record.last_used_at is not None
 
 
 @pytest.mark.parametrize(
