@@ -662,14 +662,18 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve_fake(args.ttft, args.token_delay, args.tokens))
         return 0
     if args.role == "server":
+        from cloud_server.lifecycle import event_loop_factory
+
+        # The event loop `homemind-server serve` runs on (uvloop where installed).
+        loop_factory = event_loop_factory()
         if args.profile_server:
             import cProfile
 
             with cProfile.Profile() as profiler:
-                asyncio.run(serve_server())
+                asyncio.run(serve_server(), loop_factory=loop_factory)
             profiler.dump_stats(args.profile_server)
         else:
-            asyncio.run(serve_server())
+            asyncio.run(serve_server(), loop_factory=loop_factory)
         return 0
 
     cfg = Config(
@@ -703,10 +707,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "messages: the same every turn (query embeddings cached)"
         if cfg.repeat
-        else "messages: numbered, a new question every turn (each recall embeds its query)"
+        else "messages: numbered, a new question every turn (no cached query embedding)"
     )
+    from cloud_server.lifecycle import event_loop_factory
+
+    loop = "uvloop" if event_loop_factory() is not None else "asyncio"
     print(
-        "processes: fake Claude | cloud_server (aiohttp, SQLite, self-hosted) | "
+        f"processes: fake Claude | cloud_server (aiohttp on {loop}, SQLite, self-hosted) | "
         "load generator + HA core"
     )
     print(flush=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .accounts.cli import register_commands as register_account_commands
-from .lifecycle import serve
+from .lifecycle import event_loop_factory, serve
 from .memory.cli import register_commands as register_memory_commands
 from .observability.logs import configure_logging, configured_secrets, register_secrets
 from .server_secrets import ConfigError, load_server_secrets
@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     url = f"http://{settings.host}:{settings.port}"
     print(f"Home Mind server {__version__} ({settings.mode}) on {url}", flush=True)
     print(f"  API {url}/api · health {url}/healthz · data in {settings.data_dir}", flush=True)
-    asyncio.run(serve(app, settings.host, settings.port))
+    asyncio.run(serve(app, settings.host, settings.port), loop_factory=event_loop_factory())
     return 0
 
 

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -133,6 +133,17 @@ async def drain(app: web.Application) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(_ABORT_GRACE):
             await state.idle.wait()
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (every platform but Windows), else None
+    (asyncio's own). Under load it cut the server's CPU per chat turn by about a tenth
+    (bench/load.py): socket reads and writes, timers and callbacks cost less in it."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def serve(app: web.Application, host: str, port: int) -> None:
