@@ -184,8 +184,8 @@ class MemoryBackend(Protocol):
         first, when there are at most `cap` of them and their content plus 16 characters
         each totals at most `max_chars`; None when they could not all fit.
 
-        One read for the chat's recall on every turn: a count that stops after `cap + 1`
-        facts decides first, so a large household costs no listing.
+        One read for the chat's recall on every turn: the newest `cap + 1` facts (an index
+        walk that stops there, in a household of any size).
         """
         ...
 

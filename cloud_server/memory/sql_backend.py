@@ -446,20 +446,20 @@ class SqlMemoryBackend:
         max_chars: int,
     ) -> builtins.list[MemoryRecord] | None:
         ids = visible_speakers(speaker_id, also_speakers)
+        # One more than `cap`: a household with more facts is told apart in the same read.
         params: dict[str, Any] = {"user": user_id, "cap": max(0, cap) + 1}
         params.update((f"speaker{n}", speaker) for n, speaker in enumerate(ids))
         try:
-            # One connection for both statements: a checkout costs more than a statement.
             async with self._reader.connect() as connection:
-                facts, chars = await self._one_row(connection, _count_sql(len(ids)), params)
-                if not facts:
-                    return []
-                if facts > cap or int(chars or 0) + 16 * facts > max_chars:
-                    return None
                 rows = await self._rows(connection, _newest_sql(len(ids)), params)
         except SQLAlchemyError as err:
             raise MemoryBackendError("memory read failed") from err
-        return [self._record(row) for row in rows]
+        if len(rows) > cap:
+            return None
+        records = [self._record(row) for row in rows]
+        if sum(len(r.content) for r in records) + 16 * len(records) > max_chars:
+            return None
+        return records
 
     async def _one_row(
         self, connection: AsyncConnection, stmt: Any, params: dict[str, Any]
