@@ -36,6 +36,10 @@ concurrency 50, where the token rate sets the load. At concurrency 50 the worker
 are spread over one turn (steady state); the "burst" rows start all 50 at once. CPU per turn
 of each process and the TCP connections the server accepted are printed too.
 
+This process's full garbage collections are timed per measured phase and printed: HA core
+lives here, and one full collection (tens to a couple of hundred ms) delays every turn in
+flight, which shows in (c)'s p99 at c=50 and is not the server's doing.
+
 Timings are printed, never asserted. "Added" figures are differences of percentiles
 (p99(b) - p99(a)), not percentiles of per-turn differences.
 """
@@ -45,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import itertools
 import json
@@ -402,7 +407,12 @@ class Cpu:
 
 
 async def measure(
-    cfg: Config, server: dict[str, Any], fake: Child, server_pid: int | None, tmp: Path
+    cfg: Config,
+    server: dict[str, Any],
+    fake: Child,
+    server_pid: int | None,
+    tmp: Path,
+    pauses: GcPauses,
 ) -> tuple[dict[tuple[str, str], Series], dict[str, Cpu]]:
     import aiohttp
     import anthropic
@@ -450,6 +460,7 @@ async def measure(
 
         # Concurrency 1, interleaved: a, b, c, then b, c, a, ...
         started = time.perf_counter()
+        pauses.phase = "all paths, c=1"
         before = cpu_seconds(fake.pid), cpu_seconds(server_pid), cpu_seconds()
         for key in names:
             results[key, "1"] = Series()
@@ -458,6 +469,7 @@ async def measure(
                 results[key, "1"].add(await guarded(turns[key]))
                 await asyncio.sleep(cfg.think)
         after = cpu_seconds(fake.pid), cpu_seconds(server_pid), cpu_seconds()
+        pauses.phase = None
         # Server CPU per turn that went through it; fake and bench per turn of any path.
         through = max(1, cfg.samples * len([k for k in names if k != "a"]))
         every_turn = max(1, cfg.samples * len(names))
@@ -486,6 +498,7 @@ async def measure(
             await asyncio.sleep(0.5)
             # Steady state: workers start spread over one turn's time, then loop.
             series = results[key, high] = Series()
+            pauses.phase = f"{PATHS[key]}, c={high} steady"
             before = cpu_seconds(fake.pid), cpu_seconds(server_pid), cpu_seconds()
             await asyncio.gather(
                 *(
@@ -495,15 +508,46 @@ async def measure(
             )
             await asyncio.sleep(0.3)  # let this path's extractions finish (counted)
             after = cpu_seconds(fake.pid), cpu_seconds(server_pid), cpu_seconds()
+            pauses.phase = None
             n = max(1, cfg.concurrency * cfg.rounds)
             cpu[key] = Cpu(*((x - y) * 1000 / n for x, y in zip(after, before, strict=True)))
             if cfg.burst:
                 # All turns at once: what a synchronised spike of requests costs.
                 series = results[key, f"{high} burst"] = Series()
+                pauses.phase = f"{PATHS[key]}, c={high} burst"
                 await asyncio.gather(*(worker(key, series, 0, 1) for _ in range(cfg.concurrency)))
+                pauses.phase = None
                 await asyncio.sleep(0.3)
             log(f"concurrency {high} {PATHS[key]}: {time.perf_counter() - started:.1f} s")
     return results, cpu
+
+
+class GcPauses:
+    """This process's full (generation 2) garbage collections, timed, by measured phase.
+
+    HA core and the load generator share this process: a full collection stops both for
+    up to a couple of hundred ms, and any turn in flight (mostly (c), whose HA side runs
+    here) is that much later. Printed so such a pause is not mistaken for the server's."""
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.seen: dict[str, list[float]] = {}
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, stage: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if stage == "start":
+            self._started = time.perf_counter()
+        elif self.phase is not None:
+            self.seen.setdefault(self.phase, []).append(time.perf_counter() - self._started)
 
 
 def log(message: str) -> None:
@@ -597,6 +641,21 @@ def report(
         " least two content words; the fake answers them at once)"
     )
     return "\n".join(out)
+
+
+def gc_report(pauses: GcPauses) -> str:
+    """This process's full collections per measured phase (every turn in flight waits)."""
+    if not pauses.seen:
+        return "This process made no full garbage collection during the measured phases."
+    rows = [
+        [phase, str(len(times)), ms(max(times)), ms(sum(times))]
+        for phase, times in pauses.seen.items()
+    ]
+    return (
+        "Full garbage collections of this process (HA core + load generator) while measuring; "
+        "each one delays every turn in flight here\n"
+        + table(["phase", "count", "longest ms", "total ms"], rows)
+    )
 
 
 def _cpu_cells(cpu: Cpu) -> list[str]:
@@ -750,12 +809,15 @@ def main(argv: list[str] | None = None) -> int:
                 logging.getLogger(name).setLevel(logging.ERROR)
             asyncio.set_event_loop_policy(runner.HassEventLoopPolicy(False))
             started = time.perf_counter()
-            results, cpu = asyncio.run(measure(cfg, ready, fake, server.pid, tmp))
+            with GcPauses() as pauses:
+                results, cpu = asyncio.run(measure(cfg, ready, fake, server.pid, tmp, pauses))
             log(f"measured in {time.perf_counter() - started:.1f} s")
         finally:
             server.stop()
             fake.stop()
     print(report(cfg, results, cpu, fake.final))
+    print()
+    print(gc_report(pauses))
     if server.final:
         print(
             f"Server saw {server.final['connections']} TCP connections for "
