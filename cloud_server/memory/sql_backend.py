@@ -338,7 +338,8 @@ class SqlMemoryBackend:
     async def note_speaker(self, user_id: str, speaker_id: str, name: str) -> None:
         """Record the speaker's current name (a write only when this process has not yet)."""
         name = name.strip()[:200]
-        if not name or not self._names.is_new(user_id, speaker_id, name):
+        # Before the write: the next turn knows the name even while the write waits.
+        if not name or not self._names.hear(user_id, speaker_id, name):
             return
         values = {"user_id": user_id, "speaker_id": speaker_id, "name": name}
         async with self._engine.begin() as connection:
@@ -362,9 +363,7 @@ class SqlMemoryBackend:
                 rows = await plain_rows(connection, _SPEAKERS_OF, {"user_id": user_id})
         except SQLAlchemyError as err:
             raise MemoryBackendError("could not read the speakers") from err
-        names = {speaker_id: name for speaker_id, name in rows}
-        self._names.put(user_id, names, mark)
-        return names
+        return self._names.put(user_id, {speaker_id: name for speaker_id, name in rows}, mark)
 
     # --- reading ---------------------------------------------------------------
 

@@ -8,10 +8,14 @@ only the ranked facts do.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from cloud_server.accounts.principal import InstallationPrincipal
 from cloud_server.chat.hooks import RecalledFact
@@ -193,8 +197,72 @@ def test_names_read_while_this_instance_noted_one_are_not_kept() -> None:
     whole TTL; it is not kept, and the next recall reads again."""
     names = SpeakerNames(clock=lambda: 0.0)
     mark = names.mark()
+    assert names.hear("household", PETRA["id"], PETRA["name"])
     names.noted("household", PETRA["id"], PETRA["name"])
-    names.put("household", {}, mark)  # what the read found: from before the write
+    # What the read found is from before the write: not kept, but the name is not lost.
+    assert names.put("household", {}, mark) == {PETRA["id"]: PETRA["name"]}
     assert names.get("household") is None
     names.put("household", {PETRA["id"]: PETRA["name"]}, names.mark())
     assert names.get("household") == {PETRA["id"]: PETRA["name"]}
+    assert not names.hear("household", PETRA["id"], PETRA["name"])  # written once
+
+
+def test_a_heard_name_is_known_until_its_write_lands() -> None:
+    """Between hearing a name and its write committing (or after the write failed), every
+    read of the household's names carries it; once written, the database's copy does."""
+    names = SpeakerNames(clock=lambda: 0.0)
+    names.put("household", {TOM["id"]: "Tom"}, names.mark())
+    assert names.hear("household", PETRA["id"], PETRA["name"])
+    assert names.get("household") == {TOM["id"]: "Tom", PETRA["id"]: PETRA["name"]}
+    assert names.put("household", {}, names.mark()) == {PETRA["id"]: PETRA["name"]}
+    # The write failed: the next request that carries the name writes it again.
+    assert names.hear("household", PETRA["id"], PETRA["name"])
+    names.noted("household", PETRA["id"], PETRA["name"])
+    assert names.put("household", {}, names.mark()) == {}  # forgotten elsewhere: read wins
+    names.forget_user("household")
+    assert names.hear("household", PETRA["id"], PETRA["name"])
+    names.forget_user("household")
+    assert names.put("household", {}, names.mark()) == {}
+
+
+@asynccontextmanager
+async def speakers_table_held(env: Env) -> AsyncIterator[None]:
+    """Another connection holds the write lock that a write of a speaker's name needs, as a
+    busy database does: reads go on, the write waits until the lock is let go."""
+    url = env.engine.url
+    if url.get_backend_name() == "sqlite":
+        holder = sqlite3.connect(str(url.database), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    async with env.engine.connect() as connection:
+        await connection.execute(text("LOCK TABLE memory_speakers IN EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            await connection.rollback()
+
+
+async def test_a_name_is_known_to_the_next_turn_while_its_write_waits(
+    env: Env, tmp_path: Path
+) -> None:
+    """Petra says good morning, then the kitchen satellite asks about her before the
+    database has taken her name: the satellite's turn sees her fact, with her name."""
+    user = await env.new_user()
+    svc = service(env, tmp_path)
+    await env.backend.add(user, LATE_SHIFTS, speaker_id=PETRA["id"])
+    async with speakers_table_held(env):
+        await recall(svc, user, "Good morning", PETRA)
+        await asyncio.sleep(0.2)  # the name's write has started and waits for the lock
+        facts = await recall(svc, user, "Will Petra be home for dinner on Friday?")
+        shown = [f for f in facts if f.content == LATE_SHIFTS]
+        assert [f.speaker_name for f in shown] == ["Petra Novak"]
+    await svc.drain()
+    # The write landed once the lock was let go: another instance reads the name.
+    there = sql_backend_for(env.engine, make_sessionmaker(env.engine))
+    assert await there.speakers(user) == {PETRA["id"]: PETRA["name"]}
+    await there.close()
