@@ -157,6 +157,7 @@ async def serve_server() -> None:
     from cloud_server.accounts import installations, service
     from cloud_server.app import create_app
     from cloud_server.db.engine import DB_SESSIONMAKER
+    from cloud_server.lifecycle import freeze_start_up_objects
     from cloud_server.observability.logs import configure_logging
     from cloud_server.server_secrets import load_server_secrets
     from cloud_server.settings import Settings
@@ -181,6 +182,7 @@ async def serve_server() -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
+    freeze_start_up_objects()  # as `serve` does (cloud_server/lifecycle.py)
     port = runner.addresses[0][1]
     # An installation token minted through our own accounts code (as the CLI does).
     async with app[DB_SESSIONMAKER].begin() as session:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import secrets
 import signal
@@ -169,6 +170,10 @@ async def test_sigterm_in_process_finishes_the_request_then_closes_db_redis_and_
                             if health.status == 200:
                                 break
                     await asyncio.sleep(0.05)
+                # What start-up built is out of every garbage collection's walk (a full one
+                # stopped every stream for ~200 ms with it: cloud_server/lifecycle.py).
+                assert gc.get_freeze_count() > 0
+                assert not any(obj is app for obj in gc.get_objects())
                 _, _, _, token = await sign_up(session, url)
                 engine, limiter = app[DB_ENGINE], app[LIMITER]
                 assert isinstance(limiter, RedisLimiter)
@@ -194,7 +199,9 @@ async def test_sigterm_in_process_finishes_the_request_then_closes_db_redis_and_
             release.set()
             if not serving.done():
                 serving.cancel()
-    # Everything the app opened is closed.
+    # The embedding program's objects are collectable again; everything the app opened is
+    # closed.
+    assert gc.get_freeze_count() == 0
     assert engine.pool.checkedout() == 0 and engine.pool.checkedin() == 0
     assert limiter._redis is None
     assert app[CLAUDE_CLIENTS]._http.is_closed
