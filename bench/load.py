@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a setting for both servers, e.g. HOMEMIND_DB_POOL_SIZE=30 (repeatable)",
     )
     parser.add_argument(
-        "--maxconn", type=int, help="HOMEMIND_SERVER_MAXCONN for HAProxy (its default: 64)"
+        "--maxconn", type=int, help="HOMEMIND_SERVER_MAXCONN for HAProxy (its default: 100)"
     )
     cfg = parser.parse_args(argv)
     if cfg.quick:
