@@ -181,8 +181,8 @@ async def serve_server() -> None:
     app.middlewares.append(count_connections)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
     freeze_start_up_objects()  # as `serve` does (cloud_server/lifecycle.py)
+    await web.TCPSite(runner, settings.host, settings.port).start()
     port = runner.addresses[0][1]
     # An installation token minted through our own accounts code (as the CLI does).
     async with app[DB_SESSIONMAKER].begin() as session:

@@ -164,9 +164,10 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     try:
+        # Before the socket opens: no request waits for this collection.
+        freeze_start_up_objects()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        freeze_start_up_objects()
         stop = asyncio.Event()
         for signum in signals:
             loop.add_signal_handler(signum, stop.set)
